@@ -1,0 +1,384 @@
+//! Run directories: where a run's rings live, the manifest that lists them, and cleaning up
+//! after runs whose writer died.
+
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::record::{Record, RecordType};
+use crate::ring::{RingFile, WriterMode};
+use crate::writer::Writer;
+
+/// Name of the manifest file in a run directory.
+pub const MANIFEST_NAME: &str = "manifest.json";
+/// Name of the lock file that the run's owner holds locked for the run's whole life.
+pub const LOCK_NAME: &str = "writer.lock";
+/// Version of the manifest format.
+pub const MANIFEST_VERSION: u32 = 1;
+/// Environment variable that overrides [`default_base_dir`].
+pub const BASE_DIR_ENV: &str = "ALPHAPULSE_SHM_DIR";
+/// Largest manifest a reader accepts.
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// Where run directories go: `$ALPHAPULSE_SHM_DIR` if set, else `/dev/shm/alphapulse`.
+pub fn default_base_dir() -> PathBuf {
+    std::env::var_os(BASE_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/dev/shm/alphapulse"))
+}
+
+/// Checks that `name` can be used as a file name: 1 to 100 of `[A-Za-z0-9._-]`, not `.`/`..`.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName { name: name.into() })
+    }
+}
+
+/// One ring of a run, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestRing {
+    /// File name inside the run directory, `<exchange>.<stream>`.
+    pub file: String,
+    /// Exchange id: the `exchange_id` its records carry and an index into `exchanges`.
+    pub exchange_id: u16,
+    /// `trades` or `book`.
+    pub stream: String,
+    /// Record type number (1 trade, 2 book update).
+    pub record_type: u32,
+    /// Record size in bytes.
+    pub record_size: u32,
+    /// Capacity in records.
+    pub capacity: u64,
+    /// Writer mode.
+    pub mode: WriterMode,
+}
+
+impl ManifestRing {
+    /// The record type, if known.
+    pub fn record_type(&self) -> Option<RecordType> {
+        RecordType::from_raw(self.record_type)
+    }
+}
+
+/// The manifest of a run directory: what a reader needs to find and name every ring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// [`MANIFEST_VERSION`].
+    pub version: u32,
+    /// The run's id, also the directory's name.
+    pub run_id: String,
+    /// Pid of the process that owns the run.
+    pub writer_pid: u32,
+    /// Exchange names, indexed by exchange id.
+    pub exchanges: Vec<String>,
+    /// Symbol names, indexed by symbol id.
+    pub symbols: Vec<String>,
+    /// The rings.
+    pub rings: Vec<ManifestRing>,
+}
+
+impl Manifest {
+    /// Reads and validates the manifest of the run directory `dir`.
+    ///
+    /// Refuses a symlink, a file over 16 MiB, invalid JSON, unknown fields, another manifest
+    /// version, ring file names that are not plain names, and rings whose record type and size
+    /// disagree.
+    pub fn read(dir: &Path) -> Result<Self, Error> {
+        let path = dir.join(MANIFEST_NAME);
+        let bad = |reason: String| Error::BadManifest {
+            path: path.clone(),
+            reason,
+        };
+        let fd = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::NOENT => bad(format!(
+                "no manifest: is {} a run directory?",
+                dir.display()
+            )),
+            e => Error::io(&path, "opening the manifest", e),
+        })?;
+        let mut text = String::new();
+        File::from(fd)
+            .take(MAX_MANIFEST_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io(&path, "reading the manifest", e))?;
+        if text.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(bad(format!("larger than {MAX_MANIFEST_BYTES} bytes")));
+        }
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if manifest.version != MANIFEST_VERSION {
+            return Err(bad(format!(
+                "manifest version {}; this build reads version {MANIFEST_VERSION}",
+                manifest.version
+            )));
+        }
+        for ring in &manifest.rings {
+            check_name(&ring.file).map_err(|e| bad(e.to_string()))?;
+            match ring.record_type() {
+                Some(t) if t.size() == ring.record_size as usize => {}
+                _ => {
+                    return Err(bad(format!(
+                        "ring {:?}: record type {} with size {} is not one this build reads",
+                        ring.file, ring.record_type, ring.record_size
+                    )))
+                }
+            }
+        }
+        Ok(manifest)
+    }
+}
+
+/// A run directory that this process owns: it creates the rings in it and removes it on drop.
+///
+/// The directory is created 0700 under a base directory that must be a real directory (not a
+/// symlink) owned by this user; every file in it is created 0600, exclusively, without following
+/// symlinks, relative to the directory's own descriptor. A lock file held for the run's life
+/// tells [`clean_stale_runs`] that the run is alive.
+pub struct RunDir {
+    path: PathBuf,
+    dir: OwnedFd,
+    _lock: File,
+    files: Vec<String>,
+    keep: bool,
+}
+
+impl RunDir {
+    /// Creates the run directory `base/run_id`, creating `base` (0700) if it does not exist.
+    pub fn create(base: &Path, run_id: &str) -> Result<Self, Error> {
+        check_name(run_id)?;
+        let base_fd = open_base(base)?;
+        let path = base.join(run_id);
+        rustix::fs::mkdirat(&base_fd, run_id, Mode::RWXU).map_err(|e| {
+            Error::io(
+                &path,
+                "creating the run directory (it must not exist yet)",
+                e,
+            )
+        })?;
+        let dir = rustix::fs::openat(
+            &base_fd,
+            run_id,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(&path, "opening the run directory", e))?;
+        let lock = create_file(&dir, &path, LOCK_NAME)
+            .and_then(|f| {
+                rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive)
+                    .map_err(|e| Error::io(path.join(LOCK_NAME), "locking the run", e))?;
+                Ok(f)
+            })
+            .inspect_err(|_| {
+                let _ = rustix::fs::unlinkat(&dir, LOCK_NAME, AtFlags::empty());
+                let _ = rustix::fs::unlinkat(&base_fd, run_id, AtFlags::REMOVEDIR);
+            })?;
+        Ok(Self {
+            path,
+            dir,
+            _lock: lock,
+            files: vec![LOCK_NAME.to_owned()],
+            keep: false,
+        })
+    }
+
+    /// Creates ring `name` for records `R` with `capacity` records (a power of two) and returns
+    /// its writer. See [`Writer`] for the invariants and `RingFile` creation for the file rules:
+    /// a full tmpfs is an [`Error::NoSpace`] here, never a SIGBUS later.
+    pub fn create_ring<R: Record>(
+        &mut self,
+        name: &str,
+        capacity: u64,
+        mode: WriterMode,
+    ) -> Result<Writer<R>, Error> {
+        let ring = RingFile::<R>::create(self.dir.as_fd(), &self.path, name, capacity, mode)?;
+        self.files.push(name.to_owned());
+        Ok(Writer::new(ring))
+    }
+
+    /// Writes `manifest` atomically (a 0600 temporary file, then a rename) as this run's manifest.
+    pub fn write_manifest(&mut self, manifest: &Manifest) -> Result<(), Error> {
+        let tmp = format!("{MANIFEST_NAME}.tmp");
+        let path = self.path.join(MANIFEST_NAME);
+        let mut file = create_file(&self.dir, &self.path, &tmp)?;
+        self.files.push(tmp.clone());
+        let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes");
+        file.write_all(&json)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(&path, "writing the manifest", e))?;
+        rustix::fs::renameat(&self.dir, &tmp, &self.dir, MANIFEST_NAME)
+            .map_err(|e| Error::io(&path, "renaming the manifest into place", e))?;
+        self.files.retain(|f| f != &tmp);
+        self.files.push(MANIFEST_NAME.to_owned());
+        Ok(())
+    }
+
+    /// The run directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps the directory on drop instead of removing it (for inspection after a run).
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        for name in &self.files {
+            let _ = rustix::fs::unlinkat(&self.dir, name.as_str(), AtFlags::empty());
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+fn create_file(dir: &OwnedFd, dir_path: &Path, name: &str) -> Result<File, Error> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    )
+    .map(File::from)
+    .map_err(|e| {
+        Error::io(
+            dir_path.join(name),
+            "creating the file (it must not exist yet)",
+            e,
+        )
+    })
+}
+
+/// Opens `base`, creating it 0700 if missing, and checks that it is a directory owned by this
+/// user that nobody else can write into.
+fn open_base(base: &Path) -> Result<OwnedFd, Error> {
+    match rustix::fs::mkdir(base, Mode::RWXU) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(Error::io(base, "creating the base directory", e)),
+    }
+    let unsafe_dir = |reason: &str| Error::UnsafeDirectory {
+        path: base.to_owned(),
+        reason: format!("{reason}; remove it or choose another with ${BASE_DIR_ENV}"),
+    };
+    let fd = rustix::fs::open(
+        base,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::LOOP | Errno::NOTDIR => unsafe_dir("not a directory (or a symlink)"),
+        e => Error::io(base, "opening the base directory", e),
+    })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(base, "reading status", e))?;
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(unsafe_dir("owned by another user"));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(unsafe_dir("writable by group or others"));
+    }
+    Ok(fd)
+}
+
+/// A run directory that [`clean_stale_runs`] looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanedRun {
+    /// The directory.
+    pub path: PathBuf,
+    /// Whether it was removed (its owner was dead) or kept (its owner is alive).
+    pub removed: bool,
+}
+
+/// Removes the run directories under `base` whose owning process is dead, and nothing else.
+///
+/// A run is alive while its owner holds the lock on its `writer.lock`; the kernel drops the lock
+/// when the owner exits however it exits, so this is immune to pid reuse. A directory without
+/// a lock file is only removed if it is older than a minute (a creation interrupted midway), and
+/// entries that are not plain run directories are left alone.
+pub fn clean_stale_runs(base: &Path) -> Result<Vec<CleanedRun>, Error> {
+    let entries = match std::fs::read_dir(base) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(base, "listing the base directory", e)),
+    };
+    let base_fd = open_base(base)?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(base, "listing the base directory", e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if check_name(&name).is_err() {
+            continue;
+        }
+        let path = base.join(&name);
+        let Ok(dir) = rustix::fs::openat(
+            &base_fd,
+            name.as_str(),
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        let dead = match rustix::fs::openat(
+            &dir,
+            LOCK_NAME,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(lock) => rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok(),
+            Err(_) => rustix::fs::fstat(&dir)
+                .map(|st| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() as i64)
+                        .unwrap_or(0);
+                    now - st.st_mtime > 60
+                })
+                .unwrap_or(false),
+        };
+        if dead {
+            remove_run(&dir, &path)?;
+            rustix::fs::unlinkat(&base_fd, name.as_str(), AtFlags::REMOVEDIR)
+                .map_err(|e| Error::io(&path, "removing the run directory", e))?;
+        }
+        out.push(CleanedRun {
+            path,
+            removed: dead,
+        });
+    }
+    Ok(out)
+}
+
+fn remove_run(dir: &OwnedFd, path: &Path) -> Result<(), Error> {
+    for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, "listing the run", e))? {
+        let entry = entry.map_err(|e| Error::io(path, "listing the run", e))?;
+        let name = entry.file_name();
+        rustix::fs::unlinkat(dir, name.as_os_str(), AtFlags::empty())
+            .map_err(|e| Error::io(path.join(&name), "removing", e))?;
+    }
+    Ok(())
+}
