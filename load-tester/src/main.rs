@@ -1,1 +1,5 @@
-fn main() {}
+//! `load-tester`: see the library crate for everything it does.
+
+fn main() {
+    std::process::exit(alphapulse_load_tester::app::main());
+}

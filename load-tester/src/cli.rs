@@ -1,0 +1,186 @@
+//! The command line, exactly as the user types it. Checks that need more than one flag, or the
+//! file system, live in [`crate::config`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Load tester and latency profiler for the AlphaPulse shared-memory market-data bus.
+///
+/// Simulates exchanges that publish trades and order-book updates into lock-free rings in
+/// /dev/shm at exact open-loop rates, measures every write in nanoseconds, and judges the run
+/// against performance targets. Exit status: 0 passed, 1 targets missed, 2 usage or configuration
+/// error, 3 run invalid (the tester itself could not keep up), 130/143 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "load-tester", version, allow_negative_numbers = true)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A maintenance command instead of a load test.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The load test (the default command).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Commands other than the load test.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Remove the shared-memory run directories of runs whose process died.
+    Clean {
+        /// Base directory of run directories [default: $ALPHAPULSE_SHM_DIR or /dev/shm/alphapulse].
+        #[arg(long, value_name = "DIR")]
+        shm_dir: Option<PathBuf>,
+    },
+}
+
+/// How the generator waits for the next intended send time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PacingArg {
+    /// Sleep until shortly before the send time, then spin: modest CPU, wake-up jitter of a few
+    /// microseconds shows in lag and response time.
+    Hybrid,
+    /// Spin on the clock: one core at 100%, the lowest lag.
+    Spin,
+}
+
+/// What a writer does when a reader falls a whole ring behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Never block; lapped readers count their losses (market-data semantics).
+    Overwrite,
+    /// Refuse the write (counted as a buffer overflow) rather than overwrite unread records.
+    Backpressure,
+}
+
+/// Options of the load test.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Number of simulated exchanges
+    #[arg(short = 'e', long, value_name = "NUM", default_value_t = 3,
+          value_parser = |s: &str| whole(s, 1, MAX_EXCHANGES))]
+    pub exchanges: u64,
+
+    /// Target trades per second per exchange
+    #[arg(short = 't', long, value_name = "TPS", default_value_t = 10_000,
+          value_parser = |s: &str| whole(s, 0, MAX_RATE_PER_STREAM))]
+    pub trades_per_second: u64,
+
+    /// Target orderbook updates per second per exchange
+    #[arg(short = 'o', long, value_name = "OPS", default_value_t = 5_000,
+          value_parser = |s: &str| whole(s, 0, MAX_RATE_PER_STREAM))]
+    pub orderbook_updates_per_second: u64,
+
+    /// Test duration in seconds, after the warm-up
+    #[arg(short = 'd', long, value_name = "SECS", default_value_t = 60,
+          value_parser = |s: &str| whole(s, 1, MAX_DURATION_SECS))]
+    pub duration_secs: u64,
+
+    /// Number of symbols to simulate per exchange
+    #[arg(short = 's', long, value_name = "COUNT", default_value_t = 10,
+          value_parser = |s: &str| whole(s, 1, MAX_SYMBOLS))]
+    pub symbol_count: u64,
+
+    /// Enable verbose output: per-exchange tables, clock cost, logs on stderr
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Save results to JSON file
+    #[arg(long, value_name = "FILE")]
+    pub json_output: Option<PathBuf>,
+
+    /// Seconds of load before measurement starts; measured and reported, kept out of the verdict
+    #[arg(long, value_name = "SECS", default_value_t = 1,
+          value_parser = |s: &str| whole(s, 0, 3600))]
+    pub warmup_secs: u64,
+
+    /// Seed of the market simulation; the same seed gives the same records
+    #[arg(long, value_name = "N", default_value_t = 42,
+          value_parser = |s: &str| whole(s, 0, u64::MAX))]
+    pub seed: u64,
+
+    /// How the generator waits for each send time
+    #[arg(long, value_enum, default_value_t = PacingArg::Hybrid)]
+    pub pacing: PacingArg,
+
+    /// Hybrid pacing: spin (instead of sleeping) this many microseconds before each send time
+    #[arg(long, value_name = "US", default_value_t = 10,
+          value_parser = |s: &str| whole(s, 0, 10_000))]
+    pub spin_us: u64,
+
+    /// Generator threads; exchanges are spread over them
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = |s: &str| whole(s, 1, 256))]
+    pub threads: u64,
+
+    /// Pin generator thread i to the i-th core of this comma-separated list
+    #[arg(long, value_name = "CORES", value_delimiter = ',',
+          value_parser = |s: &str| whole(s, 0, 4095))]
+    pub pin_cores: Vec<u64>,
+
+    /// What writers do when a reader falls a whole ring behind
+    #[arg(long, value_enum, default_value_t = ModeArg::Overwrite)]
+    pub mode: ModeArg,
+
+    /// Records per ring, a power of two [default: half a second of the stream's rate, 4096 at least]
+    #[arg(long, value_name = "N", value_parser = |s: &str| whole(s, 2, 1 << 30))]
+    pub ring_capacity: Option<u64>,
+
+    /// TOML file of performance targets that replace the defaults (see docs/measurement.md)
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+
+    /// The run is INVALID when the generator's own lag at p99 exceeds this (microseconds)
+    #[arg(long, value_name = "US", default_value_t = 1000,
+          value_parser = |s: &str| whole(s, 1, 60_000_000))]
+    pub lag_budget_us: u64,
+
+    /// Base directory of the run's shared memory [default: /dev/shm/alphapulse]
+    #[arg(long, value_name = "DIR", env = "ALPHAPULSE_SHM_DIR")]
+    pub shm_dir: Option<PathBuf>,
+
+    /// Keep the run's shared-memory directory after the run (remove it with `load-tester clean`)
+    #[arg(long)]
+    pub keep_shm: bool,
+}
+
+/// Most exchanges a run may simulate.
+pub const MAX_EXCHANGES: u64 = 256;
+/// Most messages per second one stream of one exchange may target.
+pub const MAX_RATE_PER_STREAM: u64 = 50_000_000;
+/// Longest duration: 30 days.
+pub const MAX_DURATION_SECS: u64 = 30 * 86_400;
+/// Most symbols per exchange.
+pub const MAX_SYMBOLS: u64 = 10_000;
+
+/// Parses a whole number in `min..=max`, with an error that says what is accepted.
+fn whole(s: &str, min: u64, max: u64) -> Result<u64, String> {
+    let what = || format!("must be a whole number from {min} to {max}");
+    let value: u64 = s.trim().replace('_', "").parse().map_err(|_| what())?;
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(what())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn whole_numbers_are_range_checked() {
+        assert_eq!(whole("10_000", 0, 20_000), Ok(10_000));
+        assert!(whole("-5", 0, 10).is_err());
+        assert!(whole("abc", 0, 10).is_err());
+        assert!(whole("99999999999999999999999", 0, u64::MAX).is_err());
+        assert!(whole("11", 0, 10).is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! The final report, in the layout of the original design's "Output Example", followed by the
+//! targets table, response time and generator lag, and with `-v` per-exchange tables.
+
+use std::fmt::Write as _;
+
+use ::console::{style, StyledObject};
+
+use super::{human_ns, thousands};
+use crate::results::{LatencySummary, Results, StreamThroughput};
+use crate::verdict::Outcome;
+
+const RULE: &str = "═══════════════════════════════════════";
+
+/// Green for 95% and above, yellow for 80-94%, red below 80%.
+fn achievement(pct: f64) -> StyledObject<String> {
+    let text = format!("{pct:.0}%");
+    if pct >= 95.0 {
+        style(text).green()
+    } else if pct >= 80.0 {
+        style(text).yellow()
+    } else {
+        style(text).red()
+    }
+}
+
+fn latency_lines(out: &mut String, title: &str, s: &LatencySummary) {
+    let _ = writeln!(out, "{title}:");
+    for (name, v) in [("P50", s.p50), ("P90", s.p90), ("P99", s.p99), ("P99.9", s.p999), ("Max", s.max)] {
+        let _ = writeln!(out, "  {:<7}{:>9} ns ({:.3} μs)", format!("{name}:"), v, v as f64 / 1e3);
+    }
+}
+
+fn stream_row(name: &str, t: &StreamThroughput) -> String {
+    format!(
+        "  {name:<16} sent {:>13}  target {:>11}/s  actual {:>11}/s  peak {:>11}/s  {}",
+        thousands(t.sent),
+        thousands(t.target_rate as u64),
+        thousands(t.actual_rate.round() as u64),
+        thousands(t.peak_rate as u64),
+        achievement(t.achievement_pct)
+    )
+}
+
+/// Renders the report.
+pub fn render(r: &Results, verbose: bool) -> String {
+    let mut out = String::new();
+    let plan = &r.plan;
+    let first = plan.exchanges.first();
+    let per_ex = |f: fn(&crate::plan::ExchangePlan) -> u64| first.map(f).unwrap_or(0);
+    let _ = writeln!(out, "\n{RULE}\n       LOAD TEST RESULTS\n{RULE}\n");
+    let _ = writeln!(out, "Configuration:");
+    let _ = writeln!(out, "  Exchanges: {}", plan.exchanges.len());
+    let _ = writeln!(
+        out,
+        "  Target TPS: {} per exchange ({} total)",
+        per_ex(|e| e.trades_per_sec),
+        plan.target_rate(crate::plan::Stream::Trades)
+    );
+    let _ = writeln!(
+        out,
+        "  Target OPS: {} per exchange ({} total)",
+        per_ex(|e| e.book_per_sec),
+        plan.target_rate(crate::plan::Stream::Book)
+    );
+    let _ = writeln!(out, "  Duration: {}s (+{}s warm-up)", plan.duration_secs, plan.warmup_secs);
+    let _ = writeln!(out, "  Symbols: {}", plan.symbols.len());
+    if verbose {
+        let _ = writeln!(
+            out,
+            "  Pacing: {:?} (spin {} us), threads {}, mode {}, seed {}",
+            plan.pacing.mode,
+            plan.pacing.spin_ns / 1000,
+            plan.threads,
+            if plan.backpressure { "backpressure" } else { "overwrite" },
+            plan.seed
+        );
+    }
+    if let Some(signal) = &r.interrupted {
+        let _ = writeln!(
+            out,
+            "  {}",
+            style(format!("Interrupted by {signal} after {:.1}s of measurement", r.measured_secs)).yellow()
+        );
+    }
+
+    let tp = &r.throughput;
+    let _ = writeln!(out, "\nThroughput:");
+    let _ = writeln!(out, "  Total Trades: {}", thousands(tp.trades.sent));
+    let _ = writeln!(out, "  Total Orderbook Updates: {}", thousands(tp.book.sent));
+    let _ = writeln!(out, "  Actual TPS: {:.0}", tp.trades.actual_rate);
+    let _ = writeln!(out, "  Actual OPS: {:.0}", tp.book.actual_rate);
+    let _ = writeln!(out, "  Peak 1-second rate: {} msgs/s", thousands(tp.total.peak_rate as u64));
+    if tp.total.backlog > 0 {
+        let _ = writeln!(out, "  Due but never sent: {}", style(thousands(tp.total.backlog)).red());
+    }
+
+    let _ = writeln!(out);
+    latency_lines(&mut out, "Write Latency", &r.latency.service.all);
+
+    let res = &r.resources;
+    let _ = writeln!(out, "\nResource Usage (tester process; CPU 100% = one core):");
+    let _ = writeln!(out, "  Peak CPU: {:.1}%", res.cpu_peak_pct);
+    let _ = writeln!(out, "  Avg CPU:  {:.1}%", res.cpu_avg_pct);
+    let _ = writeln!(out, "  Peak Mem: {:.0} MiB", res.rss_peak_mib);
+    let _ = writeln!(out, "  Avg Mem:  {:.0} MiB", res.rss_avg_mib);
+    if verbose {
+        let _ = writeln!(
+            out,
+            "  Of peak: {:.1} MiB private, {:.1} MiB ring pages; system CPU {:.1}% of all cores",
+            res.rss_anon_peak_mib, res.rss_shmem_peak_mib, res.system_cpu_avg_pct
+        );
+        let _ = writeln!(
+            out,
+            "  Page faults {} minor / {} major; context switches {} voluntary / {} involuntary",
+            thousands(res.minor_faults),
+            thousands(res.major_faults),
+            thousands(res.voluntary_switches),
+            thousands(res.involuntary_switches)
+        );
+    }
+
+    let e = &r.errors;
+    let _ = writeln!(out, "\nErrors:");
+    let _ = writeln!(out, "  Write failures: {}", thousands(e.write_failures));
+    let _ = writeln!(out, "  Buffer overflows: {}", thousands(e.buffer_overflows));
+    let _ = writeln!(out, "  Error rate: {:.4}%", e.error_rate_pct);
+    if let Some(d) = &r.degradation {
+        let _ = writeln!(
+            out,
+            "  Degradation (first vs last tenth): write P99 {} -> {}, rate {:.0} -> {:.0} msgs/s, RSS {:.1} -> {:.1} MiB",
+            human_ns(d.service_p99_first_ns),
+            human_ns(d.service_p99_last_ns),
+            d.rate_first,
+            d.rate_last,
+            d.rss_first_mib,
+            d.rss_last_mib
+        );
+    }
+
+    let _ = writeln!(out, "\nTargets:");
+    for c in &r.verdict.checks {
+        let mark = if c.passed { style("✓".to_string()).green() } else { style("✗".to_string()).red() };
+        let _ = writeln!(
+            out,
+            "  {mark} {:<32} {:>14} {:<6} target {} {}",
+            c.name,
+            match c.unit.as_str() {
+                "%" => format!("{:.3}", c.measured),
+                "MiB" => format!("{:.1}", c.measured),
+                _ => thousands(c.measured.round() as u64),
+            },
+            c.unit,
+            c.target,
+            c.unit
+        );
+    }
+
+    let _ = writeln!(out, "\n{RULE}");
+    let status = match r.verdict.outcome {
+        Outcome::Passed => style("✓ PASSED".to_string()).green().bold(),
+        Outcome::Failed => style("✗ FAILED".to_string()).red().bold(),
+        Outcome::Invalid => style("⚠ INVALID".to_string()).yellow().bold(),
+    };
+    let _ = writeln!(out, "Status: {status}");
+    if let Some(reason) = &r.verdict.invalid_reason {
+        let _ = writeln!(out, "  {reason}");
+    }
+    let _ = writeln!(out, "TPS Achievement: {}", achievement(tp.trades.achievement_pct));
+    let _ = writeln!(out, "OPS Achievement: {}", achievement(tp.book.achievement_pct));
+
+    let _ = writeln!(out);
+    latency_lines(&mut out, "Response Time (from intended send time, coordinated omission included)", &r.latency.response.all);
+    let _ = writeln!(out);
+    latency_lines(&mut out, "Generator Lag (how late the tester started each write)", &r.latency.lag.all);
+    let g = &r.generator;
+    let _ = writeln!(
+        out,
+        "  Budget: P99 <= {}; generator time {:.0}% waiting, {:.0}% in writes, {:.0}% generating and measuring",
+        human_ns(g.lag_budget_ns),
+        g.wait_pct,
+        g.write_pct,
+        g.overhead_pct
+    );
+
+    if verbose {
+        let _ = writeln!(out, "\nPer stream:");
+        let _ = writeln!(out, "{}", stream_row("trades", &tp.trades));
+        let _ = writeln!(out, "{}", stream_row("book", &tp.book));
+        let _ = writeln!(out, "{}", stream_row("total", &tp.total));
+        let _ = writeln!(out, "\nPer exchange:");
+        for ex in &tp.per_exchange {
+            let _ = writeln!(out, "  {}", style(&ex.name).bold());
+            let _ = writeln!(out, "{}  write p50 {} p99 {} max {}", stream_row("trades", &ex.trades),
+                human_ns(ex.trades_service.p50), human_ns(ex.trades_service.p99), human_ns(ex.trades_service.max));
+            let _ = writeln!(out, "{}  write p50 {} p99 {} max {}", stream_row("book", &ex.book),
+                human_ns(ex.book_service.p50), human_ns(ex.book_service.p99), human_ns(ex.book_service.max));
+        }
+        let _ = writeln!(
+            out,
+            "\nClock: one read costs {:.1} ns (included once in every service time).",
+            g.clock_cost_ns
+        );
+        let _ = writeln!(
+            out,
+            "Warm-up: {}s, {} records, write p50 {} p99 {} (not judged)",
+            r.warmup.secs,
+            thousands(r.warmup.sent),
+            human_ns(r.warmup.service.p50),
+            human_ns(r.warmup.service.p99)
+        );
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "{} {w}", style("warning:").yellow());
+    }
+    out
+}

@@ -1,0 +1,53 @@
+//! Everything that renders results: the console report, the live progress view, JSON. Outputs
+//! only read results; none of them changes what was measured.
+
+pub mod console;
+pub mod json;
+pub mod progress;
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A duration in ns, in the unit that reads best: `812 ns`, `12.3 us`, `4.56 ms`, `1.23 s`.
+pub fn human_ns(ns: u64) -> String {
+    match ns {
+        0..=9_999 => format!("{ns} ns"),
+        10_000..=9_999_999 => format!("{:.1} us", ns as f64 / 1e3),
+        10_000_000..=9_999_999_999 => format!("{:.2} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
+/// Turns colours off when the `NO_COLOR` environment variable is set and not empty
+/// (<https://no-color.org>).
+pub fn honour_no_color() {
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        ::console::set_colors_enabled(false);
+        ::console::set_colors_enabled_stderr(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_798_234), "1,798,234");
+        assert_eq!(human_ns(812), "812 ns");
+        assert_eq!(human_ns(12_345), "12.3 us");
+        assert_eq!(human_ns(4_560_000), "4.56 ms");
+    }
+}

@@ -1,0 +1,86 @@
+//! The live view: an indicatif progress bar with the last second's figures on a terminal, plain
+//! lines (one per second, on stderr) otherwise.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{human_ns, thousands};
+use crate::engine::Observer;
+use crate::plan::Plan;
+use crate::results::Point;
+
+/// Shows progress while the engine runs.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total_secs: u64,
+    verbose: bool,
+    done_secs: u64,
+}
+
+impl Progress {
+    /// A bar when both stdout and stderr are terminals, plain lines otherwise.
+    pub fn new(verbose: bool) -> Self {
+        let interactive = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        Self {
+            bar: interactive.then(ProgressBar::hidden),
+            total_secs: 0,
+            verbose,
+            done_secs: 0,
+        }
+    }
+
+    /// Removes the bar, leaving the last line on screen.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.abandon();
+        }
+    }
+}
+
+fn line(point: &Point) -> String {
+    let errors = point.trades.errors + point.book.errors;
+    format!(
+        "TPS {} OPS {} | write p50 {} p99 {} | errors {} | CPU {:.0}%",
+        thousands(point.trades.rate as u64),
+        thousands(point.book.rate as u64),
+        human_ns(point.trades.service.p50.max(point.book.service.p50)),
+        human_ns(point.trades.service.p99.max(point.book.service.p99)),
+        thousands(errors),
+        point.cpu_pct
+    )
+}
+
+impl Observer for Progress {
+    fn started(&mut self, plan: &Plan, run_dir: &Path) {
+        self.total_secs = plan.total_secs();
+        if self.verbose {
+            eprintln!("bus run directory: {}", run_dir.display());
+        }
+        if let Some(bar) = &mut self.bar {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            bar.set_length(self.total_secs);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner:.green} [{elapsed_precise}] [{bar:40.cyan/blue}] {pos}/{len}s ({eta}) {msg}",
+                )
+                .expect("constant template")
+                .progress_chars("#>-"),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        }
+    }
+
+    fn interval(&mut self, point: &Point) {
+        self.done_secs = (point.start_secs + point.secs).round() as u64;
+        let phase = if point.warmup { " (warm-up)" } else { "" };
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(self.done_secs);
+                bar.set_message(format!("{}{phase}", line(point)));
+            }
+            None => eprintln!("[{:>5}/{}s] {}{phase}", self.done_secs, self.total_secs, line(point)),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Open-loop pacing: when each message is meant to be sent, and how a generator waits for it.
+//!
+//! A schedule gives *intended* send times that depend only on the target rate, never on how long
+//! earlier sends took (that is what keeps the load open-loop, and why response time is measured
+//! from the intended time: a stall delays every later send, and every one of them reports it).
+
+use std::time::Duration;
+
+use alphapulse_bus::now_ns;
+
+use crate::cli::PacingArg;
+use crate::plan::Pacing;
+
+/// The intended send times of one source at a constant rate.
+///
+/// The k-th message (from 0) is due at `start + floor(k * 1e9 / rate)` ns, computed in 128-bit
+/// integers, so the long-run rate is exact (300,000/s means 300,000 per second, not the
+/// 1e9/floor(1e9/300,000) a fixed integer period would give) and no error accumulates.
+#[derive(Debug, Clone)]
+pub struct ConstantRate {
+    start_ns: u64,
+    rate: u64,
+    next: u64,
+}
+
+impl ConstantRate {
+    /// A schedule of `rate` messages per second from `start_ns`. `rate` must be above 0.
+    pub fn new(start_ns: u64, rate: u64) -> Self {
+        assert!(rate > 0, "a schedule needs a rate above 0");
+        Self {
+            start_ns,
+            rate,
+            next: 0,
+        }
+    }
+
+    /// The intended time of the next message.
+    #[inline]
+    pub fn due(&self) -> u64 {
+        self.start_ns + (u128::from(self.next) * 1_000_000_000 / u128::from(self.rate)) as u64
+    }
+
+    /// Moves to the following message.
+    #[inline]
+    pub fn advance(&mut self) {
+        self.next += 1;
+    }
+
+    /// Messages whose intended time is before `t_ns`.
+    pub fn count_before(&self, t_ns: u64) -> u64 {
+        let elapsed = u128::from(t_ns.saturating_sub(self.start_ns));
+        // The k-th message is due before t iff k * 1e9 / rate < elapsed (floored), i.e.
+        // k < ceil(elapsed * rate / 1e9).
+        (elapsed * u128::from(self.rate)).div_ceil(1_000_000_000) as u64
+    }
+
+    /// Messages scheduled so far (the index of the next one).
+    pub fn scheduled(&self) -> u64 {
+        self.next
+    }
+}
+
+/// How a generator thread waits until an intended send time.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacer {
+    spin_ns: u64,
+    spin_only: bool,
+}
+
+/// Longest a generator sleeps in one go, so that it notices a stop request and keeps heartbeats
+/// and measurement intervals going while a slow source waits.
+pub const MAX_WAIT_NS: u64 = 50_000_000;
+
+impl Pacer {
+    /// A pacer for `pacing`. In hybrid mode it also lowers this thread's timer slack to 1 ns, so
+    /// that sleeps end when asked rather than up to 50 us later.
+    pub fn new(pacing: Pacing) -> Self {
+        let spin_only = pacing.mode == PacingArg::Spin;
+        if !spin_only {
+            // Best effort: without it sleeps are just less precise, and the lag shows it.
+            let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+        }
+        Self {
+            spin_ns: pacing.spin_ns,
+            spin_only,
+        }
+    }
+
+    /// Waits until `now_ns() >= due` and returns that time.
+    #[inline]
+    pub fn wait_until(&self, due: u64) -> u64 {
+        loop {
+            let now = now_ns();
+            if now >= due {
+                return now;
+            }
+            let remaining = due - now;
+            if !self.spin_only && remaining > self.spin_ns {
+                std::thread::sleep(Duration::from_nanos(remaining - self.spin_ns));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_is_exact_over_a_second() {
+        for rate in [1, 3, 7, 300_000, 333_333, 1_000_000, 10_000_000] {
+            let mut s = ConstantRate::new(1_000, rate);
+            let mut n = 0;
+            while s.due() < 1_000 + 1_000_000_000 {
+                n += 1;
+                s.advance();
+            }
+            assert_eq!(n, rate, "rate {rate}");
+            assert_eq!(s.count_before(1_000 + 1_000_000_000), rate);
+        }
+    }
+
+    #[test]
+    fn count_before_matches_walking_the_schedule() {
+        let mut s = ConstantRate::new(0, 7_777);
+        for t in [0, 1, 128_584, 128_585, 999_999_999, 5_000_000_000] {
+            let mut walk = ConstantRate::new(0, 7_777);
+            let mut n = 0;
+            while walk.due() < t {
+                n += 1;
+                walk.advance();
+            }
+            assert_eq!(s.count_before(t), n, "t {t}");
+        }
+        s.advance();
+        assert_eq!(s.scheduled(), 1);
+    }
+}

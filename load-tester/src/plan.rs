@@ -1,0 +1,137 @@
+//! The plan of a run: which sources (exchange x stream) send at what rate, from which thread,
+//! into rings of which capacity. A plan is a plain serializable value, so that it can be stored
+//! with the results and, later, shipped to workers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::PacingArg;
+
+/// The two streams every exchange publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Trades, 64-byte records.
+    Trades,
+    /// Order-book updates, 256-byte records.
+    Book,
+}
+
+impl Stream {
+    /// Both streams, trades first.
+    pub const ALL: [Stream; 2] = [Stream::Trades, Stream::Book];
+
+    /// `trades` or `book`: the ring file suffix and the JSON key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Trades => "trades",
+            Stream::Book => "book",
+        }
+    }
+}
+
+/// One simulated exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangePlan {
+    /// Exchange id, as carried by its records; its index in [`Plan::exchanges`].
+    pub id: u16,
+    /// Name, also the ring file prefix.
+    pub name: String,
+    /// Trades per second.
+    pub trades_per_sec: u64,
+    /// Book updates per second.
+    pub book_per_sec: u64,
+    /// Capacity of the trades ring, records.
+    pub trades_capacity: u64,
+    /// Capacity of the book ring, records.
+    pub book_capacity: u64,
+    /// Index of the generator thread that drives it.
+    pub thread: usize,
+}
+
+impl ExchangePlan {
+    /// Target rate of `stream`, messages per second.
+    pub fn rate(&self, stream: Stream) -> u64 {
+        match stream {
+            Stream::Trades => self.trades_per_sec,
+            Stream::Book => self.book_per_sec,
+        }
+    }
+}
+
+/// How the generator threads wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pacing {
+    /// Hybrid or spin.
+    pub mode: PacingArg,
+    /// Hybrid: how long before a send time to stop sleeping and spin, ns.
+    pub spin_ns: u64,
+}
+
+/// Everything a run needs to know to generate load; derived from the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The exchanges, indexed by id.
+    pub exchanges: Vec<ExchangePlan>,
+    /// Symbol names, indexed by symbol id; every exchange lists every symbol.
+    pub symbols: Vec<String>,
+    /// Number of generator threads.
+    pub threads: usize,
+    /// Cores to pin generator threads to (thread i to `pin_cores[i]`), if any.
+    pub pin_cores: Vec<usize>,
+    /// Pacing of the generator threads.
+    pub pacing: Pacing,
+    /// Writer mode of every ring.
+    pub backpressure: bool,
+    /// Seed of the market simulation.
+    pub seed: u64,
+    /// Warm-up, seconds: measured, reported apart, kept out of the verdict.
+    pub warmup_secs: u64,
+    /// Measured duration after the warm-up, seconds.
+    pub duration_secs: u64,
+    /// Length of one measurement interval, ns (one second).
+    pub interval_ns: u64,
+    /// Seconds per time-series point: 1, or more for runs so long that the series would
+    /// exceed [`MAX_POINTS`] points.
+    pub point_secs: u64,
+    /// The run is invalid when the generator lag p99 exceeds this, ns.
+    pub lag_budget_ns: u64,
+}
+
+/// Most points a time series holds.
+pub const MAX_POINTS: u64 = 3600;
+
+impl Plan {
+    /// Total target rate of `stream` over all exchanges, messages per second.
+    pub fn target_rate(&self, stream: Stream) -> u64 {
+        self.exchanges.iter().map(|e| e.rate(stream)).sum()
+    }
+
+    /// Total target rate, messages per second.
+    pub fn total_target_rate(&self) -> u64 {
+        Stream::ALL.iter().map(|&s| self.target_rate(s)).sum()
+    }
+
+    /// Warm-up plus measured duration, seconds.
+    pub fn total_secs(&self) -> u64 {
+        self.warmup_secs + self.duration_secs
+    }
+}
+
+/// The default ring capacity for a stream of `rate` messages per second: half a second of it,
+/// rounded up to a power of two, between 4096 and 2^22 records.
+pub fn default_capacity(rate: u64) -> u64 {
+    (rate / 2).clamp(4096, 1 << 22).next_power_of_two()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_is_a_bounded_power_of_two() {
+        assert_eq!(default_capacity(0), 4096);
+        assert_eq!(default_capacity(10_000), 8192);
+        assert_eq!(default_capacity(100_000), 65_536);
+        assert_eq!(default_capacity(u64::MAX / 2), 1 << 22);
+    }
+}

@@ -1,0 +1,128 @@
+//! Performance targets: the defaults of the original design's "Performance Targets" table, or a
+//! TOML file that replaces any of them.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The targets a run is judged against. Every field has a default; a targets file overrides
+/// the fields it names and may name no other.
+///
+/// ```
+/// let t: alphapulse_load_tester::targets::Targets = toml::from_str("write_p99_ns = 5000").unwrap();
+/// assert_eq!(t.write_p99_ns, 5000);
+/// assert_eq!(t.min_throughput, 10_000.0); // the default
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Targets {
+    /// Least total throughput, messages per second (trades plus book updates).
+    pub min_throughput: f64,
+    /// Least achievement, percent of the target rate actually sent.
+    pub min_achievement_pct: f64,
+    /// Write (service-time) P50 must be below this, nanoseconds.
+    pub write_p50_ns: u64,
+    /// Write (service-time) P99 must be below this, nanoseconds.
+    pub write_p99_ns: u64,
+    /// Write (service-time) P99.9 must be below this, nanoseconds.
+    pub write_p999_ns: u64,
+    /// Average CPU of the tester process must be below this, percent of one core.
+    pub max_cpu_pct: f64,
+    /// Peak resident memory of the tester process must be below this, MiB.
+    pub max_memory_mib: f64,
+    /// Failed writes and buffer overflows must be below this share of attempts, percent.
+    pub max_error_rate_pct: f64,
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Self {
+            min_throughput: 10_000.0,
+            min_achievement_pct: 95.0,
+            write_p50_ns: 100_000,
+            write_p99_ns: 1_000_000,
+            write_p999_ns: 10_000_000,
+            max_cpu_pct: 50.0,
+            max_memory_mib: 500.0,
+            max_error_rate_pct: 0.01,
+        }
+    }
+}
+
+/// Why a targets file was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}{location}: {message}")]
+pub struct TargetsError {
+    path: String,
+    location: String,
+    message: String,
+}
+
+impl Targets {
+    /// Reads a targets file. The error names the file, the line and the key when it can.
+    pub fn load(path: &Path) -> Result<Self, TargetsError> {
+        let err = |location: String, message: String| TargetsError {
+            path: path.display().to_string(),
+            location,
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(String::new(), e.to_string()))?;
+        let targets: Targets = toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| format!(", line {}", text[..s.start.min(text.len())].lines().count().max(1)))
+                .unwrap_or_default();
+            err(line, e.message().trim().replace('\n', " "))
+        })?;
+        targets.validate().map_err(|m| err(String::new(), m))?;
+        Ok(targets)
+    }
+
+    /// Checks that every target is a finite, non-negative number.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("min_throughput", self.min_throughput),
+            ("min_achievement_pct", self.min_achievement_pct),
+            ("max_cpu_pct", self.max_cpu_pct),
+            ("max_memory_mib", self.max_memory_mib),
+            ("max_error_rate_pct", self.max_error_rate_pct),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!("{key} = {value}: must be a finite number >= 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Targets, TargetsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        Targets::load(&path)
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = load("write_p99_ns = 10\nbogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_negative_are_refused() {
+        assert!(load("write_p99_ns = \"fast\"").is_err());
+        assert!(load("max_cpu_pct = -1.0").unwrap_err().to_string().contains("max_cpu_pct"));
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let t = load("max_cpu_pct = 80.0").unwrap();
+        assert_eq!(t.max_cpu_pct, 80.0);
+        assert_eq!(t.write_p50_ns, Targets::default().write_p50_ns);
+    }
+}

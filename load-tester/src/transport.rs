@@ -1,0 +1,127 @@
+//! The narrow interface the generator writes through, and its first implementation: the
+//! shared-memory bus. Other transports (iceoryx2, UDP) plug in here to be compared under the
+//! same load.
+
+use std::path::{Path, PathBuf};
+
+use alphapulse_bus::{
+    BookUpdate, Manifest, ManifestRing, Record, RunDir, Trade, WriteError, Writer, WriterMode,
+    MANIFEST_VERSION,
+};
+
+use crate::plan::{Plan, Stream};
+
+/// Why one send did not go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The transport refused rather than overwrite data a reader has not consumed.
+    BufferFull,
+    /// Any other failure.
+    Failed,
+}
+
+/// One exchange's two outputs. Implementations must not allocate or lock per send.
+pub trait Transport: Send {
+    /// Sends one trade. Its `sequence` may be assigned by the transport.
+    fn send_trade(&mut self, trade: &Trade) -> Result<(), SendError>;
+    /// Sends one book update. Its `sequence` may be assigned by the transport.
+    fn send_book(&mut self, update: &BookUpdate) -> Result<(), SendError>;
+    /// Called while the generator is idle, at least every 50 ms: a chance to show liveness.
+    fn idle(&mut self) {}
+}
+
+/// The bus transport of one exchange: a writer per stream.
+pub struct BusExchange {
+    trades: Writer<Trade>,
+    book: Writer<BookUpdate>,
+}
+
+#[inline]
+fn map(r: Result<u64, WriteError>) -> Result<(), SendError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(WriteError::BufferFull { .. }) => Err(SendError::BufferFull),
+        Err(_) => Err(SendError::Failed),
+    }
+}
+
+impl Transport for BusExchange {
+    #[inline]
+    fn send_trade(&mut self, trade: &Trade) -> Result<(), SendError> {
+        map(self.trades.write(trade))
+    }
+
+    #[inline]
+    fn send_book(&mut self, update: &BookUpdate) -> Result<(), SendError> {
+        map(self.book.write(update))
+    }
+
+    fn idle(&mut self) {
+        self.trades.heartbeat();
+        self.book.heartbeat();
+    }
+}
+
+/// The bus of one run: its run directory (removed on drop unless kept) and manifest.
+pub struct BusRun {
+    dir: RunDir,
+}
+
+impl BusRun {
+    /// Creates the run directory under `base`, one ring per exchange and stream as the plan
+    /// sizes them, and the manifest; returns the run and one transport per exchange, by id.
+    pub fn create(plan: &Plan, base: &Path) -> Result<(Self, Vec<BusExchange>), alphapulse_bus::Error> {
+        let run_id = format!("run-{}-{}", std::process::id(), alphapulse_bus::now_ns());
+        let mut dir = RunDir::create(base, &run_id)?;
+        let mode = if plan.backpressure {
+            WriterMode::Backpressure
+        } else {
+            WriterMode::Overwrite
+        };
+        let mut rings = Vec::new();
+        let mut exchanges = Vec::new();
+        for e in &plan.exchanges {
+            let trades = dir.create_ring::<Trade>(&ring_file(&e.name, Stream::Trades), e.trades_capacity, mode)?;
+            let book = dir.create_ring::<BookUpdate>(&ring_file(&e.name, Stream::Book), e.book_capacity, mode)?;
+            for (stream, capacity, ty) in [
+                (Stream::Trades, e.trades_capacity, Trade::TYPE),
+                (Stream::Book, e.book_capacity, BookUpdate::TYPE),
+            ] {
+                rings.push(ManifestRing {
+                    file: ring_file(&e.name, stream),
+                    exchange_id: e.id,
+                    stream: stream.name().into(),
+                    record_type: ty as u32,
+                    record_size: ty.size() as u32,
+                    capacity,
+                    mode,
+                });
+            }
+            exchanges.push(BusExchange { trades, book });
+        }
+        dir.write_manifest(&Manifest {
+            version: MANIFEST_VERSION,
+            run_id,
+            writer_pid: std::process::id(),
+            exchanges: plan.exchanges.iter().map(|e| e.name.clone()).collect(),
+            symbols: plan.symbols.clone(),
+            rings,
+        })?;
+        Ok((Self { dir }, exchanges))
+    }
+
+    /// The run directory.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// Keeps the run directory after the run.
+    pub fn keep(&mut self) {
+        self.dir.keep();
+    }
+}
+
+/// The ring file name of an exchange's stream: `<exchange>.<stream>`.
+pub fn ring_file(exchange: &str, stream: Stream) -> String {
+    format!("{exchange}.{}", stream.name())
+}
