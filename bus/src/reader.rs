@@ -98,7 +98,8 @@ impl<R: Record> Reader<R> {
         let owner = (pid << 32) | reader_slot::ACTIVE;
         let cursor = ring.cursor().load(Ordering::Acquire);
         let next = match start {
-            StartAt::Latest => cursor + 1,
+            // Saturating: the cursor comes from shared memory and may be garbage.
+            StartAt::Latest => cursor.saturating_add(1),
             StartAt::Oldest => cursor.saturating_sub(ring.geo.capacity) + 1,
         };
         let map = &ring.map;
@@ -259,7 +260,7 @@ impl<R: Record> Reader<R> {
 
     /// How many published records this reader has not consumed yet.
     pub fn lag(&self) -> u64 {
-        (self.published() + 1).saturating_sub(self.next)
+        self.published().saturating_add(1).saturating_sub(self.next)
     }
 
     /// The ring's capacity in records.

@@ -27,8 +27,10 @@ pub const DEFAULT_READER_STALE_NS: u64 = 1_000_000_000;
 /// Dropping it marks the ring closed; the file itself belongs to the run directory.
 ///
 /// Invariants: `next_seq` is one more than the last published sequence; in backpressure mode
-/// `gate` is a lower bound of the cursor of every live registered reader, so a write of
-/// sequence `s` with `s - capacity < gate` cannot overwrite an unread record.
+/// `gate` is a lower bound of the cursor of every live registered reader and at most the
+/// `next_seq` it was computed at (so it also bounds readers that register later at the latest
+/// record), so a write of sequence `s` with `s - capacity < gate` cannot overwrite an unread
+/// record.
 pub struct Writer<R: Record> {
     ring: RingFile<R>,
     next_seq: u64,
@@ -95,7 +97,10 @@ impl<R: Record> Writer<R> {
                 (gate, slowest) = self.slowest_reader();
             }
         }
-        self.gate = gate;
+        // Never cache more than `next_seq`: a reader that registers later starts at or after it
+        // (`StartAt::Latest`), so the cache stays a lower bound of its cursor too. Caching
+        // `u64::MAX` (no reader registered) switched backpressure off for good.
+        self.gate = gate.min(self.next_seq);
         if gate <= overwritten {
             return Err(WriteError::BufferFull {
                 reader: slowest,
