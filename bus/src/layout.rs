@@ -84,6 +84,9 @@ pub mod reader_slot {
     pub const ACTIVE: u64 = 1;
     /// Owner state: the writer judged the reader dead and no longer waits for it.
     pub const EVICTED: u64 = 2;
+    /// Owner state: a reader has claimed the slot and is initializing its fields; it becomes
+    /// ACTIVE once they are written. Nobody else writes a claimed slot.
+    pub const CLAIMING: u64 = 3;
 }
 
 const _: () = assert!(OFF_READERS + MAX_READERS * READER_SLOT_SIZE <= HEADER_SIZE);

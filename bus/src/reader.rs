@@ -13,7 +13,8 @@ use crate::protocol::{self, SlotRead};
 use crate::record::Record;
 use crate::ring::{pid_alive, writer_holds_lock, ReaderSlot, RingFile, WriterMode};
 
-/// How often, in records, a busy reader refreshes its heartbeat and published counters.
+/// How often, in polls (records or empty), a reader refreshes its heartbeat and published
+/// counters.
 const PUBLISH_EVERY: u32 = 64;
 
 /// Where a new reader starts.
@@ -32,8 +33,10 @@ pub enum Poll<R> {
     Record(R),
     /// Nothing new yet.
     Empty,
-    /// The writer lapped this reader: exactly this many records, immediately before the next
-    /// one this reader will return, were overwritten before it could read them.
+    /// The writer lapped this reader: exactly this many sequences, immediately before the next
+    /// one this reader will return, will never be returned. Most were overwritten before the
+    /// reader got to them; up to `capacity / 16` more may still have been intact, skipped so
+    /// that the reader resumes with room to catch up instead of being lapped again at once.
     Lost(u64),
 }
 
@@ -87,6 +90,7 @@ pub struct Reader<R: Record> {
     first: u64,
     stats: ReaderStats,
     since_publish: u32,
+    published_received: u64,
 }
 
 impl<R: Record> Reader<R> {
@@ -104,16 +108,21 @@ impl<R: Record> Reader<R> {
         };
         let map = &ring.map;
         let now = now_ns();
+        let claim = (pid << 32) | reader_slot::CLAIMING;
         for i in 0..MAX_READERS {
             let word = map.reader_field(i, reader_slot::OWNER);
             let current = word.load(Ordering::Acquire);
             let free =
                 current & 0xFFFF_FFFF == reader_slot::FREE || !pid_alive((current >> 32) as u32);
-            if !free {
+            // Claim first, then initialize: a reader that loses the race for a slot never
+            // touches the winner's fields, and the writer ignores a slot until it is ACTIVE.
+            if !free
+                || word
+                    .compare_exchange(current, claim, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+            {
                 continue;
             }
-            // Set the cursor before taking the slot, so the writer never sees it with a stale
-            // cursor; losing the race for the slot only cost this store.
             for (field, value) in [
                 (reader_slot::CURSOR, next),
                 (reader_slot::HEARTBEAT, now),
@@ -124,20 +133,17 @@ impl<R: Record> Reader<R> {
             ] {
                 map.reader_field(i, field).store(value, Ordering::Relaxed);
             }
-            if word
-                .compare_exchange(current, owner, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Ok(Self {
-                    ring,
-                    slot: i,
-                    owner,
-                    next,
-                    first: next,
-                    stats: ReaderStats::default(),
-                    since_publish: 0,
-                });
-            }
+            word.store(owner, Ordering::Release);
+            return Ok(Self {
+                ring,
+                slot: i,
+                owner,
+                next,
+                first: next,
+                stats: ReaderStats::default(),
+                since_publish: 0,
+                published_received: 0,
+            });
         }
         Err(Error::NoReaderSlot {
             path: path.to_owned(),
@@ -172,7 +178,13 @@ impl<R: Record> Reader<R> {
                 Poll::Record(record)
             }
             SlotRead::NotYet => {
-                if self.since_publish > 0 {
+                // Publish what was received as soon as the reader catches up, and keep an idle
+                // reader's heartbeat fresh, so monitors and the writer can tell it from a
+                // stopped one.
+                self.since_publish += 1;
+                if self.since_publish >= PUBLISH_EVERY
+                    || self.published_received != self.stats.received
+                {
                     self.heartbeat();
                 }
                 Poll::Empty
@@ -213,10 +225,12 @@ impl<R: Record> Reader<R> {
     /// Refreshes this reader's heartbeat and published counters, and takes its slot back if the
     /// writer evicted it while it was silent.
     ///
-    /// [`Self::try_read`] does this every 64 records and whenever it finds nothing new; a reader
-    /// that stops polling for longer than the writer's staleness limit should call it.
+    /// [`Self::try_read`] does this every 64 polls, whether they found records or not; a reader
+    /// that stops polling for longer than the writer's staleness limit (one second by default,
+    /// [`crate::DEFAULT_READER_STALE_NS`]) should call it.
     pub fn heartbeat(&mut self) {
         self.since_publish = 0;
+        self.published_received = self.stats.received;
         let map = &self.ring.map;
         map.reader_field(self.slot, reader_slot::HEARTBEAT)
             .store(now_ns(), Ordering::Release);

@@ -145,7 +145,8 @@ pub struct Trade {
     pub price: i64,
     /// Size, fixed-point ([`SIZE_SCALE`]), > 0.
     pub size: i64,
-    /// Version of the symbol's book after this trade was applied to it (see [`BookUpdate`]).
+    /// Version of the symbol's published book when the trade executed (see [`BookUpdate`]); the
+    /// liquidity it took shows in the next book update of the symbol.
     pub book_version: u64,
     /// [`checksum_of`] this record.
     pub checksum: u64,
@@ -172,9 +173,11 @@ pub const MAX_LEVELS: usize = 8;
 
 /// A batch of level changes to one symbol's book. 256 bytes, four cache lines.
 ///
-/// Books are versioned per (exchange, symbol): every update and every trade that changes the book
-/// increments the version by one. `prev_version` is the version the update applies to, so a
-/// reader that sees `prev_version` differ from the last version it knows has missed a change.
+/// Books are versioned per (exchange, symbol): every book update increments the version by one,
+/// from 0 for the empty book. `prev_version` is the version the update applies to, so a reader
+/// that sees `prev_version` differ from the last version it knows has missed an update. Trades
+/// do not change the version: the level changes a trade causes are published in the symbol's
+/// next book update(s), and the trade carries the version of the book it executed against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Pod, Zeroable)]
 #[repr(C)]
 pub struct BookUpdate {
@@ -213,8 +216,9 @@ const _: () = {
     assert!(core::mem::offset_of!(BookUpdate, checksum) == 248);
 };
 
-/// The checksum of a record: a 64-bit hash of every word except the first (the sequence, which
-/// the ring assigns) and the last (the checksum itself).
+/// The checksum of a record: a 64-bit hash of every word except the first two (the sequence,
+/// which the ring assigns, and the send timestamp, which is taken at the last moment before the
+/// write so that sealing stays out of the measured write) and the last (the checksum itself).
 ///
 /// The hash folds each little-endian word `w` as `h = (h ^ w).wrapping_mul(K).rotate_left(29)`,
 /// starting from `h = SEED`, then finishes with `h ^ (h >> 32)`; `K` and `SEED` are documented in
@@ -222,7 +226,7 @@ const _: () = {
 /// torn copies, not tampering.
 pub fn checksum_of<R: Record>(record: &R) -> u64 {
     let words: &[u64] = bytemuck::cast_slice(core::slice::from_ref(record));
-    checksum_words(&words[1..words.len() - 1])
+    checksum_words(&words[2..words.len() - 1])
 }
 
 /// Multiplier of [`checksum_of`].
@@ -286,7 +290,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checksum_ignores_sequence_and_detects_payload_changes() {
+    fn checksum_ignores_sequence_and_timestamp_and_detects_payload_changes() {
         let mut t = Trade {
             price: 42 * PRICE_SCALE,
             size: SIZE_SCALE,
@@ -295,6 +299,7 @@ mod tests {
         t.seal();
         let sealed = t.checksum;
         t.sequence = 99;
+        t.send_ts_ns = 12345;
         assert_eq!(checksum_of(&t), sealed);
         t.price += 1;
         assert_ne!(checksum_of(&t), sealed);

@@ -282,7 +282,7 @@ impl<R: Record> RingFile<R> {
                     .reader_field(i, reader_slot::OWNER)
                     .load(Ordering::Acquire);
                 let state = owner & 0xFFFF_FFFF;
-                if state == reader_slot::FREE {
+                if state == reader_slot::FREE || state == reader_slot::CLAIMING {
                     return None;
                 }
                 let pid = (owner >> 32) as u32;

@@ -133,8 +133,28 @@ impl Manifest {
                 manifest.version
             )));
         }
+        if dir.file_name().and_then(|n| n.to_str()) != Some(manifest.run_id.as_str()) {
+            return Err(bad(format!(
+                "run_id {:?} is not the name of its directory",
+                manifest.run_id
+            )));
+        }
         for ring in &manifest.rings {
             check_name(&ring.file).map_err(|e| bad(e.to_string()))?;
+            if usize::from(ring.exchange_id) >= manifest.exchanges.len() {
+                return Err(bad(format!(
+                    "ring {:?}: exchange_id {} but only {} exchanges are listed",
+                    ring.file,
+                    ring.exchange_id,
+                    manifest.exchanges.len()
+                )));
+            }
+            if ring.record_type().map(RecordType::stream_name) != Some(ring.stream.as_str()) {
+                return Err(bad(format!(
+                    "ring {:?}: stream {:?} does not match record type {}",
+                    ring.file, ring.stream, ring.record_type
+                )));
+            }
             match ring.record_type() {
                 Some(t) if t.size() == ring.record_size as usize => {}
                 _ => {
@@ -381,4 +401,47 @@ fn remove_run(dir: &OwnedFd, path: &Path) -> Result<(), Error> {
             .map_err(|e| Error::io(path.join(&name), "removing", e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_and_read(dir: &Path, edit: impl FnOnce(&mut Manifest)) -> Result<Manifest, Error> {
+        let mut m = Manifest {
+            version: MANIFEST_VERSION,
+            run_id: "run".into(),
+            writer_pid: 1,
+            exchanges: vec!["x".into()],
+            symbols: vec!["BTC/USD".into()],
+            rings: vec![ManifestRing {
+                file: "x.trades".into(),
+                exchange_id: 0,
+                stream: "trades".into(),
+                record_type: RecordType::Trade as u32,
+                record_size: 64,
+                capacity: 8,
+                mode: WriterMode::Overwrite,
+            }],
+        };
+        edit(&mut m);
+        std::fs::write(dir.join(MANIFEST_NAME), serde_json::to_vec(&m).unwrap()).unwrap();
+        Manifest::read(dir)
+    }
+
+    #[test]
+    fn manifests_that_contradict_themselves_are_refused() {
+        let base = std::env::temp_dir().join(format!("apbus-manifest-{}", std::process::id()));
+        let dir = base.join("run");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(write_and_read(&dir, |_| {}).is_ok());
+        let reason = |edit: fn(&mut Manifest)| write_and_read(&dir, edit).unwrap_err().to_string();
+        assert!(reason(|m| m.run_id = "other".into()).contains("run_id"));
+        assert!(reason(|m| m.rings[0].exchange_id = 1).contains("exchange_id 1"));
+        assert!(reason(|m| m.rings[0].stream = "book".into()).contains("does not match"));
+        assert!(reason(|m| m.rings[0].file = "../x".into()).contains("not a valid"));
+        assert!(reason(|m| m.rings[0].record_size = 256).contains("record type"));
+        assert!(reason(|m| m.version = 9).contains("version 9"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

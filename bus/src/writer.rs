@@ -170,9 +170,10 @@ impl<R: Record> Writer<R> {
 
     /// Refreshes the writer heartbeat that readers watch.
     ///
-    /// [`Self::write`] does this every 1024 writes; a writer that may stay idle for longer than a
-    /// reader's staleness limit (readers of this crate default to one second) must call it
-    /// while idle.
+    /// [`Self::write`] does this every 1024 writes, so a writer that writes fewer than 1024
+    /// records per staleness limit of its readers (they pass it to
+    /// [`crate::Reader::writer_status`]; the load tester uses one second) must also call it
+    /// on a timer, at least a few times per that limit.
     pub fn heartbeat(&mut self) {
         self.since_heartbeat = 0;
         self.ring

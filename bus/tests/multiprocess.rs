@@ -75,7 +75,7 @@ fn writer_role() {
         version: MANIFEST_VERSION,
         run_id: "run".into(),
         writer_pid: std::process::id(),
-        exchanges: vec!["x".into()],
+        exchanges: ["a", "b", "c", "x"].map(String::from).to_vec(), // TAG = 3 is "x"
         symbols: vec!["BTC-USD".into()],
         rings: vec![
             ring("x.trades", RecordType::Trade, 1 << 12),
