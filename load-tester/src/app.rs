@@ -1,6 +1,7 @@
 //! The program: parses the command line, runs the chosen command, prints, and turns the outcome
 //! into the exit status. `main.rs` only calls [`main`].
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -40,10 +41,18 @@ fn clean(shm_dir: Option<std::path::PathBuf>) -> i32 {
         Ok(runs) => {
             let removed = runs.iter().filter(|r| r.removed).count();
             for r in &runs {
-                let what = if r.removed { "removed" } else { "kept (its process is alive)" };
+                let what = if r.removed {
+                    "removed"
+                } else {
+                    "kept (its process is alive)"
+                };
                 println!("{what}: {}", r.path.display());
             }
-            println!("{removed} stale run director{} removed from {}", if removed == 1 { "y" } else { "ies" }, base.display());
+            println!(
+                "{removed} stale run director{} removed from {}",
+                if removed == 1 { "y" } else { "ies" },
+                base.display()
+            );
             0
         }
         Err(e) => error(e),
@@ -61,6 +70,7 @@ fn load_test(args: &crate::cli::RunArgs) -> i32 {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal() && ::console::colors_enabled_stderr())
             .try_init();
     }
 
@@ -68,16 +78,29 @@ fn load_test(args: &crate::cli::RunArgs) -> i32 {
     // (`load-tester clean` removes what that leaves in /dev/shm).
     let stop = Arc::new(AtomicBool::new(false));
     let which = Arc::new(AtomicUsize::new(0));
-    for (signal, code) in [(signal_hook::consts::SIGINT, 130), (signal_hook::consts::SIGTERM, 143)] {
+    for (signal, code) in [
+        (signal_hook::consts::SIGINT, 130),
+        (signal_hook::consts::SIGTERM, 143),
+    ] {
         let _ = signal_hook::flag::register_conditional_shutdown(signal, code, Arc::clone(&stop));
         let _ = signal_hook::flag::register_usize(signal, Arc::clone(&which), signal as usize);
         let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
     }
 
     eprintln!("🚀 Starting AlphaPulse Load Tester");
-    tracing::info!(exchanges = plan.exchanges.len(), rate = plan.total_target_rate(), "plan ready");
+    tracing::info!(
+        exchanges = plan.exchanges.len(),
+        rate = plan.total_target_rate(),
+        "plan ready"
+    );
     let mut progress = output::progress::Progress::new(settings.verbose);
-    let data = match crate::engine::run(&plan, &settings.shm_dir, settings.keep_shm, &stop, &mut progress) {
+    let data = match crate::engine::run(
+        &plan,
+        &settings.shm_dir,
+        settings.keep_shm,
+        &stop,
+        &mut progress,
+    ) {
         Ok(d) => d,
         Err(e) => {
             progress.finish();
@@ -90,7 +113,9 @@ fn load_test(args: &crate::cli::RunArgs) -> i32 {
         s if s == signal_hook::consts::SIGTERM as usize => Some("SIGTERM".to_string()),
         _ => Some("SIGINT".to_string()),
     };
-    let interrupted_code = signal.as_deref().map(|s| if s == "SIGTERM" { 143 } else { 130 });
+    let interrupted_code = signal
+        .as_deref()
+        .map(|s| if s == "SIGTERM" { 143 } else { 130 });
     let mut results = crate::results::build(&data, signal);
     results.verdict = crate::verdict::judge(&results, &settings.targets);
     print!("{}", output::console::render(&results, settings.verbose));
@@ -101,7 +126,10 @@ fn load_test(args: &crate::cli::RunArgs) -> i32 {
         eprintln!("Results written to {}", path.display());
     }
     if settings.keep_shm {
-        eprintln!("Shared memory kept in {} (remove with `load-tester clean` once no reader needs it)", data.run_dir.display());
+        eprintln!(
+            "Shared memory kept in {} (remove with `load-tester clean` once no reader needs it)",
+            data.run_dir.display()
+        );
     }
     interrupted_code.unwrap_or_else(|| results.verdict.outcome.exit_code())
 }

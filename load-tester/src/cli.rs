@@ -45,6 +45,18 @@ pub enum PacingArg {
     Spin,
 }
 
+/// Which clock the generator reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClockArg {
+    /// The TSC mapped onto CLOCK_MONOTONIC where the TSC is invariant and the kernel's own
+    /// clocksource, CLOCK_MONOTONIC otherwise.
+    Auto,
+    /// The TSC mapped onto CLOCK_MONOTONIC (refused where it is not reliable).
+    Tsc,
+    /// clock_gettime(CLOCK_MONOTONIC) for every timestamp.
+    Monotonic,
+}
+
 /// What a writer does when a reader falls a whole ring behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
@@ -108,6 +120,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "US", default_value_t = 10,
           value_parser = |s: &str| whole(s, 0, 10_000))]
     pub spin_us: u64,
+
+    /// Clock of the generator's timestamps
+    #[arg(long, value_enum, default_value_t = ClockArg::Auto)]
+    pub clock: ClockArg,
 
     /// Generator threads; exchanges are spread over them
     #[arg(long, value_name = "N", default_value_t = 1,

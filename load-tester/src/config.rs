@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{ModeArg, RunArgs};
+use crate::cli::{ClockArg, ModeArg, RunArgs};
+use crate::clock::{tsc_usable, ClockSource};
 use crate::market::symbols::{exchange_names, symbol_names};
 use crate::plan::{default_capacity, ExchangePlan, Pacing, Plan, MAX_POINTS};
 use crate::targets::Targets;
@@ -71,9 +72,20 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         None => Targets::default(),
     };
     if let Some(path) = &args.json_output {
-        check_writable(path).map_err(|m| ConfigError(format!("--json-output {}: {m}", path.display())))?;
+        check_writable(path)
+            .map_err(|m| ConfigError(format!("--json-output {}: {m}", path.display())))?;
     }
 
+    let clock = match args.clock {
+        ClockArg::Monotonic => ClockSource::Monotonic,
+        ClockArg::Auto if !tsc_usable() => ClockSource::Monotonic,
+        ClockArg::Tsc if !tsc_usable() => return fail(
+            "--clock tsc: this machine's TSC is not invariant or not the kernel's clocksource; \
+                 use --clock auto or monotonic"
+                .into(),
+        ),
+        _ => ClockSource::Tsc,
+    };
     let threads = args.threads as usize;
     let names = exchange_names(args.exchanges as usize);
     let exchanges = names
@@ -103,6 +115,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             mode: args.pacing,
             spin_ns: args.spin_us * 1_000,
         },
+        clock,
         backpressure: args.mode == ModeArg::Backpressure,
         seed: args.seed,
         warmup_secs: args.warmup_secs,
@@ -134,8 +147,11 @@ fn check_pin_cores(cores: &[u64], threads: u64) -> Result<Vec<usize>, ConfigErro
             cores.len()
         )));
     }
-    let allowed = rustix::thread::sched_getaffinity(None)
-        .map_err(|e| ConfigError(format!("--pin-cores: cannot read this process's CPU set: {e}")))?;
+    let allowed = rustix::thread::sched_getaffinity(None).map_err(|e| {
+        ConfigError(format!(
+            "--pin-cores: cannot read this process's CPU set: {e}"
+        ))
+    })?;
     for &c in cores {
         if !allowed.is_set(c as usize) {
             let list: Vec<String> = (0..rustix::thread::CpuSet::MAX_CPU)
@@ -162,7 +178,14 @@ fn check_writable(path: &Path) -> Result<(), String> {
         _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
-        return Err(format!("directory {} does not exist; create it first", dir.display()));
+        return Err(if dir.exists() {
+            format!("{} is not a directory", dir.display())
+        } else {
+            format!(
+                "directory {} does not exist; create it first",
+                dir.display()
+            )
+        });
     }
     let probe = dir.join(format!(".load-tester-probe-{}", std::process::id()));
     match std::fs::OpenOptions::new()

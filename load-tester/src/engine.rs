@@ -84,7 +84,11 @@ pub fn run(
     for (e, transport) in plan.exchanges.iter().zip(transports) {
         per_thread[e.thread].push(ExchangeWork {
             id: e.id,
-            sim: ExchangeSim::new(e.id, plan.symbols.len() as u32, plan.seed ^ (u64::from(e.id) << 32)),
+            sim: ExchangeSim::new(
+                e.id,
+                plan.symbols.len() as u32,
+                plan.seed ^ (u64::from(e.id) << 32),
+            ),
             transport: Box::new(transport) as Box<dyn Transport>,
             trades_per_sec: e.trades_per_sec,
             book_per_sec: e.book_per_sec,
@@ -111,11 +115,14 @@ pub fn run(
                 interval_ns,
                 pacing: plan.pacing,
                 pin_core: plan.pin_cores.get(index).copied(),
+                clock: plan.clock,
             };
             let tx = tx.clone();
             std::thread::Builder::new()
                 .name(format!("generator-{index}"))
-                .spawn_scoped(scope, move || generator::run(config, works, stop, tx, spare_rx))
+                .spawn_scoped(scope, move || {
+                    generator::run(config, works, stop, tx, spare_rx)
+                })
                 .expect("spawning a generator thread");
         }
         drop(tx);
@@ -158,7 +165,8 @@ pub fn run(
             // taken (or is overdue, after a stall of the sampler).
             let threads_done = watermark.iter().copied().min().unwrap_or(u64::MAX);
             let sampled = (next_sample - start_ns) / interval_ns - 1;
-            let overdue = (now.saturating_sub(start_ns + interval_ns / 4) / interval_ns).saturating_sub(1);
+            let overdue =
+                (now.saturating_sub(start_ns + interval_ns / 4) / interval_ns).saturating_sub(1);
             agg.finalize_before(threads_done.min(sampled.max(overdue)), observer);
         }
         agg.finalize_before(u64::MAX, observer);
@@ -168,7 +176,13 @@ pub fn run(
     let stopped_ns = now_ns().min(end_ns);
     let measured_start = start_ns + plan.warmup_secs * interval_ns;
     let measured_secs = stopped_ns.saturating_sub(measured_start) as f64 / 1e9;
-    Ok(agg.into_data(plan, started_unix_ms, bus.path(), clock_cost_ns, measured_secs))
+    Ok(agg.into_data(
+        plan,
+        started_unix_ms,
+        bus.path(),
+        clock_cost_ns,
+        measured_secs,
+    ))
 }
 
 /// Merges interval reports into totals and points.
@@ -203,7 +217,10 @@ impl Aggregator {
             total_intervals: plan.total_secs(),
             point_secs: plan.point_secs,
             interval_secs: plan.interval_ns as f64 / 1e9,
-            targets: Stream::ALL.iter().map(|&s| (s, plan.target_rate(s))).collect(),
+            targets: Stream::ALL
+                .iter()
+                .map(|&s| (s, plan.target_rate(s)))
+                .collect(),
             pending: BTreeMap::new(),
             pending_time: BTreeMap::new(),
             next_final: 0,
@@ -246,7 +263,8 @@ impl Aggregator {
         }
         self.interrupted |= summary.interrupted;
         if let Some(e) = summary.pin_error {
-            self.warnings.push(format!("generator thread {}: {e}", summary.thread));
+            self.warnings
+                .push(format!("generator thread {}: {e}", summary.thread));
         }
     }
 
@@ -271,13 +289,22 @@ impl Aggregator {
         }
     }
 
-    fn finalize(&mut self, index: u64, sources: BTreeMap<SourceId, SourceStats>, observer: &mut dyn Observer) {
+    fn finalize(
+        &mut self,
+        index: u64,
+        sources: BTreeMap<SourceId, SourceStats>,
+        observer: &mut dyn Observer,
+    ) {
         self.next_final = index + 1;
         let warm = index < self.plan_warmup;
         let mut per_stream: BTreeMap<Stream, SourceStats> = BTreeMap::new();
         for (id, stats) in &sources {
             per_stream.entry(id.stream).or_default().add(stats);
-            let totals = if warm { &mut self.warmup } else { &mut self.measured };
+            let totals = if warm {
+                &mut self.warmup
+            } else {
+                &mut self.measured
+            };
             totals.entry(*id).or_default().add(stats);
             if !warm {
                 let peak = self.peak_sent.entry(*id).or_default();
@@ -313,7 +340,13 @@ impl Aggregator {
         self.series.push(point);
     }
 
-    fn point(&self, first: u64, span: u64, per_stream: &BTreeMap<Stream, SourceStats>, res: &[ResourceSample]) -> Point {
+    fn point(
+        &self,
+        first: u64,
+        span: u64,
+        per_stream: &BTreeMap<Stream, SourceStats>,
+        res: &[ResourceSample],
+    ) -> Point {
         let secs = span as f64 * self.interval_secs;
         let empty = SourceStats::default();
         let stream = |s: Stream| {
@@ -332,7 +365,14 @@ impl Aggregator {
         }
     }
 
-    fn into_data(self, plan: &Plan, started_unix_ms: u64, run_dir: PathBuf, clock_cost_ns: f64, measured_secs: f64) -> RunData {
+    fn into_data(
+        self,
+        plan: &Plan,
+        started_unix_ms: u64,
+        run_dir: PathBuf,
+        clock_cost_ns: f64,
+        measured_secs: f64,
+    ) -> RunData {
         let resources = self
             .resources
             .iter()

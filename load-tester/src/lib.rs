@@ -11,6 +11,7 @@ pub mod market;
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod generator;

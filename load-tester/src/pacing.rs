@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use alphapulse_bus::now_ns;
-
 use crate::cli::PacingArg;
+use crate::clock::Clock;
 use crate::plan::Pacing;
 
 /// The intended send times of one source at a constant rate.
@@ -21,6 +20,12 @@ pub struct ConstantRate {
     start_ns: u64,
     rate: u64,
     next: u64,
+    /// `floor(next * 1e9 / rate)`, kept incrementally: no 128-bit division per message.
+    offset_ns: u64,
+    /// `next * 1e9 mod rate`.
+    remainder: u64,
+    /// `1e9 / rate` and `1e9 mod rate`.
+    step: (u64, u64),
 }
 
 impl ConstantRate {
@@ -31,19 +36,28 @@ impl ConstantRate {
             start_ns,
             rate,
             next: 0,
+            offset_ns: 0,
+            remainder: 0,
+            step: (1_000_000_000 / rate, 1_000_000_000 % rate),
         }
     }
 
     /// The intended time of the next message.
     #[inline]
     pub fn due(&self) -> u64 {
-        self.start_ns + (u128::from(self.next) * 1_000_000_000 / u128::from(self.rate)) as u64
+        self.start_ns + self.offset_ns
     }
 
     /// Moves to the following message.
     #[inline]
     pub fn advance(&mut self) {
         self.next += 1;
+        self.offset_ns += self.step.0;
+        self.remainder += self.step.1;
+        if self.remainder >= self.rate {
+            self.remainder -= self.rate;
+            self.offset_ns += 1;
+        }
     }
 
     /// Messages whose intended time is before `t_ns`.
@@ -86,11 +100,11 @@ impl Pacer {
         }
     }
 
-    /// Waits until `now_ns() >= due` and returns that time.
+    /// Waits until `clock.now() >= due` and returns that time.
     #[inline]
-    pub fn wait_until(&self, due: u64) -> u64 {
+    pub fn wait_until(&self, clock: &mut Clock, due: u64) -> u64 {
         loop {
-            let now = now_ns();
+            let now = clock.now();
             if now >= due {
                 return now;
             }
@@ -118,6 +132,10 @@ mod tests {
                 s.advance();
             }
             assert_eq!(n, rate, "rate {rate}");
+            assert_eq!(
+                s.due() - 1_000,
+                (u128::from(n) * 1_000_000_000 / u128::from(rate)) as u64
+            );
             assert_eq!(s.count_before(1_000 + 1_000_000_000), rate);
         }
     }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cli::PacingArg;
+use crate::clock::ClockSource;
 
 /// The two streams every exchange publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -80,6 +81,8 @@ pub struct Plan {
     pub pin_cores: Vec<usize>,
     /// Pacing of the generator threads.
     pub pacing: Pacing,
+    /// The clock the generator threads read.
+    pub clock: ClockSource,
     /// Writer mode of every ring.
     pub backpressure: bool,
     /// Seed of the market simulation.

@@ -67,7 +67,11 @@ impl StreamPoint {
     pub fn new(target_rate: f64, latency: &LatencySet, counters: &Counters, secs: f64) -> Self {
         Self {
             target_rate,
-            rate: if secs > 0.0 { counters.sent as f64 / secs } else { 0.0 },
+            rate: if secs > 0.0 {
+                counters.sent as f64 / secs
+            } else {
+                0.0
+            },
             sent: counters.sent,
             errors: counters.errors(),
             service: Pcts::of(&latency.service),
@@ -131,7 +135,13 @@ pub struct LatencySummary {
 impl LatencySummary {
     /// Summarizes `h`.
     pub fn of(h: &Histogram<u64>) -> Self {
-        let q = |q| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+        let q = |q| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(q)
+            }
+        };
         Self {
             count: h.len(),
             min: if h.is_empty() { 0 } else { h.min() },
@@ -286,7 +296,8 @@ impl Resources {
     fn of(samples: &[ResourceSample]) -> Self {
         let n = samples.len().max(1) as f64;
         let max = |f: fn(&ResourceSample) -> f64| samples.iter().map(f).fold(0.0, f64::max);
-        let avg = |f: fn(&ResourceSample) -> f64| samples.iter().map(f).sum::<f64>() / n;
+        // A fold from +0.0, not `sum` (which starts at -0.0): no samples must read 0, not -0.
+        let avg = |f: fn(&ResourceSample) -> f64| samples.iter().map(f).fold(0.0, |a, b| a + b) / n;
         let sum = |f: fn(&ResourceSample) -> u64| samples.iter().map(f).sum();
         Self {
             samples: samples.len(),
@@ -426,12 +437,20 @@ fn throughput(sent: u64, target: f64, secs: f64, peak: u64, backlog: u64) -> Str
         target_rate: target,
         actual_rate: actual,
         peak_rate: peak as f64,
-        achievement_pct: if target > 0.0 { 100.0 * actual / target } else { 0.0 },
+        achievement_pct: if target > 0.0 {
+            100.0 * actual / target
+        } else {
+            0.0
+        },
         backlog,
     }
 }
 
-fn kind_report(kind: Kind, per_stream: &BTreeMap<Stream, SourceStats>, all: &LatencySet) -> KindReport {
+fn kind_report(
+    kind: Kind,
+    per_stream: &BTreeMap<Stream, SourceStats>,
+    all: &LatencySet,
+) -> KindReport {
     let empty = SourceStats::default();
     let of = |s| LatencySummary::of(per_stream.get(&s).unwrap_or(&empty).latency.get(kind));
     KindReport {
@@ -480,9 +499,19 @@ pub fn build(data: &RunData, interrupted: Option<String>) -> Results {
         .exchanges
         .iter()
         .map(|e| {
-            let src = |stream| data.measured.get(&SourceId { exchange: e.id, stream }).unwrap_or(&empty);
+            let src = |stream| {
+                data.measured
+                    .get(&SourceId {
+                        exchange: e.id,
+                        stream,
+                    })
+                    .unwrap_or(&empty)
+            };
             let tp = |stream: Stream| {
-                let id = SourceId { exchange: e.id, stream };
+                let id = SourceId {
+                    exchange: e.id,
+                    stream,
+                };
                 throughput(
                     src(stream).counters.sent,
                     e.rate(stream) as f64,

@@ -70,7 +70,12 @@ impl Targets {
         let targets: Targets = toml::from_str(&text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| format!(", line {}", text[..s.start.min(text.len())].lines().count().max(1)))
+                .map(|s| {
+                    format!(
+                        ", line {}",
+                        text[..s.start.min(text.len())].matches('\n').count() + 1
+                    )
+                })
                 .unwrap_or_default();
             err(line, e.message().trim().replace('\n', " "))
         })?;
@@ -108,7 +113,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_and_key() {
-        let e = load("write_p99_ns = 10\nbogus = 1\n").unwrap_err().to_string();
+        let e = load("write_p99_ns = 10\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2"), "{e}");
         assert!(e.contains("bogus"), "{e}");
     }
@@ -116,7 +123,10 @@ mod tests {
     #[test]
     fn wrong_type_and_negative_are_refused() {
         assert!(load("write_p99_ns = \"fast\"").is_err());
-        assert!(load("max_cpu_pct = -1.0").unwrap_err().to_string().contains("max_cpu_pct"));
+        assert!(load("max_cpu_pct = -1.0")
+            .unwrap_err()
+            .to_string()
+            .contains("max_cpu_pct"));
     }
 
     #[test]

@@ -25,8 +25,20 @@ fn achievement(pct: f64) -> StyledObject<String> {
 
 fn latency_lines(out: &mut String, title: &str, s: &LatencySummary) {
     let _ = writeln!(out, "{title}:");
-    for (name, v) in [("P50", s.p50), ("P90", s.p90), ("P99", s.p99), ("P99.9", s.p999), ("Max", s.max)] {
-        let _ = writeln!(out, "  {:<7}{:>9} ns ({:.3} μs)", format!("{name}:"), v, v as f64 / 1e3);
+    for (name, v) in [
+        ("P50", s.p50),
+        ("P90", s.p90),
+        ("P99", s.p99),
+        ("P99.9", s.p999),
+        ("Max", s.max),
+    ] {
+        let _ = writeln!(
+            out,
+            "  {:<7}{:>9} ns ({:.3} μs)",
+            format!("{name}:"),
+            v,
+            v as f64 / 1e3
+        );
     }
 }
 
@@ -62,7 +74,11 @@ pub fn render(r: &Results, verbose: bool) -> String {
         per_ex(|e| e.book_per_sec),
         plan.target_rate(crate::plan::Stream::Book)
     );
-    let _ = writeln!(out, "  Duration: {}s (+{}s warm-up)", plan.duration_secs, plan.warmup_secs);
+    let _ = writeln!(
+        out,
+        "  Duration: {}s (+{}s warm-up)",
+        plan.duration_secs, plan.warmup_secs
+    );
     let _ = writeln!(out, "  Symbols: {}", plan.symbols.len());
     if verbose {
         let _ = writeln!(
@@ -71,7 +87,11 @@ pub fn render(r: &Results, verbose: bool) -> String {
             plan.pacing.mode,
             plan.pacing.spin_ns / 1000,
             plan.threads,
-            if plan.backpressure { "backpressure" } else { "overwrite" },
+            if plan.backpressure {
+                "backpressure"
+            } else {
+                "overwrite"
+            },
             plan.seed
         );
     }
@@ -79,26 +99,45 @@ pub fn render(r: &Results, verbose: bool) -> String {
         let _ = writeln!(
             out,
             "  {}",
-            style(format!("Interrupted by {signal} after {:.1}s of measurement", r.measured_secs)).yellow()
+            style(format!(
+                "Interrupted by {signal} after {:.1}s of measurement",
+                r.measured_secs
+            ))
+            .yellow()
         );
     }
 
     let tp = &r.throughput;
     let _ = writeln!(out, "\nThroughput:");
     let _ = writeln!(out, "  Total Trades: {}", thousands(tp.trades.sent));
-    let _ = writeln!(out, "  Total Orderbook Updates: {}", thousands(tp.book.sent));
+    let _ = writeln!(
+        out,
+        "  Total Orderbook Updates: {}",
+        thousands(tp.book.sent)
+    );
     let _ = writeln!(out, "  Actual TPS: {:.0}", tp.trades.actual_rate);
     let _ = writeln!(out, "  Actual OPS: {:.0}", tp.book.actual_rate);
-    let _ = writeln!(out, "  Peak 1-second rate: {} msgs/s", thousands(tp.total.peak_rate as u64));
+    let _ = writeln!(
+        out,
+        "  Peak 1-second rate: {} msgs/s",
+        thousands(tp.total.peak_rate as u64)
+    );
     if tp.total.backlog > 0 {
-        let _ = writeln!(out, "  Due but never sent: {}", style(thousands(tp.total.backlog)).red());
+        let _ = writeln!(
+            out,
+            "  Due but never sent: {}",
+            style(thousands(tp.total.backlog)).red()
+        );
     }
 
     let _ = writeln!(out);
     latency_lines(&mut out, "Write Latency", &r.latency.service.all);
 
     let res = &r.resources;
-    let _ = writeln!(out, "\nResource Usage (tester process; CPU 100% = one core):");
+    let _ = writeln!(
+        out,
+        "\nResource Usage (tester process; CPU 100% = one core):"
+    );
     let _ = writeln!(out, "  Peak CPU: {:.1}%", res.cpu_peak_pct);
     let _ = writeln!(out, "  Avg CPU:  {:.1}%", res.cpu_avg_pct);
     let _ = writeln!(out, "  Peak Mem: {:.0} MiB", res.rss_peak_mib);
@@ -139,7 +178,11 @@ pub fn render(r: &Results, verbose: bool) -> String {
 
     let _ = writeln!(out, "\nTargets:");
     for c in &r.verdict.checks {
-        let mark = if c.passed { style("✓".to_string()).green() } else { style("✗".to_string()).red() };
+        let mark = if c.passed {
+            style("✓".to_string()).green()
+        } else {
+            style("✗".to_string()).red()
+        };
         let _ = writeln!(
             out,
             "  {mark} {:<32} {:>14} {:<6} target {} {}",
@@ -165,13 +208,29 @@ pub fn render(r: &Results, verbose: bool) -> String {
     if let Some(reason) = &r.verdict.invalid_reason {
         let _ = writeln!(out, "  {reason}");
     }
-    let _ = writeln!(out, "TPS Achievement: {}", achievement(tp.trades.achievement_pct));
-    let _ = writeln!(out, "OPS Achievement: {}", achievement(tp.book.achievement_pct));
+    let _ = writeln!(
+        out,
+        "TPS Achievement: {}",
+        achievement(tp.trades.achievement_pct)
+    );
+    let _ = writeln!(
+        out,
+        "OPS Achievement: {}",
+        achievement(tp.book.achievement_pct)
+    );
 
     let _ = writeln!(out);
-    latency_lines(&mut out, "Response Time (from intended send time, coordinated omission included)", &r.latency.response.all);
+    latency_lines(
+        &mut out,
+        "Response Time (from intended send time, coordinated omission included)",
+        &r.latency.response.all,
+    );
     let _ = writeln!(out);
-    latency_lines(&mut out, "Generator Lag (how late the tester started each write)", &r.latency.lag.all);
+    latency_lines(
+        &mut out,
+        "Generator Lag (how late the tester started each write)",
+        &r.latency.lag.all,
+    );
     let g = &r.generator;
     let _ = writeln!(
         out,
@@ -190,15 +249,27 @@ pub fn render(r: &Results, verbose: bool) -> String {
         let _ = writeln!(out, "\nPer exchange:");
         for ex in &tp.per_exchange {
             let _ = writeln!(out, "  {}", style(&ex.name).bold());
-            let _ = writeln!(out, "{}  write p50 {} p99 {} max {}", stream_row("trades", &ex.trades),
-                human_ns(ex.trades_service.p50), human_ns(ex.trades_service.p99), human_ns(ex.trades_service.max));
-            let _ = writeln!(out, "{}  write p50 {} p99 {} max {}", stream_row("book", &ex.book),
-                human_ns(ex.book_service.p50), human_ns(ex.book_service.p99), human_ns(ex.book_service.max));
+            let _ = writeln!(
+                out,
+                "{}  write p50 {} p99 {} max {}",
+                stream_row("trades", &ex.trades),
+                human_ns(ex.trades_service.p50),
+                human_ns(ex.trades_service.p99),
+                human_ns(ex.trades_service.max)
+            );
+            let _ = writeln!(
+                out,
+                "{}  write p50 {} p99 {} max {}",
+                stream_row("book", &ex.book),
+                human_ns(ex.book_service.p50),
+                human_ns(ex.book_service.p99),
+                human_ns(ex.book_service.max)
+            );
         }
         let _ = writeln!(
             out,
-            "\nClock: one read costs {:.1} ns (included once in every service time).",
-            g.clock_cost_ns
+            "\nClock: {:?}; one CLOCK_MONOTONIC read costs {:.1} ns through the vDSO.",
+            plan.clock, g.clock_cost_ns
         );
         let _ = writeln!(
             out,

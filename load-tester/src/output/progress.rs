@@ -80,7 +80,12 @@ impl Observer for Progress {
                 bar.set_position(self.done_secs);
                 bar.set_message(format!("{}{phase}", line(point)));
             }
-            None => eprintln!("[{:>5}/{}s] {}{phase}", self.done_secs, self.total_secs, line(point)),
+            None => eprintln!(
+                "[{:>5}/{}s] {}{phase}",
+                self.done_secs,
+                self.total_secs,
+                line(point)
+            ),
         }
     }
 }
