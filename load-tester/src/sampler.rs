@@ -78,8 +78,12 @@ pub fn read(pid: &str) -> Option<ProcCounters> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     for line in status.lines() {
         let mut it = line.split_whitespace();
-        let (Some(key), Some(value)) = (it.next(), it.next()) else { continue };
-        let Ok(value) = value.parse::<u64>() else { continue };
+        let (Some(key), Some(value)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(value) = value.parse::<u64>() else {
+            continue;
+        };
         match key {
             "VmRSS:" => c.rss_kib = value,
             "RssAnon:" => c.rss_anon_kib = value,
@@ -91,7 +95,11 @@ pub fn read(pid: &str) -> Option<ProcCounters> {
     }
     if let Ok(s) = fs::read_to_string("/proc/stat") {
         if let Some(cpu) = s.lines().next().filter(|l| l.starts_with("cpu ")) {
-            let v: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let v: Vec<u64> = cpu
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
             // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
             let total: u64 = v.iter().take(8).sum();
             let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
@@ -114,7 +122,11 @@ pub fn sample(before: &ProcCounters, after: &ProcCounters, ticks_per_sec: u64) -
     let sys_total = after.system_total.saturating_sub(before.system_total);
     let mib = |kib: u64| kib as f64 / 1024.0;
     ResourceSample {
-        cpu_pct: if wall_s > 0.0 { 100.0 * cpu_s / wall_s } else { 0.0 },
+        cpu_pct: if wall_s > 0.0 {
+            100.0 * cpu_s / wall_s
+        } else {
+            0.0
+        },
         system_cpu_pct: if sys_total > 0 {
             100.0 * after.system_busy.saturating_sub(before.system_busy) as f64 / sys_total as f64
         } else {
@@ -125,8 +137,12 @@ pub fn sample(before: &ProcCounters, after: &ProcCounters, ticks_per_sec: u64) -
         rss_shmem_mib: mib(after.rss_shmem_kib),
         minor_faults: after.minor_faults.saturating_sub(before.minor_faults),
         major_faults: after.major_faults.saturating_sub(before.major_faults),
-        voluntary_switches: after.voluntary_switches.saturating_sub(before.voluntary_switches),
-        involuntary_switches: after.involuntary_switches.saturating_sub(before.involuntary_switches),
+        voluntary_switches: after
+            .voluntary_switches
+            .saturating_sub(before.voluntary_switches),
+        involuntary_switches: after
+            .involuntary_switches
+            .saturating_sub(before.involuntary_switches),
     }
 }
 

@@ -70,7 +70,10 @@ pub struct BusRun {
 impl BusRun {
     /// Creates the run directory under `base`, one ring per exchange and stream as the plan
     /// sizes them, and the manifest; returns the run and one transport per exchange, by id.
-    pub fn create(plan: &Plan, base: &Path) -> Result<(Self, Vec<BusExchange>), alphapulse_bus::Error> {
+    pub fn create(
+        plan: &Plan,
+        base: &Path,
+    ) -> Result<(Self, Vec<BusExchange>), alphapulse_bus::Error> {
         let run_id = format!("run-{}-{}", std::process::id(), alphapulse_bus::now_ns());
         let mut dir = RunDir::create(base, &run_id)?;
         let mode = if plan.backpressure {
@@ -81,8 +84,16 @@ impl BusRun {
         let mut rings = Vec::new();
         let mut exchanges = Vec::new();
         for e in &plan.exchanges {
-            let trades = dir.create_ring::<Trade>(&ring_file(&e.name, Stream::Trades), e.trades_capacity, mode)?;
-            let book = dir.create_ring::<BookUpdate>(&ring_file(&e.name, Stream::Book), e.book_capacity, mode)?;
+            let trades = dir.create_ring::<Trade>(
+                &ring_file(&e.name, Stream::Trades),
+                e.trades_capacity,
+                mode,
+            )?;
+            let book = dir.create_ring::<BookUpdate>(
+                &ring_file(&e.name, Stream::Book),
+                e.book_capacity,
+                mode,
+            )?;
             for (stream, capacity, ty) in [
                 (Stream::Trades, e.trades_capacity, Trade::TYPE),
                 (Stream::Book, e.book_capacity, BookUpdate::TYPE),

@@ -87,14 +87,54 @@ pub fn judge(results: &Results, targets: &Targets) -> Verdict {
     let r = results;
     let service = &r.latency.service.all;
     let checks = vec![
-        at_least("Throughput", r.throughput.total.actual_rate, targets.min_throughput, "msgs/s"),
-        at_least("Achievement", r.throughput.total.achievement_pct, targets.min_achievement_pct, "%"),
-        at_most("Write Latency P50", service.p50 as f64, targets.write_p50_ns as f64, "ns"),
-        at_most("Write Latency P99", service.p99 as f64, targets.write_p99_ns as f64, "ns"),
-        at_most("Write Latency P99.9", service.p999 as f64, targets.write_p999_ns as f64, "ns"),
-        at_most("CPU Usage (avg, % of one core)", r.resources.cpu_avg_pct, targets.max_cpu_pct, "%"),
-        at_most("Memory Usage (peak RSS)", r.resources.rss_peak_mib, targets.max_memory_mib, "MiB"),
-        at_most("Error Rate", r.errors.error_rate_pct, targets.max_error_rate_pct.max(f64::MIN_POSITIVE), "%"),
+        at_least(
+            "Throughput",
+            r.throughput.total.actual_rate,
+            targets.min_throughput,
+            "msgs/s",
+        ),
+        at_least(
+            "Achievement",
+            r.throughput.total.achievement_pct,
+            targets.min_achievement_pct,
+            "%",
+        ),
+        at_most(
+            "Write Latency P50",
+            service.p50 as f64,
+            targets.write_p50_ns as f64,
+            "ns",
+        ),
+        at_most(
+            "Write Latency P99",
+            service.p99 as f64,
+            targets.write_p99_ns as f64,
+            "ns",
+        ),
+        at_most(
+            "Write Latency P99.9",
+            service.p999 as f64,
+            targets.write_p999_ns as f64,
+            "ns",
+        ),
+        at_most(
+            "CPU Usage (avg, % of one core)",
+            r.resources.cpu_avg_pct,
+            targets.max_cpu_pct,
+            "%",
+        ),
+        at_most(
+            "Memory Usage (peak RSS)",
+            r.resources.rss_peak_mib,
+            targets.max_memory_mib,
+            "MiB",
+        ),
+        at_most(
+            "Error Rate",
+            r.errors.error_rate_pct,
+            targets.max_error_rate_pct.max(f64::MIN_POSITIVE),
+            "%",
+        ),
     ];
     let invalid_reason = invalid_reason(r);
     let outcome = if invalid_reason.is_some() {
