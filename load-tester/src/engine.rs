@@ -21,8 +21,25 @@ use crate::transport::{BusRun, Transport};
 pub trait Observer {
     /// The bus is up and load starts at the next instant.
     fn started(&mut self, _plan: &Plan, _run_dir: &Path) {}
-    /// One interval ended; `point` covers exactly that interval.
-    fn interval(&mut self, _point: &Point) {}
+    /// One interval ended; `point` covers exactly that interval and `per_stream` holds every
+    /// latency recorded in it (what an HdrHistogram interval log stores).
+    fn interval(&mut self, _point: &Point, _per_stream: &BTreeMap<Stream, SourceStats>) {}
+}
+
+/// Several observers as one, called in order.
+pub struct Tee<'a>(pub Vec<&'a mut dyn Observer>);
+
+impl Observer for Tee<'_> {
+    fn started(&mut self, plan: &Plan, run_dir: &Path) {
+        for o in &mut self.0 {
+            o.started(plan, run_dir);
+        }
+    }
+    fn interval(&mut self, point: &Point, per_stream: &BTreeMap<Stream, SourceStats>) {
+        for o in &mut self.0 {
+            o.interval(point, per_stream);
+        }
+    }
 }
 
 /// Everything a run measured, raw: the input of [`crate::results::build`].
@@ -313,7 +330,7 @@ impl Aggregator {
         }
         let resources = self.resources.get(&index).copied();
         let point = self.point(index, 1, &per_stream, resources.as_slice());
-        observer.interval(&point);
+        observer.interval(&point, &per_stream);
         if self.point_acc.is_empty() {
             self.point_start = index;
         }

@@ -7,8 +7,11 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{human_ns, thousands};
+use std::collections::BTreeMap;
+
 use crate::engine::Observer;
-use crate::plan::Plan;
+use crate::measure::SourceStats;
+use crate::plan::{Plan, Stream};
 use crate::results::Point;
 
 /// Shows progress while the engine runs.
@@ -72,7 +75,7 @@ impl Observer for Progress {
         }
     }
 
-    fn interval(&mut self, point: &Point) {
+    fn interval(&mut self, point: &Point, _per_stream: &BTreeMap<Stream, SourceStats>) {
         self.done_secs = (point.start_secs + point.secs).round() as u64;
         let phase = if point.warmup { " (warm-up)" } else { "" };
         match &self.bar {
