@@ -26,8 +26,107 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Some(Command::Clean { shm_dir }) => clean(shm_dir),
+        Some(Command::Compare(a)) => crate::compare::run(
+            &a.baseline,
+            &a.current,
+            &crate::compare::Options {
+                thresholds_file: a.thresholds,
+                threshold: a.threshold,
+                allow_config_change: a.allow_config_change,
+            },
+        ),
+        Some(Command::Read(args)) => read(&args),
         None => load_test(&cli.run),
     }
+}
+
+/// `load-tester read`: a consumer of a run, standalone or (with `--protocol`) for the tester.
+fn read(args: &crate::cli::ReadArgs) -> i32 {
+    use std::io::{BufRead, Write};
+
+    use crate::consumer::{read_run, ReadOptions, ReaderMessage};
+
+    if let Some(path) = &args.json_output {
+        if let Err(m) = crate::config::check_writable(path) {
+            return error(format!("--json-output {}: {m}", path.display()));
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = ReadOptions {
+        run_dir: args.run_dir.clone(),
+        interval_ns: args.interval_ns,
+        pin_core: args.pin_core.map(|c| c as usize),
+        delay_ns: args.delay_ns,
+        stale_after: std::time::Duration::from_millis(args.stale_after_ms),
+        max_duration: args.duration_secs.map(std::time::Duration::from_secs),
+    };
+    let result = if args.protocol {
+        // The tester handles Ctrl-C for the whole run: a reader keeps reading until the writers
+        // close. It stops when the tester closes its stdin, sends SIGTERM, or dies.
+        let _ = signal_hook::flag::register(
+            signal_hook::consts::SIGINT,
+            Arc::new(AtomicBool::new(false)),
+        );
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop));
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+        let stdout = std::io::stdout();
+        let mut emit = |m: ReaderMessage| {
+            let mut out = stdout.lock();
+            let _ = serde_json::to_writer(&mut out, &m);
+            let _ = out.write_all(b"\n").and_then(|()| out.flush());
+        };
+        let stop_on_eof = Arc::clone(&stop);
+        let mut start = || {
+            let mut stdin = std::io::stdin().lock();
+            let mut line = String::new();
+            let start = match stdin.read_line(&mut line) {
+                Ok(n) if n > 0 => line
+                    .trim()
+                    .strip_prefix("start ")
+                    .and_then(|v| v.parse().ok()),
+                _ => {
+                    stop_on_eof.store(true, Ordering::Relaxed);
+                    None
+                }
+            };
+            let stop = Arc::clone(&stop_on_eof);
+            let _ = std::thread::Builder::new()
+                .name("stdin".into())
+                .spawn(move || {
+                    let mut sink = String::new();
+                    while matches!(std::io::stdin().lock().read_line(&mut sink), Ok(n) if n > 0) {
+                        sink.clear();
+                    }
+                    stop.store(true, Ordering::Relaxed);
+                });
+            start
+        };
+        read_run(&options, &stop, &mut emit, &mut start)
+    } else {
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop));
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop));
+        eprintln!("Reading {} (Ctrl-C to stop)", args.run_dir.display());
+        read_run(&options, &stop, &mut |_| {}, &mut || None)
+    };
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => return error(e),
+    };
+    if args.protocol {
+        return 0;
+    }
+    print!("{}", output::console::render_reader(&outcome));
+    if let Some(path) = &args.json_output {
+        if let Err(e) = output::json::write_value(&outcome, path) {
+            return error(format!("--json-output {}: {e}", path.display()));
+        }
+    }
+    let failed = outcome
+        .streams
+        .values()
+        .any(|s| s.integrity.lost > 0 || s.integrity.violations() > 0);
+    i32::from(failed)
 }
 
 fn error(message: impl std::fmt::Display) -> i32 {
@@ -64,6 +163,10 @@ fn load_test(args: &crate::cli::RunArgs) -> i32 {
         Ok(v) => v,
         Err(e) => return error(e),
     };
+    let mut reports = match output::reports::Reports::prepare(args, &plan) {
+        Ok(r) => r,
+        Err(e) => return error(e),
+    };
     if settings.verbose {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -94,13 +197,18 @@ fn load_test(args: &crate::cli::RunArgs) -> i32 {
         "plan ready"
     );
     let mut progress = output::progress::Progress::new(settings.verbose);
-    let data = match crate::engine::run(
+    let mut observers: Vec<&mut dyn crate::engine::Observer> = vec![&mut progress];
+    if let Some(hlog) = reports.hlog.as_mut() {
+        observers.push(hlog);
+    }
+    let run = crate::engine::run(
         &plan,
         &settings.shm_dir,
         settings.keep_shm,
         &stop,
-        &mut progress,
-    ) {
+        &mut crate::engine::Tee(observers),
+    );
+    let data = match run {
         Ok(d) => d,
         Err(e) => {
             progress.finish();
@@ -116,7 +224,7 @@ fn load_test(args: &crate::cli::RunArgs) -> i32 {
     let interrupted_code = signal
         .as_deref()
         .map(|s| if s == "SIGTERM" { 143 } else { 130 });
-    let mut results = crate::results::build(&data, signal);
+    let mut results = crate::results::build(&data, signal, settings.allow_loss);
     results.verdict = crate::verdict::judge(&results, &settings.targets);
     print!("{}", output::console::render(&results, settings.verbose));
     if let Some(path) = &settings.json_output {
@@ -131,5 +239,13 @@ fn load_test(args: &crate::cli::RunArgs) -> i32 {
             data.run_dir.display()
         );
     }
-    interrupted_code.unwrap_or_else(|| results.verdict.outcome.exit_code())
+    let (comparison, errors) = reports.finish(&results);
+    if !errors.is_empty() {
+        errors.iter().for_each(|e| {
+            error(e);
+        });
+        return EXIT_USAGE;
+    }
+    let code = interrupted_code.unwrap_or_else(|| results.verdict.outcome.exit_code());
+    output::reports::exit_code(code, comparison.as_ref())
 }

@@ -26,12 +26,81 @@ pub struct Cli {
 /// Commands other than the load test.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Compare two results files metric by metric (latencies from their stored histograms).
+    /// Exit status: 0 no regression, 1 a regression, 2 unusable input.
+    Compare(CompareArgs),
+    /// Read a run's rings as a consumer: end-to-end latency, losses and integrity of every
+    /// record, from any writer built on alphapulse-bus.
+    Read(ReadArgs),
     /// Remove the shared-memory run directories of runs whose process died.
     Clean {
         /// Base directory of run directories [default: $ALPHAPULSE_SHM_DIR or /dev/shm/alphapulse].
         #[arg(long, value_name = "DIR")]
         shm_dir: Option<PathBuf>,
     },
+}
+
+/// Options of `load-tester read`.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The run directory to read (it holds manifest.json)
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: PathBuf,
+
+    /// Pin the reader to this core
+    #[arg(long, value_name = "CORE", value_parser = |s: &str| whole(s, 0, 4095))]
+    pub pin_core: Option<u64>,
+
+    /// Busy delay after each record, nanoseconds (a deliberately slow reader)
+    #[arg(long, value_name = "NS", default_value_t = 0,
+          value_parser = |s: &str| whole(s, 0, 1_000_000_000))]
+    pub delay_ns: u64,
+
+    /// Stop after this many seconds even if the writers are still open
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = |s: &str| whole(s, 1, MAX_DURATION_SECS))]
+    pub duration_secs: Option<u64>,
+
+    /// A writer silent for this long counts as stopped, milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = |s: &str| whole(s, 1, 3_600_000))]
+    pub stale_after_ms: u64,
+
+    /// Save the reader's results to a JSON file
+    #[arg(long, value_name = "FILE")]
+    pub json_output: Option<PathBuf>,
+
+    /// Speak the load tester's line protocol on stdin/stdout (used when it starts readers)
+    #[arg(long, hide = true)]
+    pub protocol: bool,
+
+    /// Interval length for the line protocol, nanoseconds
+    #[arg(long, hide = true, default_value_t = 1_000_000_000,
+          value_parser = |s: &str| whole(s, 1_000_000, 3_600_000_000_000))]
+    pub interval_ns: u64,
+}
+
+/// Options of `load-tester compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Results of the reference run (the --json-output of an earlier run)
+    #[arg(value_name = "BASELINE.json")]
+    pub baseline: PathBuf,
+
+    /// Results of the run to judge
+    #[arg(value_name = "CURRENT.json")]
+    pub current: PathBuf,
+
+    /// TOML file of regression thresholds: `"PATTERN" = PCT` or `"off"` per line
+    #[arg(long, value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
+
+    /// A regression threshold, e.g. `latency.*.*.p99=10` (repeatable; `*` matches one segment)
+    #[arg(long, value_name = "PATTERN=PCT")]
+    pub threshold: Vec<String>,
+
+    /// Compare runs of different loads (exchanges, rates, symbols, mode) instead of refusing
+    #[arg(long)]
+    pub allow_config_change: bool,
 }
 
 /// How the generator waits for the next intended send time.
@@ -142,6 +211,57 @@ pub struct RunArgs {
     /// Records per ring, a power of two [default: half a second of the stream's rate, 4096 at least]
     #[arg(long, value_name = "N", value_parser = |s: &str| whole(s, 2, 1 << 30))]
     pub ring_capacity: Option<u64>,
+
+    /// Reader processes that consume every ring and measure end-to-end latency and integrity
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = |s: &str| whole(s, 0, 16))]
+    pub consumers: u64,
+
+    /// Pin reader i to the i-th core of this comma-separated list
+    #[arg(long, value_name = "CORES", value_delimiter = ',',
+          value_parser = |s: &str| whole(s, 0, 4095))]
+    pub reader_pin_cores: Vec<u64>,
+
+    /// Make every reader busy-wait this long after each record, nanoseconds (a slow consumer)
+    #[arg(long, value_name = "NS", default_value_t = 0,
+          value_parser = |s: &str| whole(s, 0, 1_000_000_000))]
+    pub reader_delay_ns: u64,
+
+    /// Do not fail the verdict when readers lose records (lapped in overwrite mode)
+    #[arg(long)]
+    pub allow_loss: bool,
+
+    /// Write an HdrHistogram interval log: one histogram per second, stream and latency kind
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+
+    /// Write percentile distributions (.hgrm, microseconds) per stream and latency kind into DIR
+    #[arg(long, value_name = "DIR")]
+    pub hgrm_dir: Option<PathBuf>,
+
+    /// Write a self-contained HTML report (charts, verdict, configuration)
+    #[arg(long, value_name = "FILE")]
+    pub html_report: Option<PathBuf>,
+
+    /// Write JUnit XML: one test case per performance target
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Compare with the results of an earlier run; a regression makes the exit status 1
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// With --baseline: TOML file of regression thresholds
+    #[arg(long, value_name = "FILE", requires = "baseline")]
+    pub thresholds: Option<PathBuf>,
+
+    /// With --baseline: a regression threshold, e.g. `latency.*.*.p99=10` (repeatable)
+    #[arg(long, value_name = "PATTERN=PCT", requires = "baseline")]
+    pub threshold: Vec<String>,
+
+    /// With --baseline: compare although the baseline ran a different load
+    #[arg(long, requires = "baseline")]
+    pub allow_config_change: bool,
 
     /// TOML file of performance targets that replace the defaults (see docs/measurement.md)
     #[arg(long, value_name = "FILE")]

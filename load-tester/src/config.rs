@@ -25,6 +25,8 @@ pub struct Settings {
     pub shm_dir: PathBuf,
     /// Keep the run directory after the run.
     pub keep_shm: bool,
+    /// Readers may lose records without failing the verdict.
+    pub allow_loss: bool,
 }
 
 /// A configuration error: one line naming the flag or file and what to do.
@@ -58,7 +60,9 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             args.threads, args.exchanges, args.exchanges
         ));
     }
-    let pin_cores = check_pin_cores(&args.pin_cores, args.threads)?;
+    let pin_cores = check_pin_cores("--pin-cores", &args.pin_cores, args.threads)?;
+    let reader_pin_cores =
+        check_pin_cores("--reader-pin-cores", &args.reader_pin_cores, args.consumers)?;
     if let Some(c) = args.ring_capacity {
         if !c.is_power_of_two() {
             return fail(format!(
@@ -117,6 +121,9 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         },
         clock,
         backpressure: args.mode == ModeArg::Backpressure,
+        consumers: args.consumers as usize,
+        reader_pin_cores,
+        reader_delay_ns: args.reader_delay_ns,
         seed: args.seed,
         warmup_secs: args.warmup_secs,
         duration_secs: args.duration_secs,
@@ -133,25 +140,23 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             .clone()
             .unwrap_or_else(alphapulse_bus::default_base_dir),
         keep_shm: args.keep_shm,
+        allow_loss: args.allow_loss,
     };
     Ok((plan, settings))
 }
 
-fn check_pin_cores(cores: &[u64], threads: u64) -> Result<Vec<usize>, ConfigError> {
+fn check_pin_cores(flag: &str, cores: &[u64], threads: u64) -> Result<Vec<usize>, ConfigError> {
     if cores.is_empty() {
         return Ok(Vec::new());
     }
     if (cores.len() as u64) < threads {
         return Err(ConfigError(format!(
-            "--pin-cores lists {} cores for {threads} generator threads; list one core per thread",
+            "{flag} lists {} cores for {threads} threads or processes; list one core for each",
             cores.len()
         )));
     }
-    let allowed = rustix::thread::sched_getaffinity(None).map_err(|e| {
-        ConfigError(format!(
-            "--pin-cores: cannot read this process's CPU set: {e}"
-        ))
-    })?;
+    let allowed = rustix::thread::sched_getaffinity(None)
+        .map_err(|e| ConfigError(format!("{flag}: cannot read this process's CPU set: {e}")))?;
     for &c in cores {
         if !allowed.is_set(c as usize) {
             let list: Vec<String> = (0..rustix::thread::CpuSet::MAX_CPU)
@@ -159,7 +164,7 @@ fn check_pin_cores(cores: &[u64], threads: u64) -> Result<Vec<usize>, ConfigErro
                 .map(|i| i.to_string())
                 .collect();
             return Err(ConfigError(format!(
-                "--pin-cores: core {c} is not available to this process; use cores from {}",
+                "{flag}: core {c} is not available to this process; use cores from {}",
                 list.join(",")
             )));
         }
@@ -169,7 +174,7 @@ fn check_pin_cores(cores: &[u64], threads: u64) -> Result<Vec<usize>, ConfigErro
 
 /// Checks, before the run, that a file can be created next to `path` (where the results will
 /// be written atomically) and that `path` is not a directory.
-fn check_writable(path: &Path) -> Result<(), String> {
+pub(crate) fn check_writable(path: &Path) -> Result<(), String> {
     if path.is_dir() {
         return Err("is a directory; name a file".into());
     }

@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use alphapulse_bus::now_ns;
 
+use crate::consumer::{Digests, ReaderMessage, ReaderOutcome, DIGESTS_NAME};
 use crate::generator::{self, ExchangeWork, GeneratorConfig, Message, SourceId};
 use crate::market::ExchangeSim;
-use crate::measure::{Counters, LatencySet, SourceStats};
+use crate::measure::{new_histogram, Counters, LatencySet, SourceStats};
 use crate::plan::{Plan, Stream};
+use crate::readers::{self, ReaderChild, ReaderLine, ReaderSpec};
+use crate::results::decode_histogram;
 use crate::results::{Point, StreamPoint};
 use crate::sampler::{self, ResourceSample};
 use crate::transport::{BusRun, Transport};
+use hdrhistogram::Histogram;
 
 /// Sees the run as it goes; the console progress view implements it.
 pub trait Observer {
@@ -24,6 +28,8 @@ pub trait Observer {
     /// One interval ended; `point` covers exactly that interval and `per_stream` holds every
     /// latency recorded in it (what an HdrHistogram interval log stores).
     fn interval(&mut self, _point: &Point, _per_stream: &BTreeMap<Stream, SourceStats>) {}
+    /// The same interval's end-to-end latencies, per stream, all readers merged.
+    fn delivery_interval(&mut self, _point: &Point, _e2e: &BTreeMap<Stream, Histogram<u64>>) {}
 }
 
 /// Several observers as one, called in order.
@@ -38,6 +44,11 @@ impl Observer for Tee<'_> {
     fn interval(&mut self, point: &Point, per_stream: &BTreeMap<Stream, SourceStats>) {
         for o in &mut self.0 {
             o.interval(point, per_stream);
+        }
+    }
+    fn delivery_interval(&mut self, point: &Point, e2e: &BTreeMap<Stream, Histogram<u64>>) {
+        for o in &mut self.0 {
+            o.delivery_interval(point, e2e);
         }
     }
 }
@@ -75,9 +86,39 @@ pub struct RunData {
     pub write_ns: u64,
     /// Generator thread time, ns (threads x measured seconds).
     pub thread_ns: u64,
-    /// Pinning failures.
+    /// Pinning failures and other trouble that did not stop the run.
     pub warnings: Vec<String>,
+    /// Every reader process.
+    pub readers: Vec<ReaderReport>,
+    /// End-to-end latency per stream over the measured intervals, all readers merged.
+    pub e2e_measured: BTreeMap<Stream, Histogram<u64>>,
+    /// The writers' final book digests.
+    pub digests: Digests,
+    /// Reader output lines that could not be understood.
+    pub garbage_lines: u64,
 }
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The bus could not be created.
+    #[error(transparent)]
+    Bus(#[from] alphapulse_bus::Error),
+    /// A reader process could not be started or did not attach.
+    #[error("{0}")]
+    Readers(String),
+}
+
+/// Everything the engine hears, from generator threads and reader processes.
+enum Event {
+    Generator(Message),
+    Reader(usize, ReaderLine),
+}
+
+/// How long readers get to attach to the rings before the run is abandoned.
+const READER_ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long readers get, after the writers closed, to drain and report.
+const READER_FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `plan` on the bus under `shm_dir`. Stops early when `stop` is set.
 pub fn run(
@@ -86,12 +127,13 @@ pub fn run(
     keep_shm: bool,
     stop: &AtomicBool,
     observer: &mut dyn Observer,
-) -> Result<RunData, alphapulse_bus::Error> {
+) -> Result<RunData, EngineError> {
     let clock_cost_ns = crate::measure::clock_cost_ns();
     let (mut bus, transports) = BusRun::create(plan, shm_dir)?;
     if keep_shm {
         bus.keep();
     }
+    let run_dir = bus.path();
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -112,14 +154,34 @@ pub fn run(
         });
     }
 
+    let (tx, rx) = mpsc::channel::<Event>();
+    let reader_tx = tx.clone();
+    let mut readers = readers::spawn(
+        &ReaderSpec {
+            count: plan.consumers,
+            pin_cores: plan.reader_pin_cores.clone(),
+            delay_ns: plan.reader_delay_ns,
+            interval_ns: plan.interval_ns,
+        },
+        &run_dir,
+        move |i, line| {
+            let _ = reader_tx.send(Event::Reader(i, line));
+        },
+    )
+    .map_err(EngineError::Readers)?;
+    wait_ready(&rx, &mut readers)?;
+
     let interval_ns = plan.interval_ns;
     let start_ns = now_ns() + 100_000_000;
     let end_ns = start_ns + plan.total_secs() * interval_ns;
-    let (tx, rx) = mpsc::channel::<Message>();
-    observer.started(plan, &bus.path());
+    for r in &mut readers {
+        r.start(start_ns);
+    }
+    observer.started(plan, &run_dir);
     let ticks = sampler::ticks_per_sec();
 
     let mut agg = Aggregator::new(plan);
+    let mut generators_stopped_ns = end_ns;
     std::thread::scope(|scope| {
         let mut spares = Vec::new();
         for (index, works) in per_thread.into_iter().enumerate() {
@@ -138,68 +200,193 @@ pub fn run(
             std::thread::Builder::new()
                 .name(format!("generator-{index}"))
                 .spawn_scoped(scope, move || {
-                    generator::run(config, works, stop, tx, spare_rx)
+                    generator::run(
+                        config,
+                        works,
+                        stop,
+                        |m| {
+                            let _ = tx.send(Event::Generator(m));
+                        },
+                        spare_rx,
+                    )
                 })
                 .expect("spawning a generator thread");
         }
-        drop(tx);
 
         let mut proc_before = sampler::read("self");
         let mut next_sample = start_ns + interval_ns;
         let mut running = plan.threads;
         let mut watermark = vec![0u64; plan.threads];
-        while running > 0 {
-            let timeout = next_sample.saturating_sub(now_ns());
+        let mut finish_deadline = None;
+        loop {
+            if running == 0 && !readers.iter().any(ReaderChild::running) {
+                break;
+            }
+            let now = now_ns();
+            if finish_deadline.is_some_and(|d| now >= d) {
+                for r in readers.iter_mut().filter(|r| r.running()) {
+                    agg.warnings.push(format!(
+                        "reader {} (pid {}) did not report within {} s after the writers closed; killed",
+                        r.index,
+                        r.pid,
+                        READER_FINISH_TIMEOUT.as_secs()
+                    ));
+                    r.reap();
+                    r.closed((now.saturating_sub(start_ns)) as f64 / 1e9);
+                }
+                break;
+            }
+            let timeout = next_sample.saturating_sub(now).min(100_000_000);
             match rx.recv_timeout(Duration::from_nanos(timeout)) {
-                Ok(Message::Interval(report)) => {
+                Ok(Event::Generator(Message::Interval(report))) => {
                     watermark[report.thread] = report.index + 1;
                     let vec = agg.add_report(report);
                     let _ = spares[vec.0].send(vec.1);
                 }
-                Ok(Message::Done(summary)) => {
+                Ok(Event::Generator(Message::Done(summary))) => {
                     watermark[summary.thread] = u64::MAX;
                     running -= 1;
                     agg.done(summary);
+                    if running == 0 {
+                        generators_stopped_ns = now_ns().min(end_ns);
+                        // Every writer is closed once its thread returned; readers drain, then
+                        // compare their books with these.
+                        if let Err(e) = write_digests(&run_dir, &agg.digests) {
+                            agg.warnings
+                                .push(format!("cannot publish book digests: {e}"));
+                        }
+                        finish_deadline = Some(now_ns() + READER_FINISH_TIMEOUT.as_nanos() as u64);
+                    }
+                }
+                Ok(Event::Reader(i, line)) => {
+                    let at = now_ns().saturating_sub(start_ns) as f64 / 1e9;
+                    agg.reader_line(&mut readers[i], line, at);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             let now = now_ns();
-            if now >= next_sample {
+            if now >= next_sample && running > 0 {
                 let index = (next_sample - start_ns) / interval_ns - 1;
                 let after = sampler::read("self");
                 if let (Some(b), Some(a)) = (&proc_before, &after) {
                     agg.resources.insert(index, sampler::sample(b, a, ticks));
                 }
                 proc_before = after;
+                for r in readers.iter_mut().filter(|r| r.running()) {
+                    r.sample(ticks);
+                }
                 next_sample += interval_ns;
                 // After a stall, sample once, not once per missed second.
                 if next_sample <= now {
                     next_sample = now + interval_ns;
                 }
             }
-            // An interval is final once every thread moved past it and its resource sample was
-            // taken (or is overdue, after a stall of the sampler).
+            // An interval is final once every thread and reader moved past it and its resource
+            // sample was taken (or is overdue, after a stall of the sampler).
             let threads_done = watermark.iter().copied().min().unwrap_or(u64::MAX);
+            let readers_done = readers
+                .iter()
+                .map(|r| r.watermark)
+                .min()
+                .unwrap_or(u64::MAX);
             let sampled = (next_sample - start_ns) / interval_ns - 1;
             let overdue =
                 (now.saturating_sub(start_ns + interval_ns / 4) / interval_ns).saturating_sub(1);
-            agg.finalize_before(threads_done.min(sampled.max(overdue)), observer);
+            let sampled = if running == 0 {
+                u64::MAX
+            } else {
+                sampled.max(overdue)
+            };
+            agg.finalize_before(threads_done.min(readers_done).min(sampled), observer);
         }
         agg.finalize_before(u64::MAX, observer);
         agg.flush_point();
     });
+    for r in &mut readers {
+        r.stop();
+        r.reap();
+    }
 
-    let stopped_ns = now_ns().min(end_ns);
     let measured_start = start_ns + plan.warmup_secs * interval_ns;
-    let measured_secs = stopped_ns.saturating_sub(measured_start) as f64 / 1e9;
+    let measured_secs = generators_stopped_ns.saturating_sub(measured_start) as f64 / 1e9;
+    let reports = readers.iter().map(reader_report).collect();
     Ok(agg.into_data(
         plan,
         started_unix_ms,
-        bus.path(),
+        run_dir,
         clock_cost_ns,
         measured_secs,
+        reports,
     ))
+}
+
+fn reader_report(r: &ReaderChild) -> ReaderReport {
+    ReaderReport {
+        index: r.index,
+        pid: r.pid,
+        outcome: r.outcome.clone(),
+        died: r.died.clone(),
+        samples: r.samples.clone(),
+    }
+}
+
+/// Waits until every reader said it attached, or fails with what the failing one said.
+fn wait_ready(rx: &mpsc::Receiver<Event>, readers: &mut [ReaderChild]) -> Result<(), EngineError> {
+    let deadline = std::time::Instant::now() + READER_ATTACH_TIMEOUT;
+    while readers.iter().any(|r| !r.ready) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Event::Reader(i, ReaderLine::Message(ReaderMessage::Ready { .. }))) => {
+                readers[i].ready = true
+            }
+            Ok(Event::Reader(i, ReaderLine::Closed)) => {
+                readers[i].reap();
+                return Err(EngineError::Readers(format!(
+                    "reader process {i} failed to attach: {}",
+                    readers[i].stderr_tail()
+                )));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return Err(EngineError::Readers(format!(
+                    "reader processes did not attach within {} s",
+                    READER_ATTACH_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Publishes the writers' final book digests for the readers, atomically.
+fn write_digests(run_dir: &Path, digests: &Digests) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = run_dir.join(format!("{DIGESTS_NAME}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&tmp)?;
+    f.write_all(&serde_json::to_vec(digests).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&tmp, run_dir.join(DIGESTS_NAME))
+}
+
+/// What one reader process reported, or how it ended.
+#[derive(Debug, Clone)]
+pub struct ReaderReport {
+    /// Its index.
+    pub index: usize,
+    /// Its pid.
+    pub pid: u32,
+    /// Its final report, if it sent one.
+    pub outcome: Option<ReaderOutcome>,
+    /// How it died, if it did.
+    pub died: Option<String>,
+    /// Its resource samples.
+    pub samples: Vec<ResourceSample>,
 }
 
 /// Merges interval reports into totals and points.
@@ -225,6 +412,11 @@ struct Aggregator {
     wait_ns: u64,
     write_ns: u64,
     warnings: Vec<String>,
+    digests: Digests,
+    pending_e2e: BTreeMap<u64, BTreeMap<Stream, Histogram<u64>>>,
+    e2e_measured: BTreeMap<Stream, Histogram<u64>>,
+    point_e2e: BTreeMap<Stream, Histogram<u64>>,
+    garbage_lines: u64,
 }
 
 impl Aggregator {
@@ -254,6 +446,41 @@ impl Aggregator {
             wait_ns: 0,
             write_ns: 0,
             warnings: Vec::new(),
+            digests: Digests::default(),
+            pending_e2e: BTreeMap::new(),
+            e2e_measured: BTreeMap::new(),
+            point_e2e: BTreeMap::new(),
+            garbage_lines: 0,
+        }
+    }
+
+    /// Handles one line of a reader's output.
+    fn reader_line(&mut self, reader: &mut ReaderChild, line: ReaderLine, at_secs: f64) {
+        match line {
+            ReaderLine::Message(ReaderMessage::Interval { index, e2e }) => {
+                reader.watermark = reader.watermark.max(index + 1);
+                let index = index.min(self.total_intervals.saturating_sub(1));
+                let slot = self.pending_e2e.entry(index).or_default();
+                for (stream, text) in e2e {
+                    match decode_histogram(&text) {
+                        Ok(h) => {
+                            let _ = slot.entry(stream).or_insert_with(new_histogram).add(&h);
+                        }
+                        Err(_) => self.garbage_lines += 1,
+                    }
+                }
+            }
+            ReaderLine::Message(ReaderMessage::Final(outcome)) => {
+                reader.outcome = Some(*outcome);
+            }
+            ReaderLine::Message(ReaderMessage::Ready { .. }) => {}
+            ReaderLine::Garbage(_) => self.garbage_lines += 1,
+            ReaderLine::Closed => {
+                reader.closed(at_secs);
+                if let Some(why) = &reader.died {
+                    tracing::warn!("{why}");
+                }
+            }
         }
     }
 
@@ -279,6 +506,7 @@ impl Aggregator {
             *self.backlog.entry(id).or_default() += n;
         }
         self.interrupted |= summary.interrupted;
+        self.digests.exchanges.extend(summary.digests);
         if let Some(e) = summary.pin_error {
             self.warnings
                 .push(format!("generator thread {}: {e}", summary.thread));
@@ -328,9 +556,27 @@ impl Aggregator {
                 *peak = (*peak).max(stats.counters.sent);
             }
         }
+        let e2e = self.pending_e2e.remove(&index).unwrap_or_default();
+        if !warm {
+            for (stream, h) in &e2e {
+                let _ = self
+                    .e2e_measured
+                    .entry(*stream)
+                    .or_insert_with(new_histogram)
+                    .add(h);
+            }
+        }
         let resources = self.resources.get(&index).copied();
-        let point = self.point(index, 1, &per_stream, resources.as_slice());
+        let point = self.point(index, 1, &per_stream, &e2e, resources.as_slice());
         observer.interval(&point, &per_stream);
+        observer.delivery_interval(&point, &e2e);
+        for (stream, h) in &e2e {
+            let _ = self
+                .point_e2e
+                .entry(*stream)
+                .or_insert_with(new_histogram)
+                .add(h);
+        }
         if self.point_acc.is_empty() {
             self.point_start = index;
         }
@@ -352,8 +598,9 @@ impl Aggregator {
         }
         let acc = std::mem::take(&mut self.point_acc);
         let res = std::mem::take(&mut self.point_res);
+        let e2e = std::mem::take(&mut self.point_e2e);
         let span = self.next_final - self.point_start;
-        let point = self.point(self.point_start, span, &acc, &res);
+        let point = self.point(self.point_start, span, &acc, &e2e, &res);
         self.series.push(point);
     }
 
@@ -362,13 +609,20 @@ impl Aggregator {
         first: u64,
         span: u64,
         per_stream: &BTreeMap<Stream, SourceStats>,
+        e2e: &BTreeMap<Stream, Histogram<u64>>,
         res: &[ResourceSample],
     ) -> Point {
         let secs = span as f64 * self.interval_secs;
         let empty = SourceStats::default();
         let stream = |s: Stream| {
             let st = per_stream.get(&s).unwrap_or(&empty);
-            StreamPoint::new(self.targets[&s] as f64, &st.latency, &st.counters, secs)
+            StreamPoint::new(
+                self.targets[&s] as f64,
+                &st.latency,
+                e2e.get(&s),
+                &st.counters,
+                secs,
+            )
         };
         let n = res.len().max(1) as f64;
         Point {
@@ -377,7 +631,7 @@ impl Aggregator {
             warmup: first < self.plan_warmup,
             trades: stream(Stream::Trades),
             book: stream(Stream::Book),
-            cpu_pct: res.iter().map(|r| r.cpu_pct).sum::<f64>() / n,
+            cpu_pct: res.iter().map(|r| r.cpu_pct).fold(0.0, |a, b| a + b) / n,
             rss_mib: res.iter().map(|r| r.rss_mib).fold(0.0, f64::max),
         }
     }
@@ -389,6 +643,7 @@ impl Aggregator {
         run_dir: PathBuf,
         clock_cost_ns: f64,
         measured_secs: f64,
+        readers: Vec<ReaderReport>,
     ) -> RunData {
         let resources = self
             .resources
@@ -413,6 +668,10 @@ impl Aggregator {
             write_ns: self.write_ns,
             thread_ns: (measured_secs * 1e9) as u64 * plan.threads as u64,
             warnings: self.warnings,
+            readers,
+            e2e_measured: self.e2e_measured,
+            digests: self.digests,
+            garbage_lines: self.garbage_lines,
         }
     }
 }

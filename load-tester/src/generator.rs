@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Receiver;
 
 use alphapulse_bus::{BookUpdate, Record, Trade};
 
@@ -82,6 +82,8 @@ pub struct ThreadSummary {
     pub interrupted: bool,
     /// Why pinning failed, if it was asked for and failed.
     pub pin_error: Option<String>,
+    /// Per exchange, per symbol: the last published book version and its digest.
+    pub digests: Vec<(u16, Vec<(u64, u64)>)>,
 }
 
 /// Messages from generator threads to the engine.
@@ -109,7 +111,7 @@ pub fn run(
     config: GeneratorConfig,
     mut works: Vec<ExchangeWork>,
     stop: &AtomicBool,
-    tx: Sender<Message>,
+    mut emit: impl FnMut(Message),
     spare: Receiver<Vec<SourceStats>>,
 ) {
     let pin_error = config.pin_core.and_then(|core| pin(core).err());
@@ -150,7 +152,11 @@ pub fn run(
     let mut interrupted = false;
     let mut now = clock.now();
 
-    let ship = |index: u64, stats: &mut Vec<SourceStats>, wait_ns: &mut u64, write_ns: &mut u64| {
+    let ship = |index: u64,
+                stats: &mut Vec<SourceStats>,
+                wait_ns: &mut u64,
+                write_ns: &mut u64,
+                emit: &mut dyn FnMut(Message)| {
         let fresh = spare
             .try_recv()
             .unwrap_or_else(|_| vec![SourceStats::default(); ids.len()]);
@@ -162,8 +168,7 @@ pub fn run(
             wait_ns: std::mem::take(wait_ns),
             write_ns: std::mem::take(write_ns),
         };
-        // The engine outlives every generator; a closed channel means it is tearing down.
-        let _ = tx.send(Message::Interval(report));
+        emit(Message::Interval(report));
     };
 
     loop {
@@ -178,14 +183,14 @@ pub fn run(
             break;
         }
         if now >= boundary {
-            ship(interval, &mut stats, &mut wait_ns, &mut write_ns);
-            interval = (now - config.start_ns) / config.interval_ns;
+            ship(interval, &mut stats, &mut wait_ns, &mut write_ns, &mut emit);
+            interval = now.saturating_sub(config.start_ns) / config.interval_ns;
             boundary = config.start_ns + (interval + 1) * config.interval_ns;
         }
         if now < due {
             let target = due.min(boundary).min(now + MAX_WAIT_NS);
             let woke = pacer.wait_until(&mut clock, target);
-            wait_ns += woke - now;
+            wait_ns += woke.saturating_sub(now);
             now = woke;
             if now < due {
                 for w in &mut works {
@@ -230,7 +235,7 @@ pub fn run(
             }
             Err(SendError::Failed) => st.counters.write_failures += 1,
         }
-        write_ns += end - start;
+        write_ns += end.saturating_sub(start);
         source.schedule.advance();
         // Replacing the top in place costs one sift instead of a pop and a push.
         if let Some(mut top) = heap.peek_mut() {
@@ -238,7 +243,7 @@ pub fn run(
         }
         now = end;
     }
-    ship(interval, &mut stats, &mut wait_ns, &mut write_ns);
+    ship(interval, &mut stats, &mut wait_ns, &mut write_ns, &mut emit);
     let cutoff = now.min(config.end_ns);
     let backlog = sources
         .iter()
@@ -251,12 +256,27 @@ pub fn run(
             )
         })
         .collect();
-    let _ = tx.send(Message::Done(ThreadSummary {
+    let digests = works
+        .iter()
+        .map(|w| {
+            let n = w.sim.symbol_count();
+            (
+                w.id,
+                (0..n)
+                    .map(|s| (w.sim.published_version(s), w.sim.published_digest(s)))
+                    .collect(),
+            )
+        })
+        .collect();
+    // The writers close when `works` drops, after the engine has the digests.
+    emit(Message::Done(ThreadSummary {
         thread: config.index,
         backlog,
         interrupted,
         pin_error,
+        digests,
     }));
+    drop(works);
 }
 
 /// Pins the calling thread to `core`.

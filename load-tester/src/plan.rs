@@ -85,6 +85,12 @@ pub struct Plan {
     pub clock: ClockSource,
     /// Writer mode of every ring.
     pub backpressure: bool,
+    /// Reader processes to start.
+    pub consumers: usize,
+    /// Cores to pin reader i to (`reader_pin_cores[i]`), if any.
+    pub reader_pin_cores: Vec<usize>,
+    /// Busy delay per record in every reader, ns (a deliberately slow reader).
+    pub reader_delay_ns: u64,
     /// Seed of the market simulation.
     pub seed: u64,
     /// Warm-up, seconds: measured, reported apart, kept out of the verdict.

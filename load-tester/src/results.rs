@@ -9,6 +9,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::consumer::Integrity;
 use crate::engine::{self, RunData};
 use crate::generator::SourceId;
 use crate::measure::{Counters, Kind, LatencySet, SourceStats};
@@ -60,11 +61,19 @@ pub struct StreamPoint {
     pub response: Pcts,
     /// Generator lag.
     pub lag: Pcts,
+    /// End-to-end latency to the readers (all readers merged; zeros without readers).
+    pub e2e: Pcts,
 }
 
 impl StreamPoint {
-    /// Summarizes `latency` and `counters` recorded over `secs` seconds.
-    pub fn new(target_rate: f64, latency: &LatencySet, counters: &Counters, secs: f64) -> Self {
+    /// Summarizes `latency`, `e2e` and `counters` recorded over `secs` seconds.
+    pub fn new(
+        target_rate: f64,
+        latency: &LatencySet,
+        e2e: Option<&Histogram<u64>>,
+        counters: &Counters,
+        secs: f64,
+    ) -> Self {
         Self {
             target_rate,
             rate: if secs > 0.0 {
@@ -77,6 +86,7 @@ impl StreamPoint {
             service: Pcts::of(&latency.service),
             response: Pcts::of(&latency.response),
             lag: Pcts::of(&latency.lag),
+            e2e: e2e.map(Pcts::of).unwrap_or_default(),
         }
     }
 }
@@ -382,6 +392,63 @@ pub struct Warmup {
     pub service: LatencySummary,
 }
 
+/// One reader process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReaderSummary {
+    /// Index.
+    pub index: usize,
+    /// Process id.
+    pub pid: u32,
+    /// How it ended: `writers closed`, `writer died`, ..., or `died`.
+    pub ended: String,
+    /// How it died, if it did.
+    pub died: Option<String>,
+    /// Records received, both streams.
+    pub received: u64,
+    /// Records lost, both streams.
+    pub lost: u64,
+    /// Integrity violations, both streams.
+    pub violations: u64,
+    /// Average CPU, percent of one core.
+    pub cpu_avg_pct: f64,
+    /// Peak one-second CPU, percent of one core.
+    pub cpu_peak_pct: f64,
+    /// Peak resident memory, MiB.
+    pub rss_peak_mib: f64,
+}
+
+/// What the readers received: end-to-end latency, losses, integrity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Reader processes started.
+    pub readers: usize,
+    /// Of those, how many died before reporting.
+    pub dead: usize,
+    /// Whether losses were allowed (`--allow-loss`).
+    pub loss_allowed: bool,
+    /// End-to-end latency over the measured time, all readers merged.
+    pub e2e: KindReport,
+    /// Records the writers wrote over the whole run (warm-up included), per stream.
+    pub written: BTreeMap<Stream, u64>,
+    /// Counts per stream, summed over the readers that reported.
+    pub streams: BTreeMap<Stream, Integrity>,
+    /// Per reader.
+    pub per_reader: Vec<ReaderSummary>,
+    /// Reader output lines that could not be understood.
+    pub garbage_lines: u64,
+}
+
+impl Delivery {
+    /// Counts of both streams.
+    pub fn total(&self) -> Integrity {
+        let mut t = Integrity::default();
+        for i in self.streams.values() {
+            t.add(i);
+        }
+        t
+    }
+}
+
 /// The tool that produced the results.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tool {
@@ -420,6 +487,8 @@ pub struct Results {
     pub degradation: Option<Degradation>,
     /// The warm-up.
     pub warmup: Warmup,
+    /// What the readers received, when the run had readers.
+    pub delivery: Option<Delivery>,
     /// Per source.
     pub sources: Vec<SourceReport>,
     /// Time series, warm-up included.
@@ -465,7 +534,7 @@ fn sum_for<F: Fn(&SourceId) -> bool>(map: &BTreeMap<SourceId, u64>, f: F) -> u64
 }
 
 /// Summarizes what a run measured. The verdict is left for [`crate::verdict::judge`].
-pub fn build(data: &RunData, interrupted: Option<String>) -> Results {
+pub fn build(data: &RunData, interrupted: Option<String>, allow_loss: bool) -> Results {
     let plan = &data.plan;
     let secs = data.measured_secs;
     let per_stream = engine::by_stream(&data.measured);
@@ -583,6 +652,7 @@ pub fn build(data: &RunData, interrupted: Option<String>) -> Results {
             sent: warm_counters.sent,
             service: LatencySummary::of(&warm_lat.service),
         },
+        delivery: (plan.consumers > 0).then(|| delivery(data, allow_loss)),
         sources: data
             .measured
             .iter()
@@ -598,6 +668,66 @@ pub fn build(data: &RunData, interrupted: Option<String>) -> Results {
         series: data.series.clone(),
         warnings: data.warnings.clone(),
         verdict: Verdict::default(),
+    }
+}
+
+fn delivery(data: &RunData, allow_loss: bool) -> Delivery {
+    let mut written: BTreeMap<Stream, u64> = BTreeMap::new();
+    for (id, st) in data.warmup.iter().chain(&data.measured) {
+        *written.entry(id.stream).or_default() += st.counters.sent;
+    }
+    let mut streams: BTreeMap<Stream, Integrity> = BTreeMap::new();
+    let mut per_reader = Vec::new();
+    for r in &data.readers {
+        let mut total = Integrity::default();
+        if let Some(o) = &r.outcome {
+            for (stream, d) in &o.streams {
+                let mut i = d.integrity;
+                // What the reader accounted for must be exactly what the tester wrote.
+                let w = written.get(stream).copied().unwrap_or(0);
+                if o.ended == "writers closed" && i.unaccounted == 0 && i.accounted != w {
+                    i.unaccounted = i.accounted.abs_diff(w);
+                }
+                streams.entry(*stream).or_default().add(&i);
+                total.add(&i);
+            }
+        }
+        let res = Resources::of(&r.samples);
+        per_reader.push(ReaderSummary {
+            index: r.index,
+            pid: r.pid,
+            ended: r
+                .outcome
+                .as_ref()
+                .map_or_else(|| "died".to_string(), |o| o.ended.clone()),
+            died: r.died.clone(),
+            received: total.received,
+            lost: total.lost,
+            violations: total.violations(),
+            cpu_avg_pct: res.cpu_avg_pct,
+            cpu_peak_pct: res.cpu_peak_pct,
+            rss_peak_mib: res.rss_peak_mib,
+        });
+    }
+    let empty = crate::measure::new_histogram();
+    let mut all = crate::measure::new_histogram();
+    for h in data.e2e_measured.values() {
+        let _ = all.add(h);
+    }
+    let of = |s: Stream| LatencySummary::of(data.e2e_measured.get(&s).unwrap_or(&empty));
+    Delivery {
+        readers: data.readers.len(),
+        dead: data.readers.iter().filter(|r| r.outcome.is_none()).count(),
+        loss_allowed: allow_loss,
+        e2e: KindReport {
+            trades: of(Stream::Trades),
+            book: of(Stream::Book),
+            all: LatencySummary::of(&all),
+        },
+        written,
+        streams,
+        per_reader,
+        garbage_lines: data.garbage_lines,
     }
 }
 

@@ -136,6 +136,39 @@ pub fn judge(results: &Results, targets: &Targets) -> Verdict {
             "%",
         ),
     ];
+    let mut checks = checks;
+    if let Some(d) = &r.delivery {
+        let total = d.total();
+        checks.push(Check {
+            name: "Readers Alive".into(),
+            target: format!(">= {}", d.readers),
+            measured: (d.readers - d.dead) as f64,
+            unit: "readers".into(),
+            passed: d.dead == 0,
+        });
+        checks.push(Check {
+            name: if d.loss_allowed {
+                "Records Lost (allowed)".into()
+            } else {
+                "Records Lost".into()
+            },
+            target: if d.loss_allowed {
+                "any".into()
+            } else {
+                "= 0".into()
+            },
+            measured: total.lost as f64,
+            unit: "records".into(),
+            passed: d.loss_allowed || total.lost == 0,
+        });
+        checks.push(Check {
+            name: "Integrity Violations".into(),
+            target: "= 0".into(),
+            measured: total.violations() as f64,
+            unit: "records".into(),
+            passed: total.violations() == 0,
+        });
+    }
     let invalid_reason = invalid_reason(r);
     let outcome = if invalid_reason.is_some() {
         Outcome::Invalid

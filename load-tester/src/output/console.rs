@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use ::console::{style, StyledObject};
 
 use super::{human_ns, thousands};
-use crate::results::{LatencySummary, Results, StreamThroughput};
+use crate::consumer::{Integrity, ReaderOutcome};
+use crate::results::{decode_histogram, Delivery, LatencySummary, Results, StreamThroughput};
 use crate::verdict::Outcome;
 
 const RULE: &str = "═══════════════════════════════════════";
@@ -158,6 +159,10 @@ pub fn render(r: &Results, verbose: bool) -> String {
         );
     }
 
+    if let Some(d) = &r.delivery {
+        delivery(&mut out, d);
+    }
+
     let e = &r.errors;
     let _ = writeln!(out, "\nErrors:");
     let _ = writeln!(out, "  Write failures: {}", thousands(e.write_failures));
@@ -283,5 +288,112 @@ pub fn render(r: &Results, verbose: bool) -> String {
     for w in &r.warnings {
         let _ = writeln!(out, "{} {w}", style("warning:").yellow());
     }
+    out
+}
+
+fn integrity_line(i: &Integrity) -> String {
+    format!(
+        "{} (corrupted {}, out of order {}, chain gaps {}, book errors {}, digest mismatches {}, unaccounted {})",
+        thousands(i.violations()),
+        thousands(i.corrupted),
+        thousands(i.out_of_order),
+        thousands(i.gaps),
+        thousands(i.book_errors),
+        thousands(i.digest_mismatches),
+        thousands(i.unaccounted)
+    )
+}
+
+fn delivery(out: &mut String, d: &Delivery) {
+    let _ = writeln!(out);
+    latency_lines(
+        out,
+        &format!(
+            "Delivery ({} reader{}; end-to-end: send timestamp to copied out by a reader)",
+            d.readers,
+            if d.readers == 1 { "" } else { "s" }
+        ),
+        &d.e2e.all,
+    );
+    let total = d.total();
+    let written: u64 = d.written.values().sum();
+    let _ = writeln!(
+        out,
+        "  Received: {} of {} written x {} reader{}",
+        thousands(total.received),
+        thousands(written),
+        d.readers,
+        if d.readers == 1 { "" } else { "s" }
+    );
+    let lost = if total.lost == 0 {
+        style(thousands(0)).green()
+    } else if d.loss_allowed {
+        style(format!("{} (allowed)", thousands(total.lost))).yellow()
+    } else {
+        style(thousands(total.lost)).red()
+    };
+    let _ = writeln!(
+        out,
+        "  Lost: {lost} (torn copies discarded: {})",
+        thousands(total.torn)
+    );
+    let _ = writeln!(out, "  Integrity violations: {}", integrity_line(&total));
+    let _ = writeln!(
+        out,
+        "  Books verified against the writers' final digests: {}",
+        thousands(total.digests_checked)
+    );
+    for r in &d.per_reader {
+        let _ = writeln!(
+            out,
+            "  Reader {} (pid {}): CPU avg {:.1}% peak {:.1}% of one core, peak RSS {:.1} MiB, ended: {}",
+            r.index, r.pid, r.cpu_avg_pct, r.cpu_peak_pct, r.rss_peak_mib, r.ended
+        );
+        if let Some(why) = &r.died {
+            let _ = writeln!(out, "    {}", style(why).red());
+        }
+    }
+}
+
+/// Renders the report of a standalone `load-tester read`.
+pub fn render_reader(o: &ReaderOutcome) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n{RULE}\n       READER RESULTS\n{RULE}\n");
+    for (stream, d) in &o.streams {
+        let title = format!("{} end-to-end latency", stream.name());
+        match decode_histogram(&d.e2e) {
+            Ok(h) => latency_lines(&mut out, &title, &LatencySummary::of(&h)),
+            Err(e) => {
+                let _ = writeln!(out, "{title}: {e}");
+            }
+        }
+        let i = &d.integrity;
+        let _ = writeln!(out, "  Received: {}", thousands(i.received));
+        let _ = writeln!(
+            out,
+            "  Lost: {} (torn copies discarded: {})",
+            thousands(i.lost),
+            thousands(i.torn)
+        );
+        let _ = writeln!(out, "  Integrity violations: {}", integrity_line(i));
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "Rings:");
+    for r in &o.rings {
+        let _ = writeln!(
+            out,
+            "  {:<28} received {:>12}  lost {:>10}  writer {}",
+            r.file,
+            thousands(r.integrity.received),
+            thousands(r.integrity.lost),
+            r.writer
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nEnded: {}; writer digests compared: {}",
+        o.ended,
+        if o.digests_compared { "yes" } else { "no" }
+    );
     out
 }

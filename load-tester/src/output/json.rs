@@ -11,6 +11,11 @@ use crate::results::Results;
 /// so never through a planted symlink), flushed to disk, then renamed over `path`. A reader of
 /// `path` sees the old file or the whole new one, never a partial one.
 pub fn write(results: &Results, path: &Path) -> std::io::Result<()> {
+    write_value(results, path)
+}
+
+/// Writes any serializable `value` as [`write`] does.
+pub fn write_value<T: serde::Serialize>(value: &T, path: &Path) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -26,7 +31,7 @@ pub fn write(results: &Results, path: &Path) -> std::io::Result<()> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        serde_json::to_writer_pretty(&mut file, results)?;
+        serde_json::to_writer_pretty(&mut file, value)?;
         file.write_all(b"\n")?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)

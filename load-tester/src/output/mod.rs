@@ -1,9 +1,45 @@
-//! Everything that renders results: the console report, the live progress view, JSON. Outputs
+//! Everything that renders results: the console report, the live progress view, JSON, the
+//! HdrHistogram interval log and percentile distributions, the HTML report, JUnit XML. Outputs
 //! only read results; none of them changes what was measured.
 
 pub mod console;
+pub mod hlog;
+pub mod html;
 pub mod json;
+pub mod junit;
 pub mod progress;
+pub mod reports;
+
+/// Writes `contents` to `path` atomically: into a new 0600 file beside it (created exclusively,
+/// so never through a planted symlink), flushed to disk, then renamed over `path`. A reader of
+/// `path` sees the old file or the whole new one, never a partial one.
+pub fn write_atomic(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
 
 /// `1234567` as `1,234,567`.
 pub fn thousands(n: u64) -> String {

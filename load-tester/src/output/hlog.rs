@@ -1,0 +1,485 @@
+//! HdrHistogram's own file formats: the interval log (`--hlog`) and the percentile distribution
+//! (`.hgrm`, `--hgrm-dir`).
+//!
+//! The interval log is written while the run goes, one line per tag and interval, flushed at the
+//! end of each interval, so a run that crashes still leaves a valid log of every interval it
+//! finished. Its format is the one of HdrHistogram's `HistogramLogWriter` (log format version
+//! 1.3): a `#[StartTime: ...]` and `#[BaseTime: ...]` header, the legend line, then
+//! `Tag=<tag>,<start s>,<length s>,<max ms>,<base64 V2-compressed histogram>` lines whose
+//! timestamps are seconds since the BaseTime. Values are nanoseconds. HdrHistogram's
+//! `HistogramLogProcessor` and the log readers of its other implementations read it:
+//!
+//! ```text
+//! java -cp hdrhistogram.jar org.HdrHistogram.HistogramLogProcessor -i run.hlog \
+//!      -tag trades.service -start 1 -outputValueUnitRatio 1000
+//! ```
+//!
+//! Tags are `<stream>.<kind>`: `trades.service`, `trades.response`, `trades.lag`,
+//! `book.service`, `book.response`, `book.lag`. The untagged line of each interval (the one
+//! `HistogramLogProcessor` reads without `-tag`) is the service time of both streams, the
+//! "write latency" that the targets judge. Warm-up intervals are logged too; a comment line gives
+//! the warm-up length (skip it with `-start`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+
+use crate::engine::Observer;
+use crate::measure::{new_histogram, Kind, SourceStats};
+use crate::plan::{Plan, Stream};
+use crate::results::{Point, Results};
+
+/// The log format version this writer follows (that of HdrHistogram's Java `HistogramLogWriter`).
+pub const LOG_FORMAT_VERSION: &str = "1.3";
+
+/// The legend line every HdrHistogram interval log carries before its first interval.
+pub const LEGEND: &str =
+    "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"";
+
+/// The interval-max column is the maximum divided by this (ns to ms), as HdrHistogram's writer
+/// does by default.
+pub const MAX_VALUE_UNIT_RATIO: f64 = 1_000_000.0;
+
+/// The tag of a stream's latency kind in the log: `trades.service`, `book.lag`, ...
+pub fn tag(stream: Stream, kind: Kind) -> String {
+    format!("{}.{}", stream.name(), kind.name())
+}
+
+/// Writes an HdrHistogram interval log while the run goes. An [`Observer`]: tee it with the
+/// progress view.
+pub struct HlogWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    error: Option<std::io::Error>,
+    serializer: V2DeflateSerializer,
+    scratch: Vec<u8>,
+    both: Histogram<u64>,
+    empty: Histogram<u64>,
+    intervals: u64,
+}
+
+impl HlogWriter {
+    /// Creates the log at `path` (atomically: a new file beside it renamed over `path`, so never
+    /// through a planted symlink) with its first comment lines; the rest of the header follows
+    /// when the run starts.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run.hlog".into());
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut out = BufWriter::new(file);
+        let header = format!(
+            "#[Logged with {} {}]\n#[Histogram log format version {LOG_FORMAT_VERSION}]\n",
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION")
+        );
+        let created = out
+            .write_all(header.as_bytes())
+            .and_then(|()| out.flush())
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = created {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            out,
+            error: None,
+            serializer: V2DeflateSerializer::new(),
+            scratch: Vec::new(),
+            both: new_histogram(),
+            empty: new_histogram(),
+            intervals: 0,
+        })
+    }
+
+    /// Where the log goes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes the log to disk and returns the number of intervals written, or the first error
+    /// that stopped the writing.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        Ok(self.intervals)
+    }
+
+    fn write(&mut self, text: &str) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.write_all(text.as_bytes()) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Formats one interval line (`tag` empty for the untagged line) into `line`.
+    fn line(&mut self, line: &mut String, tag: &str, start: f64, secs: f64, h: &Histogram<u64>) {
+        self.scratch.clear();
+        if let Err(e) = self.serializer.serialize(h, &mut self.scratch) {
+            self.error
+                .get_or_insert_with(|| std::io::Error::other(format!("{e:?}")));
+            return;
+        }
+        if !tag.is_empty() {
+            let _ = write!(line, "Tag={tag},");
+        }
+        let _ = write!(
+            line,
+            "{start:.3},{secs:.3},{:.3},",
+            h.max() as f64 / MAX_VALUE_UNIT_RATIO
+        );
+        base64::engine::general_purpose::STANDARD.encode_string(&self.scratch, line);
+        line.push('\n');
+    }
+}
+
+impl Observer for HlogWriter {
+    fn started(&mut self, plan: &Plan, _run_dir: &Path) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let tags: Vec<String> = Stream::ALL
+            .iter()
+            .flat_map(|&s| Kind::ALL.iter().map(move |&k| tag(s, k)))
+            .collect();
+        let header = format!(
+            "#[StartTime: {now:.3} (seconds since epoch)]\n\
+             #[BaseTime: {now:.3} (seconds since epoch)]\n\
+             #[Values in nanoseconds; interval max column in milliseconds]\n\
+             #[Tags: {}; the untagged histogram is the service time of both streams]\n\
+             #[Warm-up: intervals starting before {:.3} s are warm-up, kept out of the verdict]\n\
+             {LEGEND}\n",
+            tags.join(" "),
+            plan.warmup_secs as f64 * plan.interval_ns as f64 / 1e9
+        );
+        self.write(&header);
+        self.flush();
+    }
+
+    fn interval(&mut self, point: &Point, per_stream: &BTreeMap<Stream, SourceStats>) {
+        if self.error.is_some() {
+            return;
+        }
+        let mut text = String::new();
+        let mut both = std::mem::replace(&mut self.both, Histogram::new(1).expect("valid"));
+        both.reset();
+        for stats in per_stream.values() {
+            // Same bounds on both sides (measure::new_histogram), so adding cannot fail.
+            let _ = both.add(&stats.latency.service);
+        }
+        self.line(&mut text, "", point.start_secs, point.secs, &both);
+        self.both = both;
+        let empty = std::mem::replace(&mut self.empty, Histogram::new(1).expect("valid"));
+        for stream in Stream::ALL {
+            for kind in Kind::ALL {
+                let h = per_stream
+                    .get(&stream)
+                    .map(|s| s.latency.get(kind))
+                    .unwrap_or(&empty);
+                self.line(
+                    &mut text,
+                    &tag(stream, kind),
+                    point.start_secs,
+                    point.secs,
+                    h,
+                );
+            }
+        }
+        self.empty = empty;
+        self.write(&text);
+        self.flush();
+        self.intervals += 1;
+    }
+}
+
+/// Divisor of the values in `.hgrm` files: ns to microseconds.
+pub const HGRM_UNIT_RATIO: f64 = 1_000.0;
+
+/// Percentile ticks per half distance of `.hgrm` files (HdrHistogram's default).
+pub const HGRM_TICKS_PER_HALF: u32 = 5;
+
+/// The percentile distribution of `h` in the text format of HdrHistogram's
+/// `outputPercentileDistribution` (what wrk2 prints and HdrHistogram's plotter reads): values
+/// divided by `unit_ratio`, `ticks` percentile ticks per half distance.
+pub fn percentile_distribution(h: &Histogram<u64>, unit_ratio: f64, ticks: u32) -> String {
+    let digits = usize::from(h.sigfig());
+    let mut out = format!(
+        "{:>12} {:>14} {:>10} {:>14}\n\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    let mut total = 0u64;
+    if !h.is_empty() {
+        for v in h.iter_quantiles(ticks.max(1)) {
+            total += v.count_since_last_iteration();
+            let value = v.value_iterated_to() as f64 / unit_ratio;
+            let q = v.quantile_iterated_to();
+            if q < 1.0 {
+                let _ = writeln!(
+                    out,
+                    "{value:>12.digits$} {q:>2.12} {total:>10} {:>14.2}",
+                    1.0 / (1.0 - q)
+                );
+            } else {
+                let _ = writeln!(out, "{value:>12.digits$} {q:>2.12} {total:>10}");
+            }
+        }
+    }
+    let (mean, stdev, max) = if h.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (h.mean(), h.stdev(), h.max() as f64)
+    };
+    let _ = writeln!(
+        out,
+        "#[Mean    = {:>12.digits$}, StdDeviation   = {:>12.digits$}]",
+        mean / unit_ratio,
+        stdev / unit_ratio
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {:>12.digits$}, Total count    = {:>12}]",
+        max / unit_ratio,
+        h.len()
+    );
+    let sub_buckets = (2.0 * 10f64.powi(i32::from(h.sigfig())))
+        .log2()
+        .ceil()
+        .exp2() as u64;
+    let _ = writeln!(
+        out,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        h.buckets(),
+        sub_buckets
+    );
+    out
+}
+
+/// The `.hgrm` files of a run: `<stream>.<kind>.hgrm` for the streams `trades`, `book` and
+/// `all`, from the measured time's histograms, values in microseconds. Returns (file name,
+/// contents) pairs, or why a stored histogram could not be decoded.
+pub fn hgrm_files(results: &Results) -> Result<Vec<(String, String)>, String> {
+    let mut files = Vec::new();
+    for kind in Kind::ALL {
+        let report = match kind {
+            Kind::Service => &results.latency.service,
+            Kind::Response => &results.latency.response,
+            Kind::Lag => &results.latency.lag,
+        };
+        for (stream, summary) in [
+            ("trades", &report.trades),
+            ("book", &report.book),
+            ("all", &report.all),
+        ] {
+            let h = summary
+                .decode()
+                .map_err(|e| format!("{stream} {} latency: {e}", kind.name()))?;
+            files.push((
+                format!("{stream}.{}.hgrm", kind.name()),
+                percentile_distribution(&h, HGRM_UNIT_RATIO, HGRM_TICKS_PER_HALF),
+            ));
+        }
+    }
+    Ok(files)
+}
+
+/// Writes the `.hgrm` files of [`hgrm_files`] into `dir`, each atomically; returns their paths.
+pub fn write_hgrm_dir(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut written = Vec::new();
+    for (name, text) in hgrm_files(results)? {
+        let path = dir.join(name);
+        super::write_atomic(&path, text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+
+    fn stats(values: &[u64]) -> SourceStats {
+        let mut s = SourceStats::default();
+        for &v in values {
+            s.latency.record(0, v, 2 * v);
+            s.counters.sent += 1;
+        }
+        s
+    }
+
+    fn plan() -> Plan {
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from(["load-tester", "-e", "1"]).unwrap();
+        crate::config::build(&cli.run).unwrap().0
+    }
+
+    fn point(start: f64) -> Point {
+        Point {
+            start_secs: start,
+            secs: 1.0,
+            ..Point::default()
+        }
+    }
+
+    #[test]
+    fn interval_log_is_readable_and_holds_every_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.hlog");
+        let mut w = HlogWriter::create(&path).unwrap();
+        w.started(&plan(), dir.path());
+        let mut per = BTreeMap::new();
+        per.insert(Stream::Trades, stats(&[100, 200, 300]));
+        per.insert(Stream::Book, stats(&[5_000]));
+        w.interval(&point(0.0), &per);
+        // An interval where the book stream wrote nothing.
+        per.remove(&Stream::Book);
+        w.interval(&point(1.0), &per);
+        assert_eq!(w.finish().unwrap(), 2);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("#[Histogram log format version 1.3]"));
+        assert!(text.contains(LEGEND));
+        let mut intervals = Vec::new();
+        let mut start_time = None;
+        for entry in IntervalLogIterator::new(text.as_bytes()) {
+            match entry.unwrap() {
+                LogEntry::StartTime(t) => start_time = Some(t),
+                LogEntry::BaseTime(_) => {}
+                LogEntry::Interval(i) => intervals.push((
+                    i.tag().map(|t| t.to_string()),
+                    i.start_timestamp().as_secs_f64(),
+                    i.max(),
+                    i.encoded_histogram().to_string(),
+                )),
+            }
+        }
+        assert!(start_time.is_some());
+        assert_eq!(intervals.len(), 2 * 7, "7 lines per interval");
+        let decode = |b64: &str| -> Histogram<u64> {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap();
+            Deserializer::new()
+                .deserialize(&mut bytes.as_slice())
+                .unwrap()
+        };
+        let find = |tag: Option<&str>, start: f64| {
+            intervals
+                .iter()
+                .find(|(t, s, _, _)| t.as_deref() == tag && *s == start)
+                .unwrap_or_else(|| panic!("no line {tag:?} at {start}"))
+        };
+        // Untagged: service time of both streams.
+        let (_, _, max, b64) = find(None, 0.0);
+        let h = decode(b64);
+        assert_eq!(h.len(), 4);
+        assert!(h.equivalent(h.max(), 5_000));
+        assert!((max - h.max() as f64 / 1e6).abs() < 1e-3);
+        // Per stream and kind: service = v, response = 2v, lag = v (record(0, v, 2v)).
+        let h = decode(&find(Some("trades.response"), 0.0).3);
+        assert_eq!(h.len(), 3);
+        assert!(h.equivalent(h.max(), 600));
+        let h = decode(&find(Some("book.lag"), 0.0).3);
+        assert!(h.equivalent(h.max(), 5_000));
+        let h = decode(&find(Some("book.service"), 1.0).3);
+        assert_eq!(h.len(), 0, "an idle stream logs an empty histogram");
+        let h = decode(&find(None, 1.0).3);
+        assert_eq!(h.len(), 3);
+    }
+
+    #[test]
+    fn a_crash_leaves_every_finished_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.hlog");
+        let mut w = HlogWriter::create(&path).unwrap();
+        w.started(&plan(), dir.path());
+        let mut per = BTreeMap::new();
+        per.insert(Stream::Trades, stats(&[100]));
+        w.interval(&point(0.0), &per);
+        // No finish: the file must already hold the interval.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let n = IntervalLogIterator::new(text.as_bytes())
+            .filter(|e| matches!(e, Ok(LogEntry::Interval(_))))
+            .count();
+        assert_eq!(n, 7);
+        drop(w);
+    }
+
+    #[test]
+    fn percentile_distribution_has_hdrhistogram_layout() {
+        let mut h = new_histogram();
+        for v in 1..=10_000u64 {
+            h.record(v * 100).unwrap();
+        }
+        let text = percentile_distribution(&h, 1000.0, 5);
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "       Value     Percentile TotalCount 1/(1-Percentile)"
+        );
+        assert_eq!(lines.next().unwrap(), "");
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .skip(2)
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let first = &rows[0];
+        assert_eq!(first[1], "0.000000000000");
+        assert_eq!(first[2], "1");
+        let last = rows.last().unwrap();
+        assert_eq!(last.len(), 3, "the 100% line has no 1/(1-p) column");
+        assert_eq!(last[1], "1.000000000000");
+        assert_eq!(last[2], "10000");
+        let max_us: f64 = last[0].parse().unwrap();
+        assert!((max_us - h.max() as f64 / 1000.0).abs() < 1e-9);
+        // Percentiles and counts only grow.
+        for w in rows.windows(2) {
+            assert!(w[0][1].parse::<f64>().unwrap() <= w[1][1].parse::<f64>().unwrap());
+            assert!(w[0][2].parse::<u64>().unwrap() <= w[1][2].parse::<u64>().unwrap());
+        }
+        assert!(text.contains("#[Max     ="));
+        assert!(text.contains("Total count    =        10000]"));
+        assert!(text.contains("SubBuckets     =         2048]"));
+    }
+
+    #[test]
+    fn empty_histogram_gives_a_header_and_zero_footer() {
+        let text = percentile_distribution(&new_histogram(), 1000.0, 5);
+        assert!(text.contains("Total count    =            0]"));
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 2);
+    }
+}

@@ -1,0 +1,471 @@
+//! The files a run writes besides the console report and the JSON results: the HdrHistogram
+//! interval log (`--hlog`), percentile distributions (`--hgrm-dir`), the HTML report
+//! (`--html-report`), JUnit XML (`--junit`), and the comparison with a baseline (`--baseline`).
+//!
+//! Everything that can be refused is refused before the run starts ([`Reports::prepare`]):
+//! unwritable paths, an unusable baseline, a baseline of a different load, bad thresholds. After
+//! the verdict, [`Reports::finish`] writes the files, each atomically.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::RunArgs;
+use crate::compare::{self, Comparison, Loaded, Thresholds};
+use crate::config::check_writable;
+use crate::plan::Plan;
+use crate::results::Results;
+
+use super::hlog::HlogWriter;
+
+/// The baseline of `--baseline`, loaded and checked before the run.
+#[derive(Debug)]
+struct Baseline {
+    loaded: Loaded,
+    thresholds: Thresholds,
+    warnings: Vec<String>,
+}
+
+/// The extra outputs of one run.
+pub struct Reports {
+    /// The interval log, written while the run goes: tee it with the progress view.
+    pub hlog: Option<HlogWriter>,
+    hgrm_dir: Option<PathBuf>,
+    html: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    baseline: Option<Baseline>,
+}
+
+/// Checks that `dir` is a directory this process can create files in.
+pub fn check_dir_writable(dir: &Path) -> Result<(), String> {
+    if !dir.is_dir() {
+        return Err(if dir.exists() {
+            "is not a directory".into()
+        } else {
+            "does not exist; create it first".into()
+        });
+    }
+    let probe = dir.join(format!(".load-tester-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("cannot create files in it: {e}")),
+    }
+}
+
+impl Reports {
+    /// Checks every output path, the baseline and the thresholds of `args`, and creates the
+    /// interval log. Errors are one line naming the flag.
+    pub fn prepare(args: &RunArgs, plan: &Plan) -> Result<Self, String> {
+        let files = [
+            ("--hlog", &args.hlog),
+            ("--html-report", &args.html_report),
+            ("--junit", &args.junit),
+        ];
+        for (flag, path) in files {
+            if let Some(p) = path {
+                check_writable(p).map_err(|m| format!("{flag} {}: {m}", p.display()))?;
+            }
+        }
+        let mut seen: Vec<(&str, &PathBuf)> = Vec::new();
+        let json = ("--json-output", &args.json_output);
+        for (flag, path) in files.iter().chain(std::iter::once(&json)) {
+            if let Some(p) = path {
+                if let Some((other, _)) = seen.iter().find(|(_, q)| *q == p) {
+                    return Err(format!(
+                        "{flag} and {other} name the same file {}; give each output its own file",
+                        p.display()
+                    ));
+                }
+                seen.push((flag, p));
+            }
+        }
+        if let Some(dir) = &args.hgrm_dir {
+            check_dir_writable(dir).map_err(|m| format!("--hgrm-dir {}: {m}", dir.display()))?;
+        }
+        let baseline = match &args.baseline {
+            None => None,
+            Some(path) => {
+                let options = compare::Options {
+                    thresholds_file: args.thresholds.clone(),
+                    threshold: args.threshold.clone(),
+                    allow_config_change: args.allow_config_change,
+                };
+                let thresholds = options.thresholds().map_err(|e| e.0)?;
+                let loaded = compare::load(path).map_err(|e| format!("--baseline {e}"))?;
+                let warnings =
+                    compare::check_config(&loaded.results.plan, plan, args.allow_config_change)
+                        .map_err(|e| format!("--baseline {}: {e}", path.display()))?;
+                Some(Baseline {
+                    loaded,
+                    thresholds,
+                    warnings,
+                })
+            }
+        };
+        let hlog = match &args.hlog {
+            Some(p) => {
+                Some(HlogWriter::create(p).map_err(|e| format!("--hlog {}: {e}", p.display()))?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            hlog,
+            hgrm_dir: args.hgrm_dir.clone(),
+            html: args.html_report.clone(),
+            junit: args.junit.clone(),
+            baseline,
+        })
+    }
+
+    /// After the verdict: closes the interval log, compares with the baseline (printing the
+    /// table on stdout), and writes the percentile distributions, the HTML report and the JUnit
+    /// XML. Returns the comparison, if any, and one line per output that failed.
+    pub fn finish(self, results: &Results) -> (Option<Comparison>, Vec<String>) {
+        let mut errors = Vec::new();
+        if let Some(h) = self.hlog {
+            let path = h.path().to_path_buf();
+            match h.finish() {
+                Ok(n) => eprintln!(
+                    "HdrHistogram interval log ({n} intervals) written to {}",
+                    path.display()
+                ),
+                Err(e) => errors.push(format!("--hlog {}: {e}", path.display())),
+            }
+        }
+        if let Some(dir) = &self.hgrm_dir {
+            match super::hlog::write_hgrm_dir(results, dir) {
+                Ok(files) => eprintln!(
+                    "{} percentile distributions (.hgrm, microseconds) written to {}",
+                    files.len(),
+                    dir.display()
+                ),
+                Err(e) => errors.push(format!("--hgrm-dir {e}")),
+            }
+        }
+        let comparison = match self.baseline {
+            None => None,
+            Some(b) => match Loaded::new("this run".into(), results.clone()) {
+                Ok(current) => {
+                    let c = compare::compare(&b.loaded, &current, &b.thresholds, b.warnings);
+                    print!("{}", compare::render(&c));
+                    Some(c)
+                }
+                Err(e) => {
+                    errors.push(format!("--baseline: {e}"));
+                    None
+                }
+            },
+        };
+        if let Some(path) = &self.html {
+            match super::html::write(results, comparison.as_ref(), path) {
+                Ok(()) => eprintln!("HTML report written to {}", path.display()),
+                Err(e) => errors.push(format!("--html-report {}: {e}", path.display())),
+            }
+        }
+        if let Some(path) = &self.junit {
+            match super::junit::write(results, comparison.as_ref(), path) {
+                Ok(()) => eprintln!("JUnit XML written to {}", path.display()),
+                Err(e) => errors.push(format!("--junit {}: {e}", path.display())),
+            }
+        }
+        (comparison, errors)
+    }
+}
+
+/// The exit status of a run: the verdict's (or the signal's) `code`, made 1 by a regression
+/// against the baseline when nothing worse already holds.
+pub fn exit_code(code: i32, comparison: Option<&Comparison>) -> i32 {
+    if code == 0 && comparison.is_some_and(Comparison::regressed) {
+        compare::EXIT_REGRESSION
+    } else {
+        code
+    }
+}
+
+/// Results of a synthetic run, for the tests of the outputs: `scale` multiplies every latency.
+#[cfg(test)]
+pub(crate) fn sample_results(scale: u64) -> Results {
+    use std::collections::BTreeMap;
+
+    use crate::engine::RunData;
+    use crate::generator::SourceId;
+    use crate::measure::SourceStats;
+    use crate::plan::Stream;
+    use crate::results::{Point, StreamPoint};
+    use crate::sampler::ResourceSample;
+    use clap::Parser as _;
+
+    let cli = crate::cli::Cli::try_parse_from([
+        "load-tester",
+        "-e",
+        "2",
+        "-t",
+        "1000",
+        "-o",
+        "500",
+        "-d",
+        "3",
+        "--warmup-secs",
+        "1",
+        "--consumers",
+        "0",
+    ])
+    .unwrap();
+    let plan = crate::config::build(&cli.run).unwrap().0;
+    let mut measured = BTreeMap::new();
+    for e in &plan.exchanges {
+        for stream in Stream::ALL {
+            let mut s = SourceStats::default();
+            let n = e.rate(stream) * plan.duration_secs;
+            for i in 0..n {
+                let service = (200 + i % 300) * scale;
+                s.latency
+                    .record(1_000_000, 1_000_000 + 50, 1_000_050 + service);
+            }
+            s.counters.sent = n;
+            measured.insert(
+                SourceId {
+                    exchange: e.id,
+                    stream,
+                },
+                s,
+            );
+        }
+    }
+    let series = (0..plan.total_secs())
+        .map(|i| {
+            let mut per: BTreeMap<Stream, SourceStats> = BTreeMap::new();
+            for (id, s) in &measured {
+                per.entry(id.stream).or_default().add(s);
+            }
+            let sp = |s: Stream| {
+                let st = &per[&s];
+                StreamPoint::new(
+                    plan.target_rate(s) as f64,
+                    &st.latency,
+                    None,
+                    &st.counters,
+                    plan.duration_secs as f64,
+                )
+            };
+            Point {
+                start_secs: i as f64,
+                secs: 1.0,
+                warmup: i < plan.warmup_secs,
+                trades: sp(Stream::Trades),
+                book: sp(Stream::Book),
+                cpu_pct: 10.0 + i as f64,
+                rss_mib: 20.0 + i as f64,
+            }
+        })
+        .collect();
+    let resources = (0..plan.duration_secs)
+        .map(|i| ResourceSample {
+            cpu_pct: 11.0 + i as f64,
+            rss_mib: 21.0 + i as f64,
+            ..ResourceSample::default()
+        })
+        .collect();
+    let data = RunData {
+        plan: plan.clone(),
+        started_unix_ms: 1_714_566_896_000,
+        run_dir: PathBuf::from("/dev/shm/alphapulse/test"),
+        clock_cost_ns: 20.0,
+        warmup: BTreeMap::new(),
+        peak_sent: BTreeMap::new(),
+        backlog: BTreeMap::new(),
+        measured,
+        series,
+        resources,
+        measured_secs: plan.duration_secs as f64,
+        interrupted: false,
+        wait_ns: 2_000_000_000,
+        write_ns: 100_000_000,
+        thread_ns: 3_000_000_000,
+        warnings: Vec::new(),
+        readers: Vec::new(),
+        e2e_measured: BTreeMap::new(),
+        digests: Default::default(),
+        garbage_lines: 0,
+    };
+    let mut r = crate::results::build(&data, None, false);
+    r.verdict = crate::verdict::judge(&r, &crate::targets::Targets::default());
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::Status;
+
+    fn loaded(r: Results) -> Loaded {
+        Loaded::new("x".into(), r).unwrap()
+    }
+
+    #[test]
+    fn a_run_compared_with_itself_does_not_regress() {
+        let r = sample_results(1);
+        let c = compare::compare(
+            &loaded(r.clone()),
+            &loaded(r),
+            &Thresholds::default(),
+            Vec::new(),
+        );
+        assert!(!c.regressed());
+        let p99 = c
+            .metrics
+            .iter()
+            .find(|m| m.key == "latency.service.all.p99")
+            .unwrap();
+        assert_eq!(p99.change_pct, Some(0.0));
+        assert_eq!(p99.status, Status::Ok);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn slower_histograms_regress_and_faster_ones_improve() {
+        let base = loaded(sample_results(1));
+        let slow = loaded(sample_results(3));
+        let c = compare::compare(&base, &slow, &Thresholds::default(), Vec::new());
+        let keys: Vec<&str> = c.regressions().map(|m| m.key.as_str()).collect();
+        assert!(keys.contains(&"latency.service.all.p99"), "{keys:?}");
+        assert!(keys.contains(&"latency.response.trades.p50"), "{keys:?}");
+        // Every write of the slow run is slower than the baseline's P99 ...
+        let share = c
+            .metrics
+            .iter()
+            .find(|m| m.key == "latency.service.all.slower_than_base_p99_pct")
+            .unwrap();
+        assert!(share.current.unwrap() > 50.0, "{share:?}");
+        // ... and lag is not judged by default.
+        assert!(!keys.iter().any(|k| k.starts_with("latency.lag")));
+        assert_eq!(exit_code(0, Some(&c)), 1);
+        assert_eq!(exit_code(3, Some(&c)), 3);
+
+        let c = compare::compare(&slow, &base, &Thresholds::default(), Vec::new());
+        assert!(!c.regressed());
+        let p99 = c
+            .metrics
+            .iter()
+            .find(|m| m.key == "latency.service.all.p99")
+            .unwrap();
+        assert_eq!(p99.status, Status::Improved);
+        assert!(p99.change_pct.unwrap() < -50.0);
+        assert_eq!(exit_code(0, Some(&c)), 0);
+    }
+
+    #[test]
+    fn thresholds_decide_what_regresses() {
+        let base = loaded(sample_results(1));
+        let slow = loaded(sample_results(3));
+        let mut t = Thresholds::default();
+        t.set_arg("latency.*.*.*=off").unwrap();
+        let c = compare::compare(&base, &slow, &t, Vec::new());
+        assert!(!c.regressed(), "{:?}", c.regressions().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn hand_edited_summaries_are_reported_and_the_histogram_wins() {
+        let mut r = sample_results(1);
+        let true_p99 = r.latency.service.all.p99;
+        r.latency.service.all.p99 = 1;
+        let l = loaded(r);
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("latency.service.all") && w.contains("disagrees")),
+            "{:?}",
+            l.warnings
+        );
+        assert_eq!(
+            l.histograms[&(crate::measure::Kind::Service, "all")].value_at_quantile(0.99),
+            true_p99
+        );
+        let mut r = sample_results(1);
+        r.latency.response.book.histogram = "AAAA".into();
+        let e = Loaded::new("f.json".into(), r).unwrap_err().0;
+        assert!(
+            e.contains("f.json") && e.contains("latency.response.book"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn different_loads_are_refused_unless_allowed() {
+        let base = sample_results(1).plan;
+        let mut cur = base.clone();
+        cur.exchanges[0].trades_per_sec *= 2;
+        cur.duration_secs += 1;
+        let e = compare::check_config(&base, &cur, false).unwrap_err().0;
+        assert!(e.contains("per-exchange rates"), "{e}");
+        assert!(e.contains("--allow-config-change"), "{e}");
+        let w = compare::check_config(&base, &cur, true).unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w.iter().any(|l| l.contains("duration")));
+        let mut cur = base.clone();
+        cur.seed += 1;
+        let w = compare::check_config(&base, &cur, false).unwrap();
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn junit_has_one_case_per_target() {
+        let r = sample_results(1);
+        let xml = super::super::junit::render(&r, None);
+        let cases = xml.matches("<testcase ").count();
+        assert_eq!(cases, r.verdict.checks.len() + 1);
+        for c in &r.verdict.checks {
+            assert!(
+                xml.contains(&format!(
+                    "name=\"{}\"",
+                    super::super::junit::escape(&c.name)
+                )),
+                "{}",
+                c.name
+            );
+        }
+        let failed = r.verdict.checks.iter().filter(|c| !c.passed).count();
+        assert_eq!(xml.matches("<failure ").count(), failed);
+        assert!(xml.contains(&format!("failures=\"{failed}\"")));
+
+        let mut strict = r.clone();
+        strict.verdict.checks[3].passed = false;
+        let xml = super::super::junit::render(&strict, None);
+        assert!(xml.contains("<failure message=\"measured"));
+        assert!(xml.contains(&format!("name=\"{}\"", strict.verdict.checks[3].name)));
+
+        let mut invalid = r;
+        invalid.verdict.outcome = crate::verdict::Outcome::Invalid;
+        invalid.verdict.invalid_reason = Some("generator <behind>".into());
+        let xml = super::super::junit::render(&invalid, None);
+        assert_eq!(xml.matches("<error ").count(), 1);
+        assert!(xml.contains("generator &lt;behind&gt;"));
+        assert_eq!(
+            xml.matches("<skipped ").count(),
+            invalid.verdict.checks.len()
+        );
+    }
+
+    #[test]
+    fn junit_lists_regressions_of_the_comparison() {
+        let base = loaded(sample_results(1));
+        let slow = sample_results(3);
+        let c = compare::compare(&base, &loaded(slow.clone()), &Thresholds::default(), vec![]);
+        let xml = super::super::junit::render(&slow, Some(&c));
+        assert!(xml.contains("load-tester comparison with baseline"));
+        assert_eq!(
+            xml.matches("classname=\"load-tester.baseline\"").count(),
+            c.metrics
+                .iter()
+                .filter(|m| !matches!(m.status, Status::NotJudged(_)))
+                .count()
+        );
+        assert!(xml.contains("name=\"latency.service.all.p99\""));
+        assert!(xml.matches("<failure ").count() >= c.regressions().count());
+    }
+}
