@@ -238,19 +238,36 @@ impl RunDir {
 
     /// Writes `manifest` atomically (a 0600 temporary file, then a rename) as this run's manifest.
     pub fn write_manifest(&mut self, manifest: &Manifest) -> Result<(), Error> {
-        let tmp = format!("{MANIFEST_NAME}.tmp");
-        let path = self.path.join(MANIFEST_NAME);
+        let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes");
+        self.write_file(MANIFEST_NAME, &json)
+    }
+
+    /// Writes `contents` atomically as file `name` of the run directory: into a new 0600
+    /// temporary file (created exclusively, never through a symlink), flushed, then renamed
+    /// into place, so readers see the old file or the whole new one. The file is removed with
+    /// the directory.
+    pub fn write_file(&mut self, name: &str, contents: &[u8]) -> Result<(), Error> {
+        check_name(name)?;
+        let tmp = format!("{name}.tmp");
+        let path = self.path.join(name);
         let mut file = create_file(&self.dir, &self.path, &tmp)?;
         self.files.push(tmp.clone());
-        let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes");
-        file.write_all(&json)
+        let result = file
+            .write_all(contents)
             .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io(&path, "writing the manifest", e))?;
-        rustix::fs::renameat(&self.dir, &tmp, &self.dir, MANIFEST_NAME)
-            .map_err(|e| Error::io(&path, "renaming the manifest into place", e))?;
+            .map_err(|e| Error::io(&path, "writing", e))
+            .and_then(|()| {
+                rustix::fs::renameat(&self.dir, &tmp, &self.dir, name)
+                    .map_err(|e| Error::io(&path, "renaming into place", e))
+            });
+        if result.is_err() {
+            let _ = rustix::fs::unlinkat(&self.dir, tmp.as_str(), AtFlags::empty());
+        }
         self.files.retain(|f| f != &tmp);
-        self.files.push(MANIFEST_NAME.to_owned());
-        Ok(())
+        if !self.files.iter().any(|f| f == name) {
+            self.files.push(name.to_owned());
+        }
+        result
     }
 
     /// The run directory.

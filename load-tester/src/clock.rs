@@ -187,12 +187,20 @@ impl Clock {
 }
 
 /// A (TSC, `CLOCK_MONOTONIC`) pair taken as close together as possible: the TSC is read on
-/// both sides of the clock read and the midpoint kept.
+/// both sides of the clock read and the midpoint kept, and of three tries the one with the
+/// narrowest bracket wins, so that an interrupt inside one try cannot skew the mapping.
 fn pair() -> (u64, u64) {
-    let a = rdtsc();
-    let n = now_ns();
-    let b = rdtsc();
-    (a + (b.wrapping_sub(a)) / 2, n)
+    let mut best = (0, 0, u64::MAX);
+    for _ in 0..3 {
+        let a = rdtsc_fenced();
+        let n = now_ns();
+        let b = rdtsc_fenced();
+        let width = b.wrapping_sub(a);
+        if width < best.2 {
+            best = (a + width / 2, n, width);
+        }
+    }
+    (best.0, best.1)
 }
 
 #[cfg(test)]

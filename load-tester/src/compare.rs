@@ -51,17 +51,38 @@ pub struct Loaded {
     pub source: String,
     /// The results.
     pub results: Results,
-    /// Histograms by (kind, stream), stream one of [`STREAMS`].
-    pub histograms: BTreeMap<(Kind, &'static str), Histogram<u64>>,
+    /// Histograms by (kind, stream): kind one of [`KINDS`] (`e2e` only for runs with readers),
+    /// stream one of [`STREAMS`].
+    pub histograms: BTreeMap<(&'static str, &'static str), Histogram<u64>>,
     /// What is odd about the file without making it unusable (e.g. hand-edited summaries).
     pub warnings: Vec<String>,
 }
 
-fn kind_report(r: &Results, kind: Kind) -> &KindReport {
+/// The latency kinds a results file may hold, by JSON name: the three of every write, and the
+/// end-to-end latency of runs with readers.
+pub const KINDS: [&str; 4] = ["service", "response", "lag", "e2e"];
+
+/// The latency reports of `r` by kind name (see [`KINDS`]); `e2e` only when the run had readers.
+pub fn kind_reports(r: &Results) -> Vec<(&'static str, &KindReport)> {
+    let mut v = vec![
+        (Kind::Service.name(), &r.latency.service),
+        (Kind::Response.name(), &r.latency.response),
+        (Kind::Lag.name(), &r.latency.lag),
+    ];
+    if let Some(d) = &r.delivery {
+        v.push(("e2e", &d.e2e));
+    }
+    v
+}
+
+/// How the reports name a latency kind.
+pub fn kind_label(kind: &str) -> &'static str {
     match kind {
-        Kind::Service => &r.latency.service,
-        Kind::Response => &r.latency.response,
-        Kind::Lag => &r.latency.lag,
+        "service" => "Service time (write latency)",
+        "response" => "Response time (from intended send time)",
+        "lag" => "Generator lag",
+        "e2e" => "End-to-end latency (writer to reader)",
+        _ => "Latency",
     }
 }
 
@@ -168,11 +189,14 @@ impl Loaded {
     pub fn new(source: String, results: Results) -> Result<Self, InputError> {
         let mut histograms = BTreeMap::new();
         let mut warnings = Vec::new();
-        for kind in Kind::ALL {
-            let report = kind_report(&results, kind);
+        for (kind, report) in kind_reports(&results) {
             for stream in STREAMS {
                 let summary = stream_summary(report, stream);
-                let field = format!("latency.{}.{stream}", kind.name());
+                let field = if kind == "e2e" {
+                    format!("delivery.e2e.{stream}")
+                } else {
+                    format!("latency.{kind}.{stream}")
+                };
                 let h = summary.decode().map_err(|e| {
                     InputError(format!(
                         "{source}: {field}: {e}; the file is damaged or was edited by hand"
@@ -615,14 +639,6 @@ impl Stat {
     }
 }
 
-fn kind_label(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Service => "Service time (write latency)",
-        Kind::Response => "Response time (from intended send time)",
-        Kind::Lag => "Generator lag",
-    }
-}
-
 fn all_keys() -> Vec<String> {
     let mut keys: Vec<String> = ["total", "trades", "book"]
         .iter()
@@ -635,10 +651,10 @@ fn all_keys() -> Vec<String> {
             ]
         })
         .collect();
-    for kind in Kind::ALL {
+    for kind in KINDS {
         for stream in STREAMS {
             for stat in STATS {
-                keys.push(format!("latency.{}.{stream}.{}", kind.name(), stat.key()));
+                keys.push(format!("latency.{kind}.{stream}.{}", stat.key()));
             }
         }
     }
@@ -791,14 +807,26 @@ pub fn compare(
         );
     }
 
-    for kind in Kind::ALL {
+    let mut warnings = extra_warnings;
+    for kind in KINDS {
         for stream in STREAMS {
-            let bh = &baseline.histograms[&(kind, stream)];
-            let ch = &current.histograms[&(kind, stream)];
+            let (Some(bh), Some(ch)) = (
+                baseline.histograms.get(&(kind, stream)),
+                current.histograms.get(&(kind, stream)),
+            ) else {
+                let has = |l: &Loaded| l.histograms.contains_key(&(kind, stream));
+                if stream == "all" && has(baseline) != has(current) {
+                    warnings.push(format!(
+                        "{} is in only one of the runs (readers in one, none in the other): not compared",
+                        kind_label(kind).to_lowercase()
+                    ));
+                }
+                continue;
+            };
             let section = format!("{}, {stream}", kind_label(kind));
             let base_p99 = (!bh.is_empty()).then(|| bh.value_at_quantile(0.99));
             for stat in STATS {
-                let key = format!("latency.{}.{stream}.{}", kind.name(), stat.key());
+                let key = format!("latency.{kind}.{stream}.{}", stat.key());
                 let value = |h: &Histogram<u64>| -> Option<f64> {
                     if h.is_empty() {
                         return None;
@@ -922,7 +950,6 @@ pub fn compare(
         );
     }
 
-    let mut warnings = extra_warnings;
     warnings.extend(baseline.warnings.iter().cloned());
     warnings.extend(current.warnings.iter().cloned());
     if (b.measured_secs - c.measured_secs).abs() > 0.5 {

@@ -251,7 +251,8 @@ pub fn run(
                         generators_stopped_ns = now_ns().min(end_ns);
                         // Every writer is closed once its thread returned; readers drain, then
                         // compare their books with these.
-                        if let Err(e) = write_digests(&run_dir, &agg.digests) {
+                        let json = serde_json::to_vec(&agg.digests).expect("digests serialize");
+                        if let Err(e) = bus.publish(DIGESTS_NAME, &json) {
                             agg.warnings
                                 .push(format!("cannot publish book digests: {e}"));
                         }
@@ -357,21 +358,6 @@ fn wait_ready(rx: &mpsc::Receiver<Event>, readers: &mut [ReaderChild]) -> Result
         }
     }
     Ok(())
-}
-
-/// Publishes the writers' final book digests for the readers, atomically.
-fn write_digests(run_dir: &Path, digests: &Digests) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = run_dir.join(format!("{DIGESTS_NAME}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&tmp)?;
-    f.write_all(&serde_json::to_vec(digests).map_err(std::io::Error::other)?)?;
-    std::fs::rename(&tmp, run_dir.join(DIGESTS_NAME))
 }
 
 /// What one reader process reported, or how it ended.

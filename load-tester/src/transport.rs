@@ -126,6 +126,11 @@ impl BusRun {
         self.dir.path().to_owned()
     }
 
+    /// Writes file `name` into the run directory atomically (see [`RunDir::write_file`]).
+    pub fn publish(&mut self, name: &str, contents: &[u8]) -> Result<(), alphapulse_bus::Error> {
+        self.dir.write_file(name, contents)
+    }
+
     /// Keeps the run directory after the run.
     pub fn keep(&mut self) {
         self.dir.keep();

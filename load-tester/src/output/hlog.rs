@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Tags are `<stream>.<kind>`: `trades.service`, `trades.response`, `trades.lag`,
-//! `book.service`, `book.response`, `book.lag`. The untagged line of each interval (the one
+//! `book.service`, `book.response`, `book.lag`, and, when the run has reader processes,
+//! `trades.e2e` and `book.e2e` (end-to-end latency, all readers merged). The untagged line of each interval (the one
 //! `HistogramLogProcessor` reads without `-tag`) is the service time of both streams, the
 //! "write latency" that the targets judge. Warm-up intervals are logged too; a comment line gives
 //! the warm-up length (skip it with `-start`).
@@ -63,6 +64,7 @@ pub struct HlogWriter {
     both: Histogram<u64>,
     empty: Histogram<u64>,
     intervals: u64,
+    e2e: bool,
 }
 
 impl HlogWriter {
@@ -107,6 +109,7 @@ impl HlogWriter {
             both: new_histogram(),
             empty: new_histogram(),
             intervals: 0,
+            e2e: false,
         })
     }
 
@@ -169,10 +172,14 @@ impl Observer for HlogWriter {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        let tags: Vec<String> = Stream::ALL
+        self.e2e = plan.consumers > 0;
+        let mut tags: Vec<String> = Stream::ALL
             .iter()
             .flat_map(|&s| Kind::ALL.iter().map(move |&k| tag(s, k)))
             .collect();
+        if self.e2e {
+            tags.extend(Stream::ALL.iter().map(|s| format!("{}.e2e", s.name())));
+        }
         let header = format!(
             "#[StartTime: {now:.3} (seconds since epoch)]\n\
              #[BaseTime: {now:.3} (seconds since epoch)]\n\
@@ -220,6 +227,22 @@ impl Observer for HlogWriter {
         self.write(&text);
         self.flush();
         self.intervals += 1;
+    }
+
+    fn delivery_interval(&mut self, point: &Point, e2e: &BTreeMap<Stream, Histogram<u64>>) {
+        if !self.e2e || self.error.is_some() {
+            return;
+        }
+        let mut text = String::new();
+        let empty = std::mem::replace(&mut self.empty, Histogram::new(1).expect("valid"));
+        for stream in Stream::ALL {
+            let h = e2e.get(&stream).unwrap_or(&empty);
+            let tag = format!("{}.e2e", stream.name());
+            self.line(&mut text, &tag, point.start_secs, point.secs, h);
+        }
+        self.empty = empty;
+        self.write(&text);
+        self.flush();
     }
 }
 
@@ -290,12 +313,7 @@ pub fn percentile_distribution(h: &Histogram<u64>, unit_ratio: f64, ticks: u32) 
 /// contents) pairs, or why a stored histogram could not be decoded.
 pub fn hgrm_files(results: &Results) -> Result<Vec<(String, String)>, String> {
     let mut files = Vec::new();
-    for kind in Kind::ALL {
-        let report = match kind {
-            Kind::Service => &results.latency.service,
-            Kind::Response => &results.latency.response,
-            Kind::Lag => &results.latency.lag,
-        };
+    for (kind, report) in crate::compare::kind_reports(results) {
         for (stream, summary) in [
             ("trades", &report.trades),
             ("book", &report.book),
@@ -303,9 +321,9 @@ pub fn hgrm_files(results: &Results) -> Result<Vec<(String, String)>, String> {
         ] {
             let h = summary
                 .decode()
-                .map_err(|e| format!("{stream} {} latency: {e}", kind.name()))?;
+                .map_err(|e| format!("{stream} {kind} latency: {e}"))?;
             files.push((
-                format!("{stream}.{}.hgrm", kind.name()),
+                format!("{stream}.{kind}.hgrm"),
                 percentile_distribution(&h, HGRM_UNIT_RATIO, HGRM_TICKS_PER_HALF),
             ));
         }

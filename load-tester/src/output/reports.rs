@@ -383,7 +383,7 @@ mod tests {
             l.warnings
         );
         assert_eq!(
-            l.histograms[&(crate::measure::Kind::Service, "all")].value_at_quantile(0.99),
+            l.histograms[&("service", "all")].value_at_quantile(0.99),
             true_p99
         );
         let mut r = sample_results(1);
