@@ -252,6 +252,57 @@ pub const HGRM_UNIT_RATIO: f64 = 1_000.0;
 /// Percentile ticks per half distance of `.hgrm` files (HdrHistogram's default).
 pub const HGRM_TICKS_PER_HALF: u32 = 5;
 
+/// One step of a percentile distribution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PercentileStep {
+    /// The highest value equivalent to the step's bucket, ns.
+    pub value: u64,
+    /// The percentile level reached, 0 to 100.
+    pub percentile: f64,
+    /// Values recorded up to and including this step.
+    pub total_count: u64,
+}
+
+/// The steps of HdrHistogram's percentile iteration, exactly as its reference (Java)
+/// `PercentileIterator` takes them: `ticks` steps per halving of the distance to 100%, levels
+/// accumulated in percent, and a last step at 100%. (The Rust crate's quantile iterator sums
+/// fractions instead, and its rounding differs from the reference at some levels.)
+pub fn percentile_steps(h: &Histogram<u64>, ticks: u32) -> Vec<PercentileStep> {
+    let total = h.len();
+    let mut steps = Vec::new();
+    if total == 0 {
+        return steps;
+    }
+    let ticks = i64::from(ticks.max(1));
+    let mut level = 0.0f64;
+    let mut running = 0u64;
+    let mut last = 0u64;
+    for v in h.iter_recorded() {
+        running += v.count_at_value();
+        last = v.value_iterated_to();
+        let current = 100.0 * running as f64 / total as f64;
+        while current >= level {
+            steps.push(PercentileStep {
+                value: last,
+                percentile: level,
+                total_count: running,
+            });
+            let halvings = ((100.0 / (100.0 - level)).ln() / 2f64.ln()) as i64;
+            let reporting_ticks = ticks.saturating_mul(2f64.powi((halvings + 1) as i32) as i64);
+            level += 100.0 / reporting_ticks as f64;
+            if running >= total {
+                break;
+            }
+        }
+    }
+    steps.push(PercentileStep {
+        value: last,
+        percentile: 100.0,
+        total_count: total,
+    });
+    steps
+}
+
 /// The percentile distribution of `h` in the text format of HdrHistogram's
 /// `outputPercentileDistribution` (what wrk2 prints and HdrHistogram's plotter reads): values
 /// divided by `unit_ratio`, `ticks` percentile ticks per half distance.
@@ -261,21 +312,18 @@ pub fn percentile_distribution(h: &Histogram<u64>, unit_ratio: f64, ticks: u32) 
         "{:>12} {:>14} {:>10} {:>14}\n\n",
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     );
-    let mut total = 0u64;
-    if !h.is_empty() {
-        for v in h.iter_quantiles(ticks.max(1)) {
-            total += v.count_since_last_iteration();
-            let value = v.value_iterated_to() as f64 / unit_ratio;
-            let q = v.quantile_iterated_to();
-            if q < 1.0 {
-                let _ = writeln!(
-                    out,
-                    "{value:>12.digits$} {q:>2.12} {total:>10} {:>14.2}",
-                    1.0 / (1.0 - q)
-                );
-            } else {
-                let _ = writeln!(out, "{value:>12.digits$} {q:>2.12} {total:>10}");
-            }
+    for step in percentile_steps(h, ticks) {
+        let value = step.value as f64 / unit_ratio;
+        let q = step.percentile / 100.0;
+        let total = step.total_count;
+        if step.percentile < 100.0 {
+            let _ = writeln!(
+                out,
+                "{value:>12.digits$} {q:>2.12} {total:>10} {:>14.2}",
+                1.0 / (1.0 - q)
+            );
+        } else {
+            let _ = writeln!(out, "{value:>12.digits$} {q:>2.12} {total:>10}");
         }
     }
     let (mean, stdev, max) = if h.is_empty() {
@@ -492,6 +540,29 @@ mod tests {
         assert!(text.contains("#[Max     ="));
         assert!(text.contains("Total count    =        10000]"));
         assert!(text.contains("SubBuckets     =         2048]"));
+    }
+
+    #[test]
+    fn percentile_steps_follow_the_reference_iterator() {
+        let mut h = new_histogram();
+        for v in 1..=1000u64 {
+            h.record(v).unwrap();
+        }
+        let steps = percentile_steps(&h, 5);
+        // 10% steps up to 50%, 5% to 75%, 2.5% to 87.5%, ...: the 30% step stops at the 300th
+        // value (summing fractions, 0.1 + 0.1 + 0.1 > 0.3, would overshoot to the 301st).
+        let at = |pct: f64| steps.iter().find(|s| s.percentile == pct).unwrap();
+        assert_eq!(at(30.0).total_count, 300);
+        assert_eq!(at(30.0).value, 300);
+        assert_eq!(at(50.0).total_count, 500);
+        assert_eq!(at(55.0).total_count, 550);
+        assert_eq!(at(77.5).total_count, 775);
+        let last = steps.last().unwrap();
+        assert_eq!(
+            (last.percentile, last.total_count, last.value),
+            (100.0, 1000, 1000)
+        );
+        assert!(percentile_steps(&new_histogram(), 5).is_empty());
     }
 
     #[test]

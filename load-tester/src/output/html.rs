@@ -313,15 +313,10 @@ fn latency_row(out: &mut String, name: &str, s: &LatencySummary) {
 fn spectrum(s: &LatencySummary) -> serde_json::Value {
     match s.decode() {
         Ok(h) if !h.is_empty() => {
-            let points: Vec<[f64; 2]> = h
-                .iter_quantiles(SPECTRUM_TICKS_PER_HALF)
-                .filter(|v| v.quantile_iterated_to() < 1.0)
-                .map(|v| {
-                    [
-                        1.0 / (1.0 - v.quantile_iterated_to()),
-                        v.value_iterated_to() as f64,
-                    ]
-                })
+            let points: Vec<[f64; 2]> = super::hlog::percentile_steps(&h, SPECTRUM_TICKS_PER_HALF)
+                .iter()
+                .filter(|s| s.percentile < 100.0)
+                .map(|s| [100.0 / (100.0 - s.percentile), s.value as f64])
                 .collect();
             json!({ "points": points, "max": h.max(), "count": h.len() })
         }
