@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
 use crate::output;
@@ -16,14 +16,25 @@ pub const EXIT_USAGE: i32 = 2;
 /// Runs the program with the process's arguments and returns its exit status.
 pub fn main() -> i32 {
     output::honour_no_color();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (mut cli, matches) = match parsed {
+        Ok(v) => v,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
             let _ = e.print();
             return code;
         }
     };
+    if let Some(name) = cli.run.scenario.clone() {
+        let applied = crate::scenario::load(&name).and_then(|(origin, text)| {
+            crate::scenario::apply(&origin, &text, &mut cli.run, &matches)
+        });
+        if let Err(e) = applied {
+            return error(e);
+        }
+    }
     match cli.command {
         Some(Command::Clean { shm_dir }) => clean(shm_dir),
         Some(Command::Compare(a)) => crate::compare::run(

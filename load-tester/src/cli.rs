@@ -127,7 +127,8 @@ pub enum ClockArg {
 }
 
 /// What a writer does when a reader falls a whole ring behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ModeArg {
     /// Never block; lapped readers count their losses (market-data semantics).
     Overwrite,
@@ -279,6 +280,27 @@ pub struct RunArgs {
     /// Keep the run's shared-memory directory after the run (remove it with `load-tester clean`)
     #[arg(long)]
     pub keep_shm: bool,
+
+    /// A scenario: a TOML file, or a built-in one (baseline, stress, endurance, burst); flags
+    /// given here override it
+    #[arg(long, value_name = "NAME|FILE")]
+    pub scenario: Option<String>,
+
+    /// Trades' arrival pattern, from a scenario.
+    #[arg(skip)]
+    pub trades_pattern: Option<crate::patterns::PatternSpec>,
+
+    /// Book updates' arrival pattern, from a scenario.
+    #[arg(skip)]
+    pub book_pattern: Option<crate::patterns::PatternSpec>,
+
+    /// Target overrides from a scenario.
+    #[arg(skip)]
+    pub scenario_targets: Option<crate::targets::Targets>,
+
+    /// What the scenario is, when one was given.
+    #[arg(skip)]
+    pub scenario_description: Option<String>,
 }
 
 /// Most exchanges a run may simulate.

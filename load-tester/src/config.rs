@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{ClockArg, ModeArg, RunArgs};
 use crate::clock::{tsc_usable, ClockSource};
 use crate::market::symbols::{exchange_names, symbol_names};
+use crate::patterns::PatternSpec;
 use crate::plan::{default_capacity, ExchangePlan, Pacing, Plan, MAX_POINTS};
 use crate::targets::Targets;
 
@@ -73,7 +74,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
     }
     let targets = match &args.targets {
         Some(path) => Targets::load(path).map_err(|e| ConfigError(format!("--targets {e}")))?,
-        None => Targets::default(),
+        None => args.scenario_targets.clone().unwrap_or_default(),
     };
     if let Some(path) = &args.json_output {
         check_writable(path)
@@ -91,6 +92,15 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         _ => ClockSource::Tsc,
     };
     let threads = args.threads as usize;
+    let trades_pattern = args
+        .trades_pattern
+        .clone()
+        .unwrap_or(PatternSpec::Constant {
+            rate: Some(args.trades_per_second as f64),
+        });
+    let book_pattern = args.book_pattern.clone().unwrap_or(PatternSpec::Constant {
+        rate: Some(args.orderbook_updates_per_second as f64),
+    });
     let names = exchange_names(args.exchanges as usize);
     let exchanges = names
         .into_iter()
@@ -102,11 +112,13 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             book_per_sec: args.orderbook_updates_per_second,
             trades_capacity: args
                 .ring_capacity
-                .unwrap_or_else(|| default_capacity(args.trades_per_second)),
+                .unwrap_or_else(|| default_capacity(trades_pattern.peak_rate() as u64)),
             book_capacity: args
                 .ring_capacity
-                .unwrap_or_else(|| default_capacity(args.orderbook_updates_per_second)),
+                .unwrap_or_else(|| default_capacity(book_pattern.peak_rate() as u64)),
             thread: i % threads,
+            trades_pattern: trades_pattern.clone(),
+            book_pattern: book_pattern.clone(),
         })
         .collect();
     let total_secs = args.warmup_secs + args.duration_secs;
@@ -130,6 +142,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         interval_ns: 1_000_000_000,
         point_secs: total_secs.div_ceil(MAX_POINTS).max(1),
         lag_budget_ns: args.lag_budget_us * 1_000,
+        scenario: args.scenario_description.clone(),
     };
     let settings = Settings {
         verbose: args.verbose,

@@ -13,7 +13,9 @@ use crate::consumer::{Digests, ReaderMessage, ReaderOutcome, DIGESTS_NAME};
 use crate::generator::{self, ExchangeWork, GeneratorConfig, Message, SourceId};
 use crate::market::ExchangeSim;
 use crate::measure::{new_histogram, Counters, LatencySet, SourceStats};
-use crate::plan::{Plan, Stream};
+use crate::pacing::{ConstantRate, Schedule};
+use crate::patterns::{LoadPattern, PatternSpec};
+use crate::plan::{ExchangePlan, Plan, Stream};
 use crate::readers::{self, ReaderChild, ReaderLine, ReaderSpec};
 use crate::results::decode_histogram;
 use crate::results::{Point, StreamPoint};
@@ -96,6 +98,12 @@ pub struct RunData {
     pub digests: Digests,
     /// Reader output lines that could not be understood.
     pub garbage_lines: u64,
+    /// Per source, messages its pattern targeted over the measured intervals.
+    pub target_measured: BTreeMap<SourceId, f64>,
+    /// Per stream, latencies of whole seconds inside bursts (burst patterns only).
+    pub burst_in: BTreeMap<Stream, LatencySet>,
+    /// Per stream, latencies of whole seconds outside bursts (burst patterns only).
+    pub burst_out: BTreeMap<Stream, LatencySet>,
 }
 
 /// Why a run could not start.
@@ -120,6 +128,42 @@ const READER_ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long readers get, after the writers closed, to drain and report.
 const READER_FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Makes the arrival pattern of one stream of one exchange; `None` falls back to the plan's.
+pub type PatternFactory<'a> =
+    &'a (dyn Fn(&ExchangePlan, Stream) -> Option<Box<dyn LoadPattern>> + Sync);
+
+/// The pattern of `stream` of exchange `e`: the factory's, else the plan's.
+fn pattern_for(
+    plan: &Plan,
+    e: &ExchangePlan,
+    stream: Stream,
+    custom: Option<PatternFactory>,
+) -> Option<Box<dyn LoadPattern>> {
+    if let Some(p) = custom.and_then(|f| f(e, stream)) {
+        return Some(p);
+    }
+    e.sends(stream)
+        .then(|| e.pattern(stream).build(plan.pattern_seed(e.id, stream)))
+}
+
+/// The schedule of `stream` of exchange `e` from `start_ns`; a constant rate takes the fast
+/// integer path.
+fn schedule_for(
+    plan: &Plan,
+    e: &ExchangePlan,
+    stream: Stream,
+    start_ns: u64,
+    custom: Option<PatternFactory>,
+) -> Option<Schedule> {
+    if custom.is_none() {
+        if let Some(rate) = e.pattern(stream).constant_rate() {
+            let rate = rate.round() as u64;
+            return (rate > 0).then(|| Schedule::Constant(ConstantRate::new(start_ns, rate)));
+        }
+    }
+    pattern_for(plan, e, stream, custom).map(|p| Schedule::pattern(start_ns, p))
+}
+
 /// Runs `plan` on the bus under `shm_dir`. Stops early when `stop` is set.
 pub fn run(
     plan: &Plan,
@@ -127,6 +171,19 @@ pub fn run(
     keep_shm: bool,
     stop: &AtomicBool,
     observer: &mut dyn Observer,
+) -> Result<RunData, EngineError> {
+    run_with_patterns(plan, shm_dir, keep_shm, stop, observer, None)
+}
+
+/// [`run`], with arrival patterns from `custom` where it gives one (a user's own
+/// [`LoadPattern`], see `examples/custom_pattern.rs`).
+pub fn run_with_patterns(
+    plan: &Plan,
+    shm_dir: &Path,
+    keep_shm: bool,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+    custom: Option<PatternFactory>,
 ) -> Result<RunData, EngineError> {
     let clock_cost_ns = crate::measure::clock_cost_ns();
     let (mut bus, transports) = BusRun::create(plan, shm_dir)?;
@@ -149,8 +206,8 @@ pub fn run(
                 plan.seed ^ (u64::from(e.id) << 32),
             ),
             transport: Box::new(transport) as Box<dyn Transport>,
-            trades_per_sec: e.trades_per_sec,
-            book_per_sec: e.book_per_sec,
+            trades: None,
+            book: None,
         });
     }
 
@@ -174,13 +231,20 @@ pub fn run(
     let interval_ns = plan.interval_ns;
     let start_ns = now_ns() + 100_000_000;
     let end_ns = start_ns + plan.total_secs() * interval_ns;
+    for works in &mut per_thread {
+        for w in works {
+            let e = &plan.exchanges[usize::from(w.id)];
+            w.trades = schedule_for(plan, e, Stream::Trades, start_ns, custom);
+            w.book = schedule_for(plan, e, Stream::Book, start_ns, custom);
+        }
+    }
     for r in &mut readers {
         r.start(start_ns);
     }
     observer.started(plan, &run_dir);
     let ticks = sampler::ticks_per_sec();
 
-    let mut agg = Aggregator::new(plan);
+    let mut agg = Aggregator::new(plan, custom);
     let mut generators_stopped_ns = end_ns;
     std::thread::scope(|scope| {
         let mut spares = Vec::new();
@@ -381,7 +445,15 @@ struct Aggregator {
     total_intervals: u64,
     point_secs: u64,
     interval_secs: f64,
-    targets: BTreeMap<Stream, u64>,
+    /// Per source, its pattern: what it targeted in each interval.
+    targets: BTreeMap<SourceId, Box<dyn LoadPattern>>,
+    /// Per source, messages targeted over the measured intervals.
+    target_measured: BTreeMap<SourceId, f64>,
+    /// Per source, its burst pattern, when it has one.
+    bursts: BTreeMap<SourceId, PatternSpec>,
+    /// Per stream, latencies inside and outside bursts (measured intervals only).
+    burst_in: BTreeMap<Stream, LatencySet>,
+    burst_out: BTreeMap<Stream, LatencySet>,
     pending: BTreeMap<u64, BTreeMap<SourceId, SourceStats>>,
     pending_time: BTreeMap<u64, (u64, u64)>,
     next_final: u64,
@@ -402,20 +474,47 @@ struct Aggregator {
     pending_e2e: BTreeMap<u64, BTreeMap<Stream, Histogram<u64>>>,
     e2e_measured: BTreeMap<Stream, Histogram<u64>>,
     point_e2e: BTreeMap<Stream, Histogram<u64>>,
+    point_target: BTreeMap<Stream, f64>,
     garbage_lines: u64,
 }
 
 impl Aggregator {
-    fn new(plan: &Plan) -> Self {
+    fn new(plan: &Plan, custom: Option<PatternFactory>) -> Self {
         Self {
             plan_warmup: plan.warmup_secs,
             total_intervals: plan.total_secs(),
             point_secs: plan.point_secs,
             interval_secs: plan.interval_ns as f64 / 1e9,
-            targets: Stream::ALL
+            targets: plan
+                .exchanges
                 .iter()
-                .map(|&s| (s, plan.target_rate(s)))
+                .flat_map(|e| Stream::ALL.map(|st| (e, st)))
+                .filter_map(|(e, st)| {
+                    let id = SourceId {
+                        exchange: e.id,
+                        stream: st,
+                    };
+                    pattern_for(plan, e, st, custom).map(|p| (id, p))
+                })
                 .collect(),
+            target_measured: BTreeMap::new(),
+            bursts: plan
+                .exchanges
+                .iter()
+                .flat_map(|e| Stream::ALL.map(|st| (e, st)))
+                .filter(|(e, st)| custom.is_none() && e.pattern(*st).in_burst(0).is_some())
+                .map(|(e, st)| {
+                    (
+                        SourceId {
+                            exchange: e.id,
+                            stream: st,
+                        },
+                        e.pattern(st).clone(),
+                    )
+                })
+                .collect(),
+            burst_in: BTreeMap::new(),
+            burst_out: BTreeMap::new(),
             pending: BTreeMap::new(),
             pending_time: BTreeMap::new(),
             next_final: 0,
@@ -436,6 +535,7 @@ impl Aggregator {
             pending_e2e: BTreeMap::new(),
             e2e_measured: BTreeMap::new(),
             point_e2e: BTreeMap::new(),
+            point_target: BTreeMap::new(),
             garbage_lines: 0,
         }
     }
@@ -528,8 +628,30 @@ impl Aggregator {
     ) {
         self.next_final = index + 1;
         let warm = index < self.plan_warmup;
+        let (from, to) = (
+            index as f64 * self.interval_secs,
+            (index + 1) as f64 * self.interval_secs,
+        );
+        let mut target_per_stream: BTreeMap<Stream, f64> = BTreeMap::new();
+        for (id, p) in &self.targets {
+            let n = p.expected_between(from, to);
+            *target_per_stream.entry(id.stream).or_default() += n;
+            if !warm {
+                *self.target_measured.entry(*id).or_default() += n;
+            }
+        }
         let mut per_stream: BTreeMap<Stream, SourceStats> = BTreeMap::new();
         for (id, stats) in &sources {
+            if !warm {
+                if let Some(inside) = self.bursts.get(id).and_then(|b| b.in_burst(index)) {
+                    let acc = if inside {
+                        &mut self.burst_in
+                    } else {
+                        &mut self.burst_out
+                    };
+                    acc.entry(id.stream).or_default().add(&stats.latency);
+                }
+            }
             per_stream.entry(id.stream).or_default().add(stats);
             let totals = if warm {
                 &mut self.warmup
@@ -553,7 +675,14 @@ impl Aggregator {
             }
         }
         let resources = self.resources.get(&index).copied();
-        let point = self.point(index, 1, &per_stream, &e2e, resources.as_slice());
+        let point = self.point(
+            index,
+            1,
+            &per_stream,
+            &target_per_stream,
+            &e2e,
+            resources.as_slice(),
+        );
         observer.interval(&point, &per_stream);
         observer.delivery_interval(&point, &e2e);
         for (stream, h) in &e2e {
@@ -568,6 +697,9 @@ impl Aggregator {
         }
         for (stream, stats) in per_stream {
             self.point_acc.entry(stream).or_default().add(&stats);
+        }
+        for (stream, n) in target_per_stream {
+            *self.point_target.entry(stream).or_default() += n;
         }
         self.point_acc.entry(Stream::Trades).or_default();
         if let Some(r) = resources {
@@ -585,8 +717,9 @@ impl Aggregator {
         let acc = std::mem::take(&mut self.point_acc);
         let res = std::mem::take(&mut self.point_res);
         let e2e = std::mem::take(&mut self.point_e2e);
+        let targets = std::mem::take(&mut self.point_target);
         let span = self.next_final - self.point_start;
-        let point = self.point(self.point_start, span, &acc, &e2e, &res);
+        let point = self.point(self.point_start, span, &acc, &targets, &e2e, &res);
         self.series.push(point);
     }
 
@@ -595,6 +728,7 @@ impl Aggregator {
         first: u64,
         span: u64,
         per_stream: &BTreeMap<Stream, SourceStats>,
+        targets: &BTreeMap<Stream, f64>,
         e2e: &BTreeMap<Stream, Histogram<u64>>,
         res: &[ResourceSample],
     ) -> Point {
@@ -603,7 +737,7 @@ impl Aggregator {
         let stream = |s: Stream| {
             let st = per_stream.get(&s).unwrap_or(&empty);
             StreamPoint::new(
-                self.targets[&s] as f64,
+                targets.get(&s).copied().unwrap_or(0.0) / secs.max(f64::MIN_POSITIVE),
                 &st.latency,
                 e2e.get(&s),
                 &st.counters,
@@ -658,6 +792,9 @@ impl Aggregator {
             e2e_measured: self.e2e_measured,
             digests: self.digests,
             garbage_lines: self.garbage_lines,
+            target_measured: self.target_measured,
+            burst_in: self.burst_in,
+            burst_out: self.burst_out,
         }
     }
 }

@@ -10,7 +10,7 @@ use alphapulse_bus::{BookUpdate, Record, Trade};
 use crate::clock::{Clock, ClockSource};
 use crate::market::ExchangeSim;
 use crate::measure::SourceStats;
-use crate::pacing::{ConstantRate, Pacer, MAX_WAIT_NS};
+use crate::pacing::{Pacer, Schedule, MAX_WAIT_NS};
 use crate::plan::{Pacing, Stream};
 use crate::transport::{SendError, Transport};
 
@@ -31,10 +31,10 @@ pub struct ExchangeWork {
     pub sim: ExchangeSim,
     /// Where its records go.
     pub transport: Box<dyn Transport>,
-    /// Trades per second (0: none).
-    pub trades_per_sec: u64,
-    /// Book updates per second (0: none).
-    pub book_per_sec: u64,
+    /// When its trades are due (`None`: no trades).
+    pub trades: Option<Schedule>,
+    /// When its book updates are due (`None`: none).
+    pub book: Option<Schedule>,
 }
 
 /// Timing of one generator thread.
@@ -98,7 +98,7 @@ pub enum Message {
 struct Source {
     id: SourceId,
     work: usize,
-    schedule: ConstantRate,
+    schedule: Schedule,
     /// A record refused by backpressure, sent again (not regenerated) at the next slot, so the
     /// stream stays gap-free and book versions stay consecutive.
     pending: bool,
@@ -118,19 +118,19 @@ pub fn run(
     let pacer = Pacer::new(config.pacing);
     let mut clock = Clock::new(config.clock);
     let mut sources = Vec::new();
-    for (w, work) in works.iter().enumerate() {
-        for (stream, rate) in [
-            (Stream::Trades, work.trades_per_sec),
-            (Stream::Book, work.book_per_sec),
+    for (w, work) in works.iter_mut().enumerate() {
+        for (stream, schedule) in [
+            (Stream::Trades, work.trades.take()),
+            (Stream::Book, work.book.take()),
         ] {
-            if rate > 0 {
+            if let Some(schedule) = schedule {
                 sources.push(Source {
                     id: SourceId {
                         exchange: work.id,
                         stream,
                     },
                     work: w,
-                    schedule: ConstantRate::new(config.start_ns, rate),
+                    schedule,
                     pending: false,
                 });
             }
@@ -246,15 +246,8 @@ pub fn run(
     ship(interval, &mut stats, &mut wait_ns, &mut write_ns, &mut emit);
     let cutoff = now.min(config.end_ns);
     let backlog = sources
-        .iter()
-        .map(|s| {
-            (
-                s.id,
-                s.schedule
-                    .count_before(cutoff)
-                    .saturating_sub(s.schedule.scheduled()),
-            )
-        })
+        .iter_mut()
+        .map(|s| (s.id, s.schedule.unsent_before(cutoff)))
         .collect();
     let digests = works
         .iter()

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::cli::PacingArg;
 use crate::clock::Clock;
+use crate::patterns::LoadPattern;
 use crate::plan::Pacing;
 
 /// The intended send times of one source at a constant rate.
@@ -71,6 +72,81 @@ impl ConstantRate {
     /// Messages scheduled so far (the index of the next one).
     pub fn scheduled(&self) -> u64 {
         self.next
+    }
+}
+
+/// The intended send times of one source: a [`ConstantRate`] (the fast path), or any
+/// [`LoadPattern`].
+#[derive(Debug)]
+pub enum Schedule {
+    /// A constant rate, computed in integers.
+    Constant(ConstantRate),
+    /// A pattern; `due` is the next intended time (`u64::MAX` when it sends no more).
+    Pattern {
+        /// The pattern.
+        pattern: Box<dyn LoadPattern>,
+        /// The next intended time, ns.
+        due: u64,
+        /// Messages scheduled so far.
+        scheduled: u64,
+    },
+}
+
+impl Schedule {
+    /// A schedule from `start_ns` following `pattern`.
+    pub fn pattern(start_ns: u64, mut pattern: Box<dyn LoadPattern>) -> Self {
+        let due = pattern
+            .next_delay()
+            .map_or(u64::MAX, |d| start_ns.saturating_add(d.as_nanos() as u64));
+        Schedule::Pattern {
+            pattern,
+            due,
+            scheduled: 0,
+        }
+    }
+
+    /// The intended time of the next message (`u64::MAX`: none).
+    #[inline]
+    pub fn due(&self) -> u64 {
+        match self {
+            Schedule::Constant(c) => c.due(),
+            Schedule::Pattern { due, .. } => *due,
+        }
+    }
+
+    /// Moves to the following message.
+    #[inline]
+    pub fn advance(&mut self) {
+        match self {
+            Schedule::Constant(c) => c.advance(),
+            Schedule::Pattern {
+                pattern,
+                due,
+                scheduled,
+            } => {
+                *scheduled += 1;
+                *due = match pattern.next_delay() {
+                    Some(d) => due.saturating_add(d.as_nanos() as u64),
+                    None => u64::MAX,
+                };
+            }
+        }
+    }
+
+    /// Messages due before `t_ns` that have not been scheduled yet (the backlog at `t_ns`).
+    /// Consumes the schedule up to `t_ns`: call it once, at the end.
+    pub fn unsent_before(&mut self, t_ns: u64) -> u64 {
+        match self {
+            Schedule::Constant(c) => c.count_before(t_ns).saturating_sub(c.scheduled()),
+            Schedule::Pattern { .. } => {
+                let mut n = 0;
+                while self.due() < t_ns {
+                    n += 1;
+                    self.advance();
+                }
+                n
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::PacingArg;
 use crate::clock::ClockSource;
+use crate::patterns::PatternSpec;
 
 /// The two streams every exchange publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -31,7 +32,7 @@ impl Stream {
 }
 
 /// One simulated exchange.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExchangePlan {
     /// Exchange id, as carried by its records; its index in [`Plan::exchanges`].
     pub id: u16,
@@ -47,10 +48,28 @@ pub struct ExchangePlan {
     pub book_capacity: u64,
     /// Index of the generator thread that drives it.
     pub thread: usize,
+    /// Arrival pattern of its trades (rates resolved).
+    pub trades_pattern: PatternSpec,
+    /// Arrival pattern of its book updates (rates resolved).
+    pub book_pattern: PatternSpec,
 }
 
 impl ExchangePlan {
-    /// Target rate of `stream`, messages per second.
+    /// The arrival pattern of `stream`.
+    pub fn pattern(&self, stream: Stream) -> &PatternSpec {
+        match stream {
+            Stream::Trades => &self.trades_pattern,
+            Stream::Book => &self.book_pattern,
+        }
+    }
+
+    /// Whether `stream` sends anything: not a constant pattern of rate 0.
+    pub fn sends(&self, stream: Stream) -> bool {
+        self.pattern(stream).constant_rate() != Some(0.0)
+    }
+
+    /// Nominal rate of `stream` (`--trades-per-second` or `--orderbook-updates-per-second`),
+    /// messages per second; a pattern may vary around it.
     pub fn rate(&self, stream: Stream) -> u64 {
         match stream {
             Stream::Trades => self.trades_per_sec,
@@ -104,13 +123,20 @@ pub struct Plan {
     pub point_secs: u64,
     /// The run is invalid when the generator lag p99 exceeds this, ns.
     pub lag_budget_ns: u64,
+    /// The scenario the plan came from, if any.
+    pub scenario: Option<String>,
 }
 
 /// Most points a time series holds.
 pub const MAX_POINTS: u64 = 3600;
 
 impl Plan {
-    /// Total target rate of `stream` over all exchanges, messages per second.
+    /// A seed for the random pattern of `exchange`'s `stream`.
+    pub fn pattern_seed(&self, exchange: u16, stream: Stream) -> u64 {
+        self.seed ^ 0x5EED_0000_0000 ^ (u64::from(exchange) << 8) ^ stream as u64
+    }
+
+    /// Nominal total rate of `stream` over all exchanges, messages per second.
     pub fn target_rate(&self, stream: Stream) -> u64 {
         self.exchanges.iter().map(|e| e.rate(stream)).sum()
     }

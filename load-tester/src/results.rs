@@ -362,6 +362,8 @@ pub struct Degradation {
     pub rss_first_mib: f64,
     /// Peak RSS in the last tenth, MiB.
     pub rss_last_mib: f64,
+    /// Least-squares slope of RSS over the measured points, MiB per hour.
+    pub rss_slope_mib_per_hour: f64,
 }
 
 /// One source (exchange x stream), for the verbose tables and for merging.
@@ -449,6 +451,19 @@ impl Delivery {
     }
 }
 
+/// Latencies of whole seconds inside and outside bursts (burst patterns only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bursts {
+    /// Service time inside bursts, both streams.
+    pub inside_service: LatencySummary,
+    /// Service time outside bursts.
+    pub outside_service: LatencySummary,
+    /// Response time inside bursts.
+    pub inside_response: LatencySummary,
+    /// Response time outside bursts.
+    pub outside_response: LatencySummary,
+}
+
 /// The tool that produced the results.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tool {
@@ -489,6 +504,8 @@ pub struct Results {
     pub warmup: Warmup,
     /// What the readers received, when the run had readers.
     pub delivery: Option<Delivery>,
+    /// Latency inside and outside bursts, when a stream follows a burst pattern.
+    pub bursts: Option<Bursts>,
     /// Per source.
     pub sources: Vec<SourceReport>,
     /// Time series, warm-up included.
@@ -540,11 +557,23 @@ pub fn build(data: &RunData, interrupted: Option<String>, allow_loss: bool) -> R
     let per_stream = engine::by_stream(&data.measured);
     let (all_lat, all_counters) = engine::all(&data.measured);
     let empty = SourceStats::default();
+    // Target rates are what the patterns targeted over the measured time.
+    let target_of = |f: &dyn Fn(&SourceId) -> bool| {
+        if secs <= 0.0 {
+            return 0.0;
+        }
+        data.target_measured
+            .iter()
+            .filter(|(id, _)| f(id))
+            .map(|(_, n)| n)
+            .sum::<f64>()
+            / secs
+    };
     let stream_tp = |s: Stream| {
         let st = per_stream.get(&s).unwrap_or(&empty);
         throughput(
             st.counters.sent,
-            plan.target_rate(s) as f64,
+            target_of(&|id: &SourceId| id.stream == s),
             secs,
             sum_for(&data.peak_sent, |id| id.stream == s),
             sum_for(&data.backlog, |id| id.stream == s),
@@ -554,7 +583,7 @@ pub fn build(data: &RunData, interrupted: Option<String>, allow_loss: bool) -> R
     let book = stream_tp(Stream::Book);
     let total = throughput(
         all_counters.sent,
-        plan.total_target_rate() as f64,
+        target_of(&|_: &SourceId| true),
         secs,
         data.series
             .iter()
@@ -583,7 +612,7 @@ pub fn build(data: &RunData, interrupted: Option<String>, allow_loss: bool) -> R
                 };
                 throughput(
                     src(stream).counters.sent,
-                    e.rate(stream) as f64,
+                    target_of(&|i: &SourceId| *i == id),
                     secs,
                     data.peak_sent.get(&id).copied().unwrap_or(0),
                     data.backlog.get(&id).copied().unwrap_or(0),
@@ -653,6 +682,7 @@ pub fn build(data: &RunData, interrupted: Option<String>, allow_loss: bool) -> R
             service: LatencySummary::of(&warm_lat.service),
         },
         delivery: (plan.consumers > 0).then(|| delivery(data, allow_loss)),
+        bursts: bursts(data),
         sources: data
             .measured
             .iter()
@@ -669,6 +699,26 @@ pub fn build(data: &RunData, interrupted: Option<String>, allow_loss: bool) -> R
         warnings: data.warnings.clone(),
         verdict: Verdict::default(),
     }
+}
+
+fn bursts(data: &RunData) -> Option<Bursts> {
+    if data.burst_in.is_empty() && data.burst_out.is_empty() {
+        return None;
+    }
+    let merge = |m: &BTreeMap<Stream, LatencySet>| {
+        let mut all = LatencySet::default();
+        for l in m.values() {
+            all.add(l);
+        }
+        all
+    };
+    let (inside, outside) = (merge(&data.burst_in), merge(&data.burst_out));
+    Some(Bursts {
+        inside_service: LatencySummary::of(&inside.service),
+        outside_service: LatencySummary::of(&outside.service),
+        inside_response: LatencySummary::of(&inside.response),
+        outside_response: LatencySummary::of(&outside.response),
+    })
 }
 
 fn delivery(data: &RunData, allow_loss: bool) -> Delivery {
@@ -746,7 +796,20 @@ fn degradation(series: &[Point]) -> Option<Degradation> {
     };
     let rate = |ps: &[&Point]| ps.iter().map(|p| p.total_rate()).sum::<f64>() / ps.len() as f64;
     let rss = |ps: &[&Point]| ps.iter().map(|p| p.rss_mib).fold(0.0, f64::max);
+    // Least-squares slope of RSS against time, over every measured point.
+    let xs: Vec<f64> = measured
+        .iter()
+        .map(|p| (p.start_secs + p.secs / 2.0) / 3600.0)
+        .collect();
+    let ys: Vec<f64> = measured.iter().map(|p| p.rss_mib).collect();
+    let (mx, my) = (
+        xs.iter().sum::<f64>() / xs.len() as f64,
+        ys.iter().sum::<f64>() / ys.len() as f64,
+    );
+    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
     Some(Degradation {
+        rss_slope_mib_per_hour: if sxx > 0.0 { sxy / sxx } else { 0.0 },
         points_per_tenth: n,
         service_p99_first_ns: p99(first),
         service_p99_last_ns: p99(last),

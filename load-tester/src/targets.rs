@@ -32,6 +32,15 @@ pub struct Targets {
     pub max_memory_mib: f64,
     /// Failed writes and buffer overflows must be below this share of attempts, percent.
     pub max_error_rate_pct: f64,
+    /// If set: resident memory may grow by at most this much per hour (least-squares slope
+    /// over the measured time series), MiB/h. Judged on runs of at least 10 points.
+    pub max_rss_growth_mib_per_hour: Option<f64>,
+    /// If set: write P99 of the last tenth of the run may exceed the first tenth's by at most
+    /// this much, percent.
+    pub max_p99_degradation_pct: Option<f64>,
+    /// If set: throughput of the last tenth may fall below the first tenth's by at most this
+    /// much, percent.
+    pub max_throughput_degradation_pct: Option<f64>,
 }
 
 impl Default for Targets {
@@ -45,6 +54,9 @@ impl Default for Targets {
             max_cpu_pct: 50.0,
             max_memory_mib: 500.0,
             max_error_rate_pct: 0.01,
+            max_rss_growth_mib_per_hour: None,
+            max_p99_degradation_pct: None,
+            max_throughput_degradation_pct: None,
         }
     }
 }
@@ -91,6 +103,18 @@ impl Targets {
             ("max_cpu_pct", self.max_cpu_pct),
             ("max_memory_mib", self.max_memory_mib),
             ("max_error_rate_pct", self.max_error_rate_pct),
+            (
+                "max_rss_growth_mib_per_hour",
+                self.max_rss_growth_mib_per_hour.unwrap_or(0.0),
+            ),
+            (
+                "max_p99_degradation_pct",
+                self.max_p99_degradation_pct.unwrap_or(0.0),
+            ),
+            (
+                "max_throughput_degradation_pct",
+                self.max_throughput_degradation_pct.unwrap_or(0.0),
+            ),
         ] {
             if !value.is_finite() || value < 0.0 {
                 return Err(format!("{key} = {value}: must be a finite number >= 0"));

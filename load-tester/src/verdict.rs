@@ -169,6 +169,43 @@ pub fn judge(results: &Results, targets: &Targets) -> Verdict {
             passed: total.violations() == 0,
         });
     }
+    if let Some(d) = &r.degradation {
+        if let Some(max) = targets.max_rss_growth_mib_per_hour {
+            checks.push(at_most(
+                "Memory Growth (RSS slope)",
+                d.rss_slope_mib_per_hour,
+                max,
+                "MiB/h",
+            ));
+        }
+        if let Some(max) = targets.max_p99_degradation_pct {
+            let change = if d.service_p99_first_ns > 0 {
+                100.0 * (d.service_p99_last_ns as f64 - d.service_p99_first_ns as f64)
+                    / d.service_p99_first_ns as f64
+            } else {
+                0.0
+            };
+            checks.push(at_most(
+                "Write P99 Degradation (last vs first tenth)",
+                change,
+                max,
+                "%",
+            ));
+        }
+        if let Some(max) = targets.max_throughput_degradation_pct {
+            let drop = if d.rate_first > 0.0 {
+                100.0 * (d.rate_first - d.rate_last) / d.rate_first
+            } else {
+                0.0
+            };
+            checks.push(at_most(
+                "Throughput Degradation (last vs first tenth)",
+                drop,
+                max,
+                "%",
+            ));
+        }
+    }
     let invalid_reason = invalid_reason(r);
     let outcome = if invalid_reason.is_some() {
         Outcome::Invalid

@@ -62,6 +62,9 @@ pub fn render(r: &Results, verbose: bool) -> String {
     let per_ex = |f: fn(&crate::plan::ExchangePlan) -> u64| first.map(f).unwrap_or(0);
     let _ = writeln!(out, "\n{RULE}\n       LOAD TEST RESULTS\n{RULE}\n");
     let _ = writeln!(out, "Configuration:");
+    if let Some(sc) = &plan.scenario {
+        let _ = writeln!(out, "  Scenario: {sc}");
+    }
     let _ = writeln!(out, "  Exchanges: {}", plan.exchanges.len());
     let _ = writeln!(
         out,
@@ -162,6 +165,20 @@ pub fn render(r: &Results, verbose: bool) -> String {
     if let Some(d) = &r.delivery {
         delivery(&mut out, d);
     }
+    if let Some(b) = &r.bursts {
+        let _ = writeln!(out, "\nBursts (whole seconds inside vs outside bursts):");
+        for (name, inside, outside) in [
+            ("Write", &b.inside_service, &b.outside_service),
+            ("Response", &b.inside_response, &b.outside_response),
+        ] {
+            let _ = writeln!(
+                out,
+                "  {name:<9} inside: p50 {} p99 {} max {} ({} writes) | outside: p50 {} p99 {} max {} ({} writes)",
+                human_ns(inside.p50), human_ns(inside.p99), human_ns(inside.max), thousands(inside.count),
+                human_ns(outside.p50), human_ns(outside.p99), human_ns(outside.max), thousands(outside.count)
+            );
+        }
+    }
 
     let e = &r.errors;
     let _ = writeln!(out, "\nErrors:");
@@ -171,13 +188,14 @@ pub fn render(r: &Results, verbose: bool) -> String {
     if let Some(d) = &r.degradation {
         let _ = writeln!(
             out,
-            "  Degradation (first vs last tenth): write P99 {} -> {}, rate {:.0} -> {:.0} msgs/s, RSS {:.1} -> {:.1} MiB",
+            "  Degradation (first vs last tenth): write P99 {} -> {}, rate {:.0} -> {:.0} msgs/s, RSS {:.1} -> {:.1} MiB ({:+.1} MiB/h)",
             human_ns(d.service_p99_first_ns),
             human_ns(d.service_p99_last_ns),
             d.rate_first,
             d.rate_last,
             d.rss_first_mib,
-            d.rss_last_mib
+            d.rss_last_mib,
+            d.rss_slope_mib_per_hour
         );
     }
 
