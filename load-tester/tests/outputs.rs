@@ -645,3 +645,103 @@ fn check_performance_script_agrees_with_the_verdict() {
     assert_eq!(out.code, Some(2));
     assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
 }
+
+#[test]
+fn a_killed_run_leaves_a_valid_interval_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let hlog = dir.path().join("run.hlog");
+    let shm = shm();
+    let mut child = tester(&[
+        "-d",
+        "60",
+        "--warmup-secs",
+        "0",
+        "-e",
+        "1",
+        "-t",
+        "1000",
+        "-o",
+        "0",
+    ])
+    .arg("--shm-dir")
+    .arg(shm.path())
+    .arg("--hlog")
+    .arg(&hlog)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // Wait for two finished intervals (7 lines each, or more with readers), then SIGKILL.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let n = std::fs::read(&hlog)
+            .map(|t| {
+                IntervalLogIterator::new(&t)
+                    .filter(|e| matches!(e, Ok(LogEntry::Interval(_))))
+                    .count()
+            })
+            .unwrap_or(0);
+        if n >= 14 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = intervals(&hlog);
+    let untagged: Vec<&Interval> = log.iter().filter(|i| i.tag.is_none()).collect();
+    assert!(untagged.len() >= 2, "{} untagged intervals", untagged.len());
+    assert!(untagged.iter().any(|i| !i.histogram.is_empty()));
+    // Whatever the tester left in /dev/shm, `clean` removes (its process is dead).
+    let out = run(
+        {
+            let mut c = tester(&["clean", "--shm-dir"]);
+            c.arg(shm.path());
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn ci_workflow_runs_real_commands() {
+    use clap::Parser as _;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workflow = std::fs::read_to_string(root.join(".github/workflows/load-test.yml")).unwrap();
+    // The load-tester invocation: from `target/release/load-tester` to the end of its
+    // backslash-continued lines.
+    let at = workflow.find("target/release/load-tester").unwrap();
+    let mut words = Vec::new();
+    for line in workflow[at..].lines() {
+        let continued = line.trim_end().ends_with('\\');
+        words.extend(
+            line.trim()
+                .trim_end_matches('\\')
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        if !continued {
+            break;
+        }
+    }
+    assert_eq!(words[0], "target/release/load-tester");
+    let cli = alphapulse_load_tester::cli::Cli::try_parse_from(&words)
+        .unwrap_or_else(|e| panic!("the workflow's command does not parse: {e}"));
+    let run = &cli.run;
+    assert_eq!(
+        (run.exchanges, run.trades_per_second, run.duration_secs),
+        (3, 50_000, 60)
+    );
+    assert!(run.json_output.is_some() && run.html_report.is_some());
+    for needed in [
+        "scripts/check-performance.py load-test-results/results.json",
+        "cargo build --release --locked -p alphapulse-load-tester",
+        "actions/upload-artifact",
+        "cron:",
+    ] {
+        assert!(workflow.contains(needed), "{needed}");
+    }
+    assert!(root.join("scripts/check-performance.py").is_file());
+}
