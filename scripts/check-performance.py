@@ -52,6 +52,16 @@ DEFAULT_TARGETS = {
     "max_cpu_pct": 50.0,
     "max_memory_mib": 500.0,
     "max_error_rate_pct": 0.01,
+    # Endurance targets, judged only when set and the run has at least 10 measured points.
+    "max_rss_growth_mib_per_hour": None,
+    "max_p99_degradation_pct": None,
+    "max_throughput_degradation_pct": None,
+}
+# Names of the verdict's checks that the endurance targets govern: judged here or not at all.
+ENDURANCE_CHECKS = {
+    "Memory Growth (RSS slope)",
+    "Write P99 Degradation (last vs first tenth)",
+    "Throughput Degradation (last vs first tenth)",
 }
 INTEGER_TARGETS = {"write_p50_ns", "write_p99_ns", "write_p999_ns"}
 
@@ -290,8 +300,20 @@ def checks(results: dict, targets: dict, warnings: list[str]) -> list[dict]:
         below("Memory Usage (peak RSS)", number(results, "resources", "rss_peak_mib"), t["max_memory_mib"], "MiB"),
         below("Error Rate", number(results, "errors", "error_rate_pct"), max(t["max_error_rate_pct"], sys.float_info.min), "%"),
     ]
+    d = results.get("degradation")
+    if isinstance(d, dict):
+        if t["max_rss_growth_mib_per_hour"] is not None:
+            out.append(below("Memory Growth (RSS slope)", number(d, "rss_slope_mib_per_hour"), t["max_rss_growth_mib_per_hour"], "MiB/h"))
+        if t["max_p99_degradation_pct"] is not None:
+            first, last = number(d, "service_p99_first_ns"), number(d, "service_p99_last_ns")
+            change = 100.0 * (last - first) / first if first > 0 else 0.0
+            out.append(below("Write P99 Degradation (last vs first tenth)", change, t["max_p99_degradation_pct"], "%"))
+        if t["max_throughput_degradation_pct"] is not None:
+            first, last = number(d, "rate_first"), number(d, "rate_last")
+            drop = 100.0 * (first - last) / first if first > 0 else 0.0
+            out.append(below("Throughput Degradation (last vs first tenth)", drop, t["max_throughput_degradation_pct"], "%"))
     # Checks of the run's verdict that no target governs, as the run judged them.
-    names = {c["name"] for c in out}
+    names = {c["name"] for c in out} | ENDURANCE_CHECKS
     for c in dig(results, "verdict", "checks"):
         if isinstance(c, dict) and c.get("name") not in names:
             out.append(

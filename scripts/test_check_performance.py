@@ -124,6 +124,24 @@ class CheckPerformanceTest(unittest.TestCase):
         self.assertEqual(self.check(r).code, 1)
         self.assertEqual(self.check(r, "min_throughput = 1000\n").code, 0)
 
+    def test_endurance_targets_need_a_long_run(self):
+        r = passing()
+        r["degradation"] = None
+        run = self.check(r, "max_rss_growth_mib_per_hour = 1.0\n")
+        self.assertEqual(run.code, 0, run.out)
+        self.assertNotIn("Memory Growth", run.out)
+        r["degradation"] = {
+            "points_per_tenth": 6, "service_p99_first_ns": 1000, "service_p99_last_ns": 3000,
+            "rate_first": 1000.0, "rate_last": 990.0, "rss_first_mib": 20.0, "rss_last_mib": 40.0,
+            "rss_slope_mib_per_hour": 12.5,
+        }
+        run = self.check(r, "max_rss_growth_mib_per_hour = 10\nmax_p99_degradation_pct = 300\nmax_throughput_degradation_pct = 0.5\n")
+        self.assertEqual(run.code, 1, run.out)
+        last = run.out.splitlines()[-1]
+        self.assertIn("Memory Growth (RSS slope)", last)
+        self.assertIn("Throughput Degradation", last)
+        self.assertNotIn("Write P99 Degradation", last)  # +200% is within 300%
+
     def test_checks_of_the_run_itself_are_kept(self):
         r = passing()
         r["verdict"]["checks"].append(

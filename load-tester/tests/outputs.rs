@@ -597,6 +597,15 @@ fn check_performance_script_agrees_with_the_verdict() {
         text.contains(&format!("SCHEMA_VERSION = {SCHEMA_VERSION}\n")),
         "scripts/check-performance.py must read the schema version this tester writes"
     );
+    // Every key of a targets file is known to the script.
+    let targets =
+        serde_json::to_value(alphapulse_load_tester::targets::Targets::default()).unwrap();
+    for key in targets.as_object().unwrap().keys() {
+        assert!(
+            text.contains(&format!("\"{key}\":")),
+            "scripts/check-performance.py does not know the target {key}"
+        );
+    }
     let results = s.results();
     let check = |extra: &[&Path]| {
         let mut cmd = Command::new(python);
