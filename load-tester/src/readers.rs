@@ -67,8 +67,7 @@ pub fn spawn(
     run_dir: &Path,
     send: impl Fn(usize, ReaderLine) + Send + Clone + 'static,
 ) -> Result<Vec<ReaderChild>, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find this program to start readers: {e}"))?;
+    let exe = reader_exe()?;
     let mut out = Vec::new();
     for index in 0..spec.count {
         let mut cmd = Command::new(&exe);
@@ -135,6 +134,37 @@ pub fn spawn(
         });
     }
     Ok(out)
+}
+
+/// Environment variable naming the `load-tester` binary to start readers with.
+pub const READER_EXE_ENV: &str = "ALPHAPULSE_READER_EXE";
+
+/// The `load-tester` binary that runs readers: `$ALPHAPULSE_READER_EXE`, else this program if it
+/// is `load-tester`, else a `load-tester` next to it or one directory up (where Cargo puts it
+/// for an example or a test of this crate).
+fn reader_exe() -> Result<std::path::PathBuf, String> {
+    if let Some(exe) = std::env::var_os(READER_EXE_ENV) {
+        return Ok(exe.into());
+    }
+    let me = std::env::current_exe()
+        .map_err(|e| format!("cannot find this program to start readers: {e}"))?;
+    if me
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("load-tester"))
+    {
+        return Ok(me);
+    }
+    me.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("load-tester"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "readers need the load-tester binary: build it (cargo build --release) or set ${READER_EXE_ENV}, or use --consumers 0"
+            )
+        })
 }
 
 impl ReaderChild {
