@@ -211,6 +211,7 @@ pub fn run_with_patterns(
         });
     }
 
+    keep_off_generator_cores(&plan.pin_cores);
     let (tx, rx) = mpsc::channel::<Event>();
     let reader_tx = tx.clone();
     let mut readers = readers::spawn(
@@ -393,6 +394,22 @@ fn reader_report(r: &ReaderChild) -> ReaderReport {
         outcome: r.outcome.clone(),
         died: r.died.clone(),
         samples: r.samples.clone(),
+    }
+}
+
+/// Moves this (the engine's) thread off the cores the generators are pinned to, so that merging
+/// intervals never preempts a generator; the reader processes started from here inherit it
+/// unless pinned themselves. No-op without pinning or when no other core is allowed.
+fn keep_off_generator_cores(generator_cores: &[usize]) {
+    if generator_cores.is_empty() {
+        return;
+    }
+    let Ok(mut set) = rustix::thread::sched_getaffinity(None) else { return };
+    for &c in generator_cores {
+        set.unset(c);
+    }
+    if set.count() > 0 {
+        let _ = rustix::thread::sched_setaffinity(None, &set);
     }
 }
 
