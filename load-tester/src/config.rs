@@ -195,6 +195,11 @@ pub(crate) fn check_writable(path: &Path) -> Result<(), String> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    check_dir_writable(&dir)
+}
+
+/// Checks, before the run, that `dir` is a directory this process can create files in.
+pub(crate) fn check_dir_writable(dir: &Path) -> Result<(), String> {
     if !dir.is_dir() {
         return Err(if dir.exists() {
             format!("{} is not a directory", dir.display())

@@ -404,7 +404,9 @@ fn keep_off_generator_cores(generator_cores: &[usize]) {
     if generator_cores.is_empty() {
         return;
     }
-    let Ok(mut set) = rustix::thread::sched_getaffinity(None) else { return };
+    let Ok(mut set) = rustix::thread::sched_getaffinity(None) else {
+        return;
+    };
     for &c in generator_cores {
         set.unset(c);
     }

@@ -72,15 +72,7 @@ impl HlogWriter {
     /// through a planted symlink) with its first comment lines; the rest of the header follows
     /// when the run starts.
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "run.hlog".into());
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let tmp = super::temp_beside(path);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -6,11 +6,11 @@
 //! unwritable paths, an unusable baseline, a baseline of a different load, bad thresholds. After
 //! the verdict, [`Reports::finish`] writes the files, each atomically.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::cli::RunArgs;
 use crate::compare::{self, Comparison, Loaded, Thresholds};
-use crate::config::check_writable;
+use crate::config::{check_dir_writable, check_writable};
 use crate::plan::Plan;
 use crate::results::Results;
 
@@ -32,29 +32,6 @@ pub struct Reports {
     html: Option<PathBuf>,
     junit: Option<PathBuf>,
     baseline: Option<Baseline>,
-}
-
-/// Checks that `dir` is a directory this process can create files in.
-pub fn check_dir_writable(dir: &Path) -> Result<(), String> {
-    if !dir.is_dir() {
-        return Err(if dir.exists() {
-            "is not a directory".into()
-        } else {
-            "does not exist; create it first".into()
-        });
-    }
-    let probe = dir.join(format!(".load-tester-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-    {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) => Err(format!("cannot create files in it: {e}")),
-    }
 }
 
 impl Reports {
