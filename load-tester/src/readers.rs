@@ -67,6 +67,16 @@ pub fn spawn(
     run_dir: &Path,
     send: impl Fn(usize, ReaderLine) + Send + Clone + 'static,
 ) -> Result<Vec<ReaderChild>, String> {
+    if spec.count == 0 {
+        return Ok(Vec::new());
+    }
+    if std::env::var_os(READER_CHILD_ENV).is_some() {
+        // A reader that runs the engine instead of reading was started from the wrong binary;
+        // refusing here is what keeps that from starting readers of its own, and so on.
+        return Err(format!(
+            "this process was started as a reader (${READER_CHILD_ENV} is set) and must not start readers; set ${READER_EXE_ENV} to the load-tester binary"
+        ));
+    }
     let exe = reader_exe()?;
     let mut out = Vec::new();
     for index in 0..spec.count {
@@ -136,12 +146,15 @@ pub fn spawn(
     Ok(out)
 }
 
+/// Environment variable set in every reader process the tester starts.
+pub const READER_CHILD_ENV: &str = "ALPHAPULSE_READER_CHILD";
+
 /// Environment variable naming the `load-tester` binary to start readers with.
 pub const READER_EXE_ENV: &str = "ALPHAPULSE_READER_EXE";
 
 /// The `load-tester` binary that runs readers: `$ALPHAPULSE_READER_EXE`, else this program if it
 /// is `load-tester`, else a `load-tester` next to it or one directory up (where Cargo puts it
-/// for an example or a test of this crate).
+/// for an example or a test of this crate), else this program (a renamed copy).
 fn reader_exe() -> Result<std::path::PathBuf, String> {
     if let Some(exe) = std::env::var_os(READER_EXE_ENV) {
         return Ok(exe.into());
@@ -155,16 +168,15 @@ fn reader_exe() -> Result<std::path::PathBuf, String> {
     {
         return Ok(me);
     }
-    me.ancestors()
+    // An example or a test of this crate: Cargo puts load-tester next to it or one level up.
+    // Otherwise (a renamed copy of load-tester) this program itself.
+    Ok(me
+        .ancestors()
         .skip(1)
         .take(2)
         .map(|d| d.join("load-tester"))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!(
-                "readers need the load-tester binary: build it (cargo build --release) or set ${READER_EXE_ENV}, or use --consumers 0"
-            )
-        })
+        .unwrap_or(me))
 }
 
 impl ReaderChild {
