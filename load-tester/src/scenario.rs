@@ -109,6 +109,14 @@ pub fn load(name_or_path: &str) -> Result<(String, String), ScenarioError> {
     Ok((name_or_path.to_string(), text))
 }
 
+/// The line of `text` that holds byte `offset`, trimmed: it names the key at fault.
+fn line_text(text: &str, offset: usize) -> &str {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    text[start..end].trim()
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -130,7 +138,13 @@ pub fn apply(
     let sc: Scenario = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
-            .map(|s| format!(", line {}", line_of(text, s.start)))
+            .map(|s| {
+                format!(
+                    ", line {} ({})",
+                    line_of(text, s.start),
+                    line_text(text, s.start)
+                )
+            })
             .unwrap_or_default();
         ScenarioError(format!(
             "scenario {origin}{line}: {}",
