@@ -268,7 +268,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub targets: Option<PathBuf>,
 
-    /// The run is INVALID when the generator's own lag at p99 exceeds this (microseconds)
+    /// The run is INVALID when the generator fell behind (lag P99 above this, in microseconds, or
+    /// over 1% of due messages unsent) while spending under half its time in writes
     #[arg(long, value_name = "US", default_value_t = 1000,
           value_parser = |s: &str| whole(s, 1, 60_000_000))]
     pub lag_budget_us: u64,

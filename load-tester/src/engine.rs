@@ -495,6 +495,10 @@ struct Aggregator {
     point_e2e: BTreeMap<Stream, Histogram<u64>>,
     point_target: BTreeMap<Stream, f64>,
     garbage_lines: u64,
+    /// Per interval, where an early stop cut it (seconds since the start).
+    cuts: BTreeMap<u64, f64>,
+    /// Per finalized interval, the seconds it actually covered.
+    cut_span: BTreeMap<u64, f64>,
 }
 
 impl Aggregator {
@@ -556,6 +560,8 @@ impl Aggregator {
             point_e2e: BTreeMap::new(),
             point_target: BTreeMap::new(),
             garbage_lines: 0,
+            cuts: BTreeMap::new(),
+            cut_span: BTreeMap::new(),
         }
     }
 
@@ -603,6 +609,11 @@ impl Aggregator {
         let t = self.pending_time.entry(index).or_default();
         t.0 += report.wait_ns;
         t.1 += report.write_ns;
+        if let Some(cut) = report.cut_ns {
+            let secs = cut as f64 / 1e9;
+            let c = self.cuts.entry(index).or_insert(secs);
+            *c = c.max(secs);
+        }
         (report.thread, back)
     }
 
@@ -647,10 +658,13 @@ impl Aggregator {
     ) {
         self.next_final = index + 1;
         let warm = index < self.plan_warmup;
-        let (from, to) = (
-            index as f64 * self.interval_secs,
-            (index + 1) as f64 * self.interval_secs,
-        );
+        // A run stopped early ends inside its last interval: that interval targeted, and its
+        // rates are over, only the part that ran.
+        let from = index as f64 * self.interval_secs;
+        let to = ((index + 1) as f64 * self.interval_secs)
+            .min(self.cuts.get(&index).copied().unwrap_or(f64::INFINITY))
+            .max(from);
+        self.cut_span.insert(index, to - from);
         let mut target_per_stream: BTreeMap<Stream, f64> = BTreeMap::new();
         for (id, p) in &self.targets {
             let n = p.expected_between(from, to);
@@ -751,7 +765,9 @@ impl Aggregator {
         e2e: &BTreeMap<Stream, Histogram<u64>>,
         res: &[ResourceSample],
     ) -> Point {
-        let secs = span as f64 * self.interval_secs;
+        let secs: f64 = (first..first + span)
+            .map(|i| self.cut_span.get(&i).copied().unwrap_or(self.interval_secs))
+            .sum();
         let empty = SourceStats::default();
         let stream = |s: Stream| {
             let st = per_stream.get(&s).unwrap_or(&empty);

@@ -69,6 +69,9 @@ pub struct IntervalReport {
     pub wait_ns: u64,
     /// Time spent inside write calls, ns.
     pub write_ns: u64,
+    /// When the run was stopped early inside this interval: how far into the run, ns. The
+    /// interval then covers only up to there.
+    pub cut_ns: Option<u64>,
 }
 
 /// What a thread reports when it ends.
@@ -156,6 +159,7 @@ pub fn run(
                 stats: &mut Vec<SourceStats>,
                 wait_ns: &mut u64,
                 write_ns: &mut u64,
+                cut_ns: Option<u64>,
                 emit: &mut dyn FnMut(Message)| {
         let fresh = spare
             .try_recv()
@@ -167,6 +171,7 @@ pub fn run(
             sources: ids.iter().copied().zip(full).collect(),
             wait_ns: std::mem::take(wait_ns),
             write_ns: std::mem::take(write_ns),
+            cut_ns,
         };
         emit(Message::Interval(report));
     };
@@ -183,14 +188,22 @@ pub fn run(
             break;
         }
         if now >= boundary {
-            ship(interval, &mut stats, &mut wait_ns, &mut write_ns, &mut emit);
+            ship(
+                interval,
+                &mut stats,
+                &mut wait_ns,
+                &mut write_ns,
+                None,
+                &mut emit,
+            );
             interval = now.saturating_sub(config.start_ns) / config.interval_ns;
             boundary = config.start_ns + (interval + 1) * config.interval_ns;
         }
         if now < due {
             let target = due.min(boundary).min(now + MAX_WAIT_NS);
             let woke = pacer.wait_until(&mut clock, target);
-            wait_ns += woke.saturating_sub(now);
+            // Waiting for the first send time is not part of any interval.
+            wait_ns += woke.saturating_sub(now.max(config.start_ns));
             now = woke;
             if now < due {
                 for w in &mut works {
@@ -243,7 +256,15 @@ pub fn run(
         }
         now = end;
     }
-    ship(interval, &mut stats, &mut wait_ns, &mut write_ns, &mut emit);
+    let cut = interrupted.then(|| now.saturating_sub(config.start_ns));
+    ship(
+        interval,
+        &mut stats,
+        &mut wait_ns,
+        &mut write_ns,
+        cut,
+        &mut emit,
+    );
     let cutoff = now.min(config.end_ns);
     let backlog = sources
         .iter_mut()

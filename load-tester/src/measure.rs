@@ -55,7 +55,8 @@ pub struct LatencySet {
     pub response: Histogram<u64>,
     /// Generator lag.
     pub lag: Histogram<u64>,
-    /// Values above [`HIGHEST_NS`], recorded as that.
+    /// Writes whose response time exceeded [`HIGHEST_NS`] (their latencies are recorded as that;
+    /// service time and lag never exceed response time).
     pub saturated: u64,
 }
 

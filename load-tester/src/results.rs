@@ -269,7 +269,8 @@ pub struct Errors {
     pub write_failures: u64,
     /// `(buffer_overflows + write_failures) / attempts`, percent.
     pub error_rate_pct: f64,
-    /// Latencies above the histograms' range (one minute), recorded as one minute.
+    /// Writes whose response time exceeded the histograms' range (one minute); their latencies
+    /// were recorded as one minute.
     pub saturated: u64,
 }
 

@@ -19,9 +19,10 @@ pub struct ProcCounters {
     pub minor_faults: u64,
     /// Major page faults.
     pub major_faults: u64,
-    /// Voluntary context switches.
+    /// Voluntary context switches, all threads (of the threads alive now: a thread that ended
+    /// takes its count with it).
     pub voluntary_switches: u64,
-    /// Involuntary context switches.
+    /// Involuntary context switches, all threads alive now.
     pub involuntary_switches: u64,
     /// Resident set, KiB.
     pub rss_kib: u64,
@@ -88,9 +89,27 @@ pub fn read(pid: &str) -> Option<ProcCounters> {
             "VmRSS:" => c.rss_kib = value,
             "RssAnon:" => c.rss_anon_kib = value,
             "RssShmem:" => c.rss_shmem_kib = value,
-            "voluntary_ctxt_switches:" => c.voluntary_switches = value,
-            "nonvoluntary_ctxt_switches:" => c.involuntary_switches = value,
             _ => {}
+        }
+    }
+    // /proc/<pid>/status counts the switches of the main thread only: sum every thread's.
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let Ok(st) = fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
+            for line in st.lines() {
+                let mut it = line.split_whitespace();
+                let (Some(key), Some(Ok(value))) = (it.next(), it.next().map(str::parse::<u64>))
+                else {
+                    continue;
+                };
+                match key {
+                    "voluntary_ctxt_switches:" => c.voluntary_switches += value,
+                    "nonvoluntary_ctxt_switches:" => c.involuntary_switches += value,
+                    _ => {}
+                }
+            }
         }
     }
     if let Ok(s) = fs::read_to_string("/proc/stat") {
