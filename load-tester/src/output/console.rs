@@ -337,11 +337,11 @@ fn delivery(out: &mut String, d: &Delivery) {
     let written: u64 = d.written.values().sum();
     let _ = writeln!(
         out,
-        "  Received: {} of {} written x {} reader{}",
+        "  Received: {} of {} written x {} reader{} that reported",
         thousands(total.received),
         thousands(written),
-        d.readers,
-        if d.readers == 1 { "" } else { "s" }
+        d.readers - d.dead,
+        if d.readers - d.dead == 1 { "" } else { "s" }
     );
     let lost = if total.lost == 0 {
         style(thousands(0)).green()

@@ -44,8 +44,19 @@ impl Progress {
 
 fn line(point: &Point) -> String {
     let errors = point.trades.errors + point.book.errors;
+    // End-to-end figures exist only with readers; the stream with more traffic speaks for both.
+    let e2e = if point.trades.sent >= point.book.sent {
+        point.trades.e2e
+    } else {
+        point.book.e2e
+    };
+    let delivery = if e2e.max > 0 {
+        format!(" | e2e p50 {} p99 {}", human_ns(e2e.p50), human_ns(e2e.p99))
+    } else {
+        String::new()
+    };
     format!(
-        "TPS {} OPS {} | write p50 {} p99 {} | errors {} | CPU {:.0}%",
+        "TPS {} OPS {} | write p50 {} p99 {}{delivery} | errors {} | CPU {:.0}%",
         thousands(point.trades.rate as u64),
         thousands(point.book.rate as u64),
         human_ns(point.trades.service.p50.max(point.book.service.p50)),
