@@ -6,6 +6,8 @@
 //! `$ALPHAPULSE_SHM_DIR`), never /dev/shm/alphapulse, so that it can check what is left there.
 //! Every child process has a timeout; real runs last 1 to 3 seconds.
 
+mod common;
+
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -34,11 +36,7 @@ struct Shm {
 
 impl Shm {
     fn new() -> Self {
-        let root = tempfile::Builder::new()
-            .prefix("lt-cli-test-")
-            .tempdir_in("/dev/shm")
-            .expect("creating a temporary directory under /dev/shm");
-        let base = root.path().join("alphapulse");
+        let (root, base) = common::shm_base("lt-cli-test-");
         Self { root, base }
     }
 
@@ -52,24 +50,11 @@ impl Shm {
 
     /// What is in the base directory (empty if it does not exist).
     fn entries(&self) -> Vec<PathBuf> {
-        match std::fs::read_dir(&self.base) {
-            Ok(dir) => {
-                let mut v: Vec<PathBuf> = dir.map(|e| e.unwrap().path()).collect();
-                v.sort();
-                v
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => panic!("listing {}: {e}", self.base.display()),
-        }
+        common::entries(&self.base)
     }
 
     fn assert_empty(&self) {
-        let left = self.entries();
-        assert!(
-            left.is_empty(),
-            "left behind in {}: {left:?}",
-            self.base.display()
-        );
+        common::assert_empty(&self.base);
     }
 
     /// The tester with this base directory, a clean colour environment and a timeout.

@@ -11,6 +11,8 @@
 //! Every run gets a huge lag budget so that a busy machine cannot turn the verdict into INVALID
 //! where a test checks for FAILED.
 
+mod common;
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -52,11 +54,7 @@ struct Shm {
 
 impl Shm {
     fn new() -> Self {
-        let root = tempfile::Builder::new()
-            .prefix("lt-readers-test-")
-            .tempdir_in("/dev/shm")
-            .expect("creating a temporary directory under /dev/shm");
-        let base = root.path().join("alphapulse");
+        let (root, base) = common::shm_base("lt-readers-test-");
         Self {
             _root: root,
             base,
@@ -70,24 +68,11 @@ impl Shm {
 
     /// What is in the base directory (empty if it does not exist).
     fn entries(&self) -> Vec<PathBuf> {
-        match std::fs::read_dir(&self.base) {
-            Ok(dir) => {
-                let mut v: Vec<PathBuf> = dir.map(|e| e.unwrap().path()).collect();
-                v.sort();
-                v
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => panic!("listing {}: {e}", self.base.display()),
-        }
+        common::entries(&self.base)
     }
 
     fn assert_empty(&self) {
-        let left = self.entries();
-        assert!(
-            left.is_empty(),
-            "left behind in {}: {left:?}",
-            self.base.display()
-        );
+        common::assert_empty(&self.base);
     }
 
     /// `load-tester --shm-dir <base> <args> <NO_INVALID>` with stdout and stderr to files.

@@ -272,22 +272,19 @@ pub fn render(r: &Results, verbose: bool) -> String {
         let _ = writeln!(out, "\nPer exchange:");
         for ex in &tp.per_exchange {
             let _ = writeln!(out, "  {}", style(&ex.name).bold());
-            let _ = writeln!(
-                out,
-                "{}  write p50 {} p99 {} max {}",
-                stream_row("trades", &ex.trades),
-                human_ns(ex.trades_service.p50),
-                human_ns(ex.trades_service.p99),
-                human_ns(ex.trades_service.max)
-            );
-            let _ = writeln!(
-                out,
-                "{}  write p50 {} p99 {} max {}",
-                stream_row("book", &ex.book),
-                human_ns(ex.book_service.p50),
-                human_ns(ex.book_service.p99),
-                human_ns(ex.book_service.max)
-            );
+            for (name, tp, service) in [
+                ("trades", &ex.trades, &ex.trades_service),
+                ("book", &ex.book, &ex.book_service),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{}  write p50 {} p99 {} max {}",
+                    stream_row(name, tp),
+                    human_ns(service.p50),
+                    human_ns(service.p99),
+                    human_ns(service.max)
+                );
+            }
         }
         let _ = writeln!(
             out,
