@@ -45,6 +45,8 @@ mod error;
 #[cfg(not(loom))]
 pub mod layout;
 #[cfg(not(loom))]
+mod name;
+#[cfg(not(loom))]
 mod reader;
 #[cfg(not(loom))]
 mod ring;
@@ -58,6 +60,8 @@ pub use clock::now_ns;
 #[cfg(not(loom))]
 pub use error::{Error, WriteError};
 #[cfg(not(loom))]
+pub use name::check_name;
+#[cfg(not(loom))]
 pub use reader::{Poll, Reader, ReaderStats, StartAt, WriterStatus};
 pub use record::{
     checksum_of, Action, BookUpdate, Level, Record, RecordType, Side, Trade, MAX_LEVELS,
@@ -67,8 +71,8 @@ pub use record::{
 pub use ring::{ReaderSlot, WriterMode};
 #[cfg(not(loom))]
 pub use run_dir::{
-    check_name, clean_stale_runs, default_base_dir, CleanedRun, Manifest, ManifestRing, RunDir,
-    BASE_DIR_ENV, LOCK_NAME, MANIFEST_NAME, MANIFEST_VERSION,
+    clean_stale_runs, default_base_dir, CleanedRun, Manifest, ManifestRing, RunDir, BASE_DIR_ENV,
+    LOCK_NAME, MANIFEST_NAME, MANIFEST_VERSION,
 };
 #[cfg(not(loom))]
 pub use writer::{Writer, DEFAULT_READER_STALE_NS};

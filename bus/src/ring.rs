@@ -161,7 +161,7 @@ impl<R: Record> RingFile<R> {
         capacity: u64,
         mode: WriterMode,
     ) -> Result<Self, Error> {
-        crate::run_dir::check_name(name)?;
+        crate::name::check_name(name)?;
         check_capacity(capacity)?;
         let path = dir_path.join(name);
         let len = ring_len(capacity, R::TYPE.size()).ok_or(Error::InvalidCapacity {

@@ -11,6 +11,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::name::check_name;
 use crate::record::{Record, RecordType};
 use crate::ring::{RingFile, WriterMode};
 use crate::writer::Writer;
@@ -31,22 +32,6 @@ pub fn default_base_dir() -> PathBuf {
     std::env::var_os(BASE_DIR_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/dev/shm/alphapulse"))
-}
-
-/// Checks that `name` can be used as a file name: 1 to 100 of `[A-Za-z0-9._-]`, not `.`/`..`.
-pub fn check_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 100
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidName { name: name.into() })
-    }
 }
 
 /// One ring of a run, as the manifest lists it.
