@@ -287,7 +287,7 @@ impl BookUpdate {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::record::*;
 
     #[test]
     fn checksum_ignores_sequence_and_timestamp_and_detects_payload_changes() {

@@ -407,7 +407,7 @@ fn remove_run(dir: &OwnedFd, path: &Path) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::run_dir::*;
 
     fn write_and_read(dir: &Path, edit: impl FnOnce(&mut Manifest)) -> Result<Manifest, Error> {
         let mut m = Manifest {

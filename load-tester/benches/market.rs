@@ -4,7 +4,7 @@
 //! `target/criterion/<group>/<bench>/new/estimates.json`.
 
 use alphapulse_bus::{BookUpdate, Trade};
-use alphapulse_load_tester::market::{BookReplica, ExchangeSim};
+use alphapulse_load_tester::source::market::{BookReplica, ExchangeSim};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use std::time::{Duration, Instant};
 

@@ -3,8 +3,8 @@
 //! `cargo bench -p alphapulse-load-tester --bench measure`; the figures go into
 //! docs/measurement.md ("measurement overhead per recorded sample").
 
-use alphapulse_load_tester::clock::{tsc_usable, Clock, ClockSource};
-use alphapulse_load_tester::measure::LatencySet;
+use alphapulse_load_tester::run::clock::{tsc_usable, Clock, ClockSource};
+use alphapulse_load_tester::run::measure::LatencySet;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 fn bench(c: &mut Criterion) {

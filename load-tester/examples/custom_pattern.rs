@@ -7,13 +7,13 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use alphapulse_load_tester::cli::Cli;
 use alphapulse_load_tester::config;
-use alphapulse_load_tester::engine::{self, Observer};
+use alphapulse_load_tester::config::cli::Cli;
 use alphapulse_load_tester::output::console;
-use alphapulse_load_tester::patterns::LoadPattern;
+use alphapulse_load_tester::plan::patterns::LoadPattern;
 use alphapulse_load_tester::plan::{ExchangePlan, Stream};
-use alphapulse_load_tester::{results, verdict};
+use alphapulse_load_tester::results::{self, verdict};
+use alphapulse_load_tester::run::engine::{self, Observer};
 use clap::Parser;
 
 /// `high` msgs/s for the first half of every second, `low` for the second half.

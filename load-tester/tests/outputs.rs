@@ -175,7 +175,7 @@ fn interval_log_holds_every_interval_and_adds_up_to_the_results() {
         (Some("trades.lag"), "trades", "lag"),
         (None, "all", "service"),
     ] {
-        let mut sum = alphapulse_load_tester::measure::new_histogram();
+        let mut sum = alphapulse_load_tester::run::measure::new_histogram();
         for i in log
             .iter()
             .filter(|i| i.tag.as_deref() == tag && i.start >= 1.0)
@@ -353,7 +353,7 @@ fn scaled(results: &Value, factor: u64) -> Value {
         for stream in ["trades", "book", "all"] {
             let entry = &mut v["latency"][kind][stream];
             let h = decode_histogram(entry["histogram"].as_str().unwrap()).unwrap();
-            let mut out = alphapulse_load_tester::measure::new_histogram();
+            let mut out = alphapulse_load_tester::run::measure::new_histogram();
             for bucket in h.iter_recorded() {
                 out.record_n(bucket.value_iterated_to() * factor, bucket.count_at_value())
                     .unwrap();
@@ -599,7 +599,7 @@ fn check_performance_script_agrees_with_the_verdict() {
     );
     // Every key of a targets file is known to the script.
     let targets =
-        serde_json::to_value(alphapulse_load_tester::targets::Targets::default()).unwrap();
+        serde_json::to_value(alphapulse_load_tester::results::targets::Targets::default()).unwrap();
     for key in targets.as_object().unwrap().keys() {
         assert!(
             text.contains(&format!("\"{key}\":")),
@@ -736,7 +736,7 @@ fn ci_workflow_runs_real_commands() {
         }
     }
     assert_eq!(words[0], "target/release/load-tester");
-    let cli = alphapulse_load_tester::cli::Cli::try_parse_from(&words)
+    let cli = alphapulse_load_tester::config::cli::Cli::try_parse_from(&words)
         .unwrap_or_else(|e| panic!("the workflow's command does not parse: {e}"));
     let run = &cli.run;
     assert_eq!(

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use ::console::{style, StyledObject};
 
 use super::{human_ns, thousands};
-use crate::consumer::{Integrity, ReaderOutcome};
+use crate::results::verdict::Outcome;
 use crate::results::{decode_histogram, Delivery, LatencySummary, Results, StreamThroughput};
-use crate::verdict::Outcome;
+use crate::run::consumer::{Integrity, ReaderOutcome};
 
 const RULE: &str = "═══════════════════════════════════════";
 
@@ -91,10 +91,9 @@ pub fn render(r: &Results, verbose: bool) -> String {
             plan.pacing.mode,
             plan.pacing.spin_ns / 1000,
             plan.threads,
-            if plan.backpressure {
-                "backpressure"
-            } else {
-                "overwrite"
+            match plan.writer_mode {
+                crate::plan::WriterMode::Backpressure => "backpressure",
+                crate::plan::WriterMode::Overwrite => "overwrite",
             },
             plan.seed
         );

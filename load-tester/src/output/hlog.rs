@@ -32,10 +32,10 @@ use base64::Engine as _;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
-use crate::engine::Observer;
-use crate::measure::{new_histogram, Kind, SourceStats};
 use crate::plan::{Plan, Stream};
 use crate::results::{Point, Results};
+use crate::run::engine::Observer;
+use crate::run::measure::{new_histogram, Kind, SourceStats};
 
 /// The log format version this writer follows (that of HdrHistogram's Java `HistogramLogWriter`).
 pub const LOG_FORMAT_VERSION: &str = "1.3";
@@ -72,7 +72,7 @@ impl HlogWriter {
     /// through a planted symlink) with its first comment lines; the rest of the header follows
     /// when the run starts.
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        let tmp = super::temp_beside(path);
+        let tmp = super::files::temp_beside(path);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -353,7 +353,7 @@ pub fn percentile_distribution(h: &Histogram<u64>, unit_ratio: f64, ticks: u32) 
 /// contents) pairs, or why a stored histogram could not be decoded.
 pub fn hgrm_files(results: &Results) -> Result<Vec<(String, String)>, String> {
     let mut files = Vec::new();
-    for (kind, report) in crate::compare::kind_reports(results) {
+    for (kind, report) in crate::results::file::kind_reports(results) {
         for (stream, summary) in [
             ("trades", &report.trades),
             ("book", &report.book),
@@ -376,7 +376,7 @@ pub fn write_hgrm_dir(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, Str
     let mut written = Vec::new();
     for (name, text) in hgrm_files(results)? {
         let path = dir.join(name);
-        super::write_atomic(&path, text.as_bytes())
+        super::files::write_atomic(&path, text.as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))?;
         written.push(path);
     }
@@ -385,7 +385,7 @@ pub fn write_hgrm_dir(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, Str
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::output::hlog::*;
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
     use hdrhistogram::serialization::Deserializer;
 
@@ -400,7 +400,7 @@ mod tests {
 
     fn plan() -> Plan {
         use clap::Parser as _;
-        let cli = crate::cli::Cli::try_parse_from(["load-tester", "-e", "1"]).unwrap();
+        let cli = crate::config::cli::Cli::try_parse_from(["load-tester", "-e", "1"]).unwrap();
         crate::config::build(&cli.run).unwrap().0
     }
 

@@ -15,13 +15,13 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::junit::{escape, iso8601_utc};
+use super::format::{escape, iso8601_utc};
+use super::format::{format_change, format_threshold, format_value};
 use super::thousands;
-use crate::compare::{
-    format_change, format_threshold, format_value, kind_label, kind_reports, Comparison, Status,
-};
+use crate::results::compare::{Comparison, Status};
+use crate::results::file::{kind_label, kind_reports};
+use crate::results::verdict::Outcome;
 use crate::results::{LatencySummary, Results, StreamThroughput};
-use crate::verdict::Outcome;
 
 /// Percentile ticks per half distance of the percentile charts (HdrHistogram's default).
 pub const SPECTRUM_TICKS_PER_HALF: u32 = 5;
@@ -372,10 +372,9 @@ fn section_config(out: &mut String, r: &Results) {
         ),
         (
             "Writer mode",
-            if p.backpressure {
-                "backpressure"
-            } else {
-                "overwrite"
+            match p.writer_mode {
+                crate::plan::WriterMode::Backpressure => "backpressure",
+                crate::plan::WriterMode::Overwrite => "overwrite",
             }
             .into(),
         ),
@@ -463,7 +462,7 @@ fn section_verdict(out: &mut String, r: &Results) {
     out.push_str("</table>\n");
 }
 
-fn comparison_rows(out: &mut String, metrics: &[&crate::compare::Metric]) {
+fn comparison_rows(out: &mut String, metrics: &[&crate::results::compare::Metric]) {
     head(
         out,
         &[
@@ -524,7 +523,7 @@ fn section_comparison(out: &mut String, c: &Comparison) {
     for w in &c.warnings {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", escape(w));
     }
-    let changed: Vec<&crate::compare::Metric> = c
+    let changed: Vec<&crate::results::compare::Metric> = c
         .metrics
         .iter()
         .filter(|m| matches!(m.status, Status::Regressed | Status::Improved))
@@ -543,7 +542,7 @@ fn section_all_metrics(out: &mut String, c: &Comparison) {
         "<h2 id=\"all-metrics\">Every metric against the baseline</h2>\n<details><summary>{} metrics</summary>\n<table id=\"comparison-table\">",
         c.metrics.len()
     );
-    let all: Vec<&crate::compare::Metric> = c.metrics.iter().collect();
+    let all: Vec<&crate::results::compare::Metric> = c.metrics.iter().collect();
     comparison_rows(out, &all);
     out.push_str("</table>\n</details>\n");
 }
@@ -725,13 +724,13 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
 
 /// Writes the report atomically to `path`.
 pub fn write(r: &Results, comparison: Option<&Comparison>, path: &Path) -> std::io::Result<()> {
-    super::write_atomic(path, render(r, comparison).as_bytes())
+    super::files::write_atomic(path, render(r, comparison).as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::output::reports::sample_results;
+    use crate::output::html::*;
+    use crate::output::testdata::sample_results;
 
     #[test]
     fn report_is_self_contained_and_shows_the_results() {
@@ -783,7 +782,8 @@ mod tests {
 
     #[test]
     fn comparison_colours_regressions() {
-        use crate::compare::{compare, Loaded, Thresholds};
+        use crate::results::compare::{compare, Thresholds};
+        use crate::results::file::Loaded;
         let base = Loaded::new("base.json".into(), sample_results(1)).unwrap();
         let cur = Loaded::new("this run".into(), sample_results(3)).unwrap();
         let c = compare(

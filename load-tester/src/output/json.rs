@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::results::Results;
 
-/// Writes `results` to `path` atomically (see [`super::write_atomic`]).
+/// Writes `results` to `path` atomically (see [`super::files::write_atomic`]).
 pub fn write(results: &Results, path: &Path) -> std::io::Result<()> {
     write_value(results, path)
 }
@@ -13,5 +13,5 @@ pub fn write(results: &Results, path: &Path) -> std::io::Result<()> {
 pub fn write_value<T: serde::Serialize>(value: &T, path: &Path) -> std::io::Result<()> {
     let mut json = serde_json::to_vec_pretty(value)?;
     json.push(b'\n');
-    super::write_atomic(path, &json)
+    super::files::write_atomic(path, &json)
 }

@@ -9,50 +9,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::compare::{format_change, format_threshold, format_value, Comparison, Status};
+use super::format::{escape, format_change, format_threshold, format_value, iso8601_utc};
+use crate::results::compare::{Comparison, Status};
+use crate::results::verdict::{Check, Outcome};
 use crate::results::Results;
-use crate::verdict::{Check, Outcome};
-
-/// Escapes text for XML attributes and content.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Characters XML 1.0 cannot carry at all.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Milliseconds since the Unix epoch as ISO 8601 UTC, `2024-05-01T12:34:56`.
-pub fn iso8601_utc(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
 
 fn measured(c: &Check) -> String {
     match c.unit.as_str() {
@@ -255,12 +215,12 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
 
 /// Writes the JUnit XML atomically to `path`.
 pub fn write(r: &Results, comparison: Option<&Comparison>, path: &Path) -> std::io::Result<()> {
-    super::write_atomic(path, render(r, comparison).as_bytes())
+    super::files::write_atomic(path, render(r, comparison).as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::output::junit::*;
 
     #[test]
     fn escapes_markup() {

@@ -9,10 +9,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::{human_ns, thousands};
 use std::collections::BTreeMap;
 
-use crate::engine::Observer;
-use crate::measure::SourceStats;
 use crate::plan::{Plan, Stream};
 use crate::results::Point;
+use crate::run::engine::Observer;
+use crate::run::measure::SourceStats;
 
 /// Shows progress while the engine runs.
 pub struct Progress {

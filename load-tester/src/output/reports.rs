@@ -8,10 +8,11 @@
 
 use std::path::PathBuf;
 
-use crate::cli::RunArgs;
-use crate::compare::{self, Comparison, Loaded, Thresholds};
-use crate::config::{check_dir_writable, check_writable};
+use super::files::{check_dir_writable, check_writable};
+use crate::config::cli::RunArgs;
 use crate::plan::Plan;
+use crate::results::compare::{self, Comparison, Thresholds};
+use crate::results::file::{self, Loaded};
 use crate::results::Results;
 
 use super::hlog::HlogWriter;
@@ -73,7 +74,7 @@ impl Reports {
                     allow_config_change: args.allow_config_change,
                 };
                 let thresholds = options.thresholds().map_err(|e| e.0)?;
-                let loaded = compare::load(path).map_err(|e| format!("--baseline {e}"))?;
+                let loaded = file::load(path).map_err(|e| format!("--baseline {e}"))?;
                 let warnings =
                     compare::check_config(&loaded.results.plan, plan, args.allow_config_change)
                         .map_err(|e| format!("--baseline {}: {e}", path.display()))?;
@@ -129,7 +130,7 @@ impl Reports {
             Some(b) => match Loaded::new("this run".into(), results.clone()) {
                 Ok(current) => {
                     let c = compare::compare(&b.loaded, &current, &b.thresholds, b.warnings);
-                    print!("{}", compare::render(&c));
+                    print!("{}", super::comparison::render(&c));
                     Some(c)
                 }
                 Err(e) => {
@@ -154,66 +155,12 @@ impl Reports {
     }
 }
 
-/// The exit status of a run: the verdict's (or the signal's) `code`, made 1 by a regression
-/// against the baseline when nothing worse already holds.
-pub fn exit_code(code: i32, comparison: Option<&Comparison>) -> i32 {
-    if code == 0 && comparison.is_some_and(Comparison::regressed) {
-        compare::EXIT_REGRESSION
-    } else {
-        code
-    }
-}
-
-/// Results of a real short run (`scripts/testdata/results.json`, shared with the tests of
-/// `scripts/check-performance.py`), judged against the default targets as a valid run, with
-/// every latency multiplied by `scale`: for the tests of the outputs. Regenerate the file with
-/// `load-tester -d 2 --warmup-secs 0 -e 1 -t 2000 -o 1000 --json-output scripts/testdata/results.json`
-/// when the results schema changes.
-#[cfg(test)]
-pub(crate) fn sample_results(scale: u64) -> Results {
-    use crate::results::{KindReport, LatencySummary};
-
-    let mut r: Results = serde_json::from_str(include_str!(
-        "../../../scripts/testdata/results.json"
-    ))
-    .expect("scripts/testdata/results.json is a results file of this schema; regenerate it");
-    let scaled = |s: &mut LatencySummary| {
-        let h = s.decode().expect("fixture histograms decode");
-        let mut out = crate::measure::new_histogram();
-        for v in h.iter_recorded() {
-            out.record_n(v.value_iterated_to() * scale, v.count_at_value())
-                .expect("in range");
-        }
-        *s = LatencySummary::of(&out);
-    };
-    let mut kinds: Vec<&mut KindReport> = vec![
-        &mut r.latency.service,
-        &mut r.latency.response,
-        &mut r.latency.lag,
-    ];
-    if let Some(d) = r.delivery.as_mut() {
-        kinds.push(&mut d.e2e);
-    }
-    for k in kinds {
-        scaled(&mut k.trades);
-        scaled(&mut k.book);
-        scaled(&mut k.all);
-    }
-    r.verdict = crate::verdict::judge(&r, &crate::targets::Targets::default());
-    // The fixture's machine was busy; the tests want a valid run.
-    r.verdict.invalid_reason = None;
-    r.verdict.outcome = if r.verdict.checks.iter().all(|c| c.passed) {
-        crate::verdict::Outcome::Passed
-    } else {
-        crate::verdict::Outcome::Failed
-    };
-    r
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::compare::Status;
+    use crate::output::reports::*;
+    use crate::output::testdata::sample_results;
+    use crate::results::compare::Status;
+    use crate::results::verdict::Outcome;
 
     fn loaded(r: Results) -> Loaded {
         Loaded::new("x".into(), r).unwrap()
@@ -260,8 +207,11 @@ mod tests {
         assert_eq!(share.status, Status::Regressed);
         // ... and lag is not judged by default.
         assert!(!keys.iter().any(|k| k.starts_with("latency.lag")));
-        assert_eq!(exit_code(0, Some(&c)), 1);
-        assert_eq!(exit_code(3, Some(&c)), 3);
+        assert_eq!(crate::exit::of_run(Outcome::Passed, None, c.regressed()), 1);
+        assert_eq!(
+            crate::exit::of_run(Outcome::Invalid, None, c.regressed()),
+            3
+        );
 
         let c = compare::compare(&slow, &base, &Thresholds::default(), Vec::new());
         assert!(!c.regressed());
@@ -272,7 +222,7 @@ mod tests {
             .unwrap();
         assert_eq!(p99.status, Status::Improved);
         assert!(p99.change_pct.unwrap() < -50.0);
-        assert_eq!(exit_code(0, Some(&c)), 0);
+        assert_eq!(crate::exit::of_run(Outcome::Passed, None, c.regressed()), 0);
     }
 
     #[test]
@@ -332,14 +282,14 @@ mod tests {
     #[test]
     fn junit_has_one_case_per_target() {
         let r = sample_results(1);
-        let xml = super::super::junit::render(&r, None);
+        let xml = crate::output::junit::render(&r, None);
         let cases = xml.matches("<testcase ").count();
         assert_eq!(cases, r.verdict.checks.len() + 1);
         for c in &r.verdict.checks {
             assert!(
                 xml.contains(&format!(
                     "name=\"{}\"",
-                    super::super::junit::escape(&c.name)
+                    crate::output::format::escape(&c.name)
                 )),
                 "{}",
                 c.name
@@ -351,14 +301,14 @@ mod tests {
 
         let mut strict = r.clone();
         strict.verdict.checks[3].passed = false;
-        let xml = super::super::junit::render(&strict, None);
+        let xml = crate::output::junit::render(&strict, None);
         assert!(xml.contains("<failure message=\"measured"));
         assert!(xml.contains(&format!("name=\"{}\"", strict.verdict.checks[3].name)));
 
         let mut invalid = r;
-        invalid.verdict.outcome = crate::verdict::Outcome::Invalid;
+        invalid.verdict.outcome = crate::results::verdict::Outcome::Invalid;
         invalid.verdict.invalid_reason = Some("generator <behind>".into());
-        let xml = super::super::junit::render(&invalid, None);
+        let xml = crate::output::junit::render(&invalid, None);
         assert_eq!(xml.matches("<error ").count(), 1);
         assert!(xml.contains("generator &lt;behind&gt;"));
         assert_eq!(
@@ -372,7 +322,7 @@ mod tests {
         let base = loaded(sample_results(1));
         let slow = sample_results(3);
         let c = compare::compare(&base, &loaded(slow.clone()), &Thresholds::default(), vec![]);
-        let xml = super::super::junit::render(&slow, Some(&c));
+        let xml = crate::output::junit::render(&slow, Some(&c));
         assert!(xml.contains("load-tester comparison with baseline"));
         assert_eq!(
             xml.matches("classname=\"load-tester.baseline\"").count(),

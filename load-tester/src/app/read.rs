@@ -1,0 +1,96 @@
+//! `load-tester read`: a consumer of a run, standalone or (with `--protocol`) for the tester.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::error;
+use crate::output;
+
+/// `load-tester read`: a consumer of a run, standalone or (with `--protocol`) for the tester.
+pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
+    use std::io::{BufRead, Write};
+
+    use crate::run::consumer::{read_run, ReadOptions, ReaderMessage};
+
+    if let Some(path) = &args.json_output {
+        if let Err(m) = crate::output::files::check_writable(path) {
+            return error(format!("--json-output {}: {m}", path.display()));
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = ReadOptions {
+        run_dir: args.run_dir.clone(),
+        interval_ns: args.interval_ns,
+        pin_core: args.pin_core.map(|c| c as usize),
+        delay_ns: args.delay_ns,
+        stale_after: std::time::Duration::from_millis(args.stale_after_ms),
+        max_duration: args.duration_secs.map(std::time::Duration::from_secs),
+    };
+    let result = if args.protocol {
+        // The tester handles Ctrl-C for the whole run: a reader keeps reading until the writers
+        // close. It stops when the tester closes its stdin, sends SIGTERM, or dies.
+        let _ = signal_hook::flag::register(
+            signal_hook::consts::SIGINT,
+            Arc::new(AtomicBool::new(false)),
+        );
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop));
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+        let stdout = std::io::stdout();
+        let mut emit = |m: ReaderMessage| {
+            let mut out = stdout.lock();
+            let _ = serde_json::to_writer(&mut out, &m);
+            let _ = out.write_all(b"\n").and_then(|()| out.flush());
+        };
+        let stop_on_eof = Arc::clone(&stop);
+        let mut start = || {
+            let mut stdin = std::io::stdin().lock();
+            let mut line = String::new();
+            let start = match stdin.read_line(&mut line) {
+                Ok(n) if n > 0 => line
+                    .trim()
+                    .strip_prefix("start ")
+                    .and_then(|v| v.parse().ok()),
+                _ => {
+                    stop_on_eof.store(true, Ordering::Relaxed);
+                    None
+                }
+            };
+            let stop = Arc::clone(&stop_on_eof);
+            let _ = std::thread::Builder::new()
+                .name("stdin".into())
+                .spawn(move || {
+                    let mut sink = String::new();
+                    while matches!(std::io::stdin().lock().read_line(&mut sink), Ok(n) if n > 0) {
+                        sink.clear();
+                    }
+                    stop.store(true, Ordering::Relaxed);
+                });
+            start
+        };
+        read_run(&options, &stop, &mut emit, &mut start)
+    } else {
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop));
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop));
+        eprintln!("Reading {} (Ctrl-C to stop)", args.run_dir.display());
+        read_run(&options, &stop, &mut |_| {}, &mut || None)
+    };
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => return error(e),
+    };
+    if args.protocol {
+        return 0;
+    }
+    print!("{}", output::console::render_reader(&outcome));
+    if let Some(path) = &args.json_output {
+        if let Err(e) = output::json::write_value(&outcome, path) {
+            return error(format!("--json-output {}: {e}", path.display()));
+        }
+    }
+    let failed = outcome
+        .streams
+        .values()
+        .any(|s| s.integrity.lost > 0 || s.integrity.violations() > 0);
+    i32::from(failed)
+}

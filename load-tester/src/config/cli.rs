@@ -1,0 +1,351 @@
+//! The command line, exactly as the user types it. Checks that need more than one flag, or the
+//! file system, live in [`crate::config`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::plan::limits::*;
+use crate::plan::{ClockSource, PacingMode, WriterMode};
+
+/// Load tester and latency profiler for the AlphaPulse shared-memory market-data bus.
+///
+/// Simulates exchanges that publish trades and order-book updates into lock-free rings in
+/// /dev/shm at exact open-loop rates, measures every write in nanoseconds, and judges the run
+/// against performance targets. Exit status: 0 passed, 1 targets missed, 2 usage or configuration
+/// error, 3 run invalid (the tester itself could not keep up), 130/143 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "load-tester", version, allow_negative_numbers = true)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A maintenance command instead of a load test.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The load test (the default command).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Commands other than the load test.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compare two results files metric by metric (latencies from their stored histograms).
+    /// Exit status: 0 no regression, 1 a regression, 2 unusable input.
+    Compare(CompareArgs),
+    /// Read a run's rings as a consumer: end-to-end latency, losses and integrity of every
+    /// record, from any writer built on alphapulse-bus.
+    Read(ReadArgs),
+    /// Remove the shared-memory run directories of runs whose process died.
+    Clean {
+        /// Base directory of run directories [default: $ALPHAPULSE_SHM_DIR or /dev/shm/alphapulse].
+        #[arg(long, value_name = "DIR")]
+        shm_dir: Option<PathBuf>,
+    },
+}
+
+/// Options of `load-tester read`.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The run directory to read (it holds manifest.json)
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: PathBuf,
+
+    /// Pin the reader to this core
+    #[arg(long, value_name = "CORE", value_parser = |s: &str| whole(s, 0, MAX_CORE))]
+    pub pin_core: Option<u64>,
+
+    /// Busy delay after each record, nanoseconds (a deliberately slow reader)
+    #[arg(long, value_name = "NS", default_value_t = 0,
+          value_parser = |s: &str| whole(s, 0, 1_000_000_000))]
+    pub delay_ns: u64,
+
+    /// Stop after this many seconds even if the writers are still open
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = |s: &str| whole(s, 1, MAX_DURATION_SECS))]
+    pub duration_secs: Option<u64>,
+
+    /// A writer silent for this long counts as stopped, milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = |s: &str| whole(s, 1, 3_600_000))]
+    pub stale_after_ms: u64,
+
+    /// Save the reader's results to a JSON file
+    #[arg(long, value_name = "FILE")]
+    pub json_output: Option<PathBuf>,
+
+    /// Speak the load tester's line protocol on stdin/stdout (used when it starts readers)
+    #[arg(long, hide = true)]
+    pub protocol: bool,
+
+    /// Interval length for the line protocol, nanoseconds
+    #[arg(long, hide = true, default_value_t = 1_000_000_000,
+          value_parser = |s: &str| whole(s, 1_000_000, 3_600_000_000_000))]
+    pub interval_ns: u64,
+}
+
+/// Options of `load-tester compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Results of the reference run (the --json-output of an earlier run)
+    #[arg(value_name = "BASELINE.json")]
+    pub baseline: PathBuf,
+
+    /// Results of the run to judge
+    #[arg(value_name = "CURRENT.json")]
+    pub current: PathBuf,
+
+    /// TOML file of regression thresholds: `"PATTERN" = PCT` or `"off"` per line
+    #[arg(long, value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
+
+    /// A regression threshold, e.g. `latency.*.*.p99=10` (repeatable; `*` matches one segment)
+    #[arg(long, value_name = "PATTERN=PCT")]
+    pub threshold: Vec<String>,
+
+    /// Compare runs of different loads (exchanges, rates, symbols, mode) instead of refusing
+    #[arg(long)]
+    pub allow_config_change: bool,
+}
+
+/// How the generator waits for the next intended send time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PacingArg {
+    /// Sleep until shortly before the send time, then spin: modest CPU, wake-up jitter of a few
+    /// microseconds shows in lag and response time.
+    Hybrid,
+    /// Spin on the clock: one core at 100%, the lowest lag.
+    Spin,
+}
+
+/// Which clock the generator reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClockArg {
+    /// The TSC mapped onto CLOCK_MONOTONIC where the TSC is invariant and the kernel's own
+    /// clocksource, CLOCK_MONOTONIC otherwise.
+    Auto,
+    /// The TSC mapped onto CLOCK_MONOTONIC (refused where it is not reliable).
+    Tsc,
+    /// clock_gettime(CLOCK_MONOTONIC) for every timestamp.
+    Monotonic,
+}
+
+/// What a writer does when a reader falls a whole ring behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeArg {
+    /// Never block; lapped readers count their losses (market-data semantics).
+    Overwrite,
+    /// Refuse the write (counted as a buffer overflow) rather than overwrite unread records.
+    Backpressure,
+}
+
+impl From<PacingArg> for PacingMode {
+    fn from(p: PacingArg) -> Self {
+        match p {
+            PacingArg::Hybrid => PacingMode::Hybrid,
+            PacingArg::Spin => PacingMode::Spin,
+        }
+    }
+}
+
+impl From<ModeArg> for WriterMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Overwrite => WriterMode::Overwrite,
+            ModeArg::Backpressure => WriterMode::Backpressure,
+        }
+    }
+}
+
+impl ClockArg {
+    /// The clock this choice names, where it names one (`auto` decides on the machine).
+    pub fn fixed(self) -> Option<ClockSource> {
+        match self {
+            ClockArg::Auto => None,
+            ClockArg::Tsc => Some(ClockSource::Tsc),
+            ClockArg::Monotonic => Some(ClockSource::Monotonic),
+        }
+    }
+}
+
+/// Options of the load test.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Number of simulated exchanges
+    #[arg(short = 'e', long, value_name = "NUM", default_value_t = 3,
+          value_parser = |s: &str| whole(s, 1, MAX_EXCHANGES))]
+    pub exchanges: u64,
+
+    /// Target trades per second per exchange
+    #[arg(short = 't', long, value_name = "TPS", default_value_t = 10_000,
+          value_parser = |s: &str| whole(s, 0, MAX_RATE_PER_STREAM))]
+    pub trades_per_second: u64,
+
+    /// Target orderbook updates per second per exchange
+    #[arg(short = 'o', long, value_name = "OPS", default_value_t = 5_000,
+          value_parser = |s: &str| whole(s, 0, MAX_RATE_PER_STREAM))]
+    pub orderbook_updates_per_second: u64,
+
+    /// Test duration in seconds, after the warm-up
+    #[arg(short = 'd', long, value_name = "SECS", default_value_t = 60,
+          value_parser = |s: &str| whole(s, 1, MAX_DURATION_SECS))]
+    pub duration_secs: u64,
+
+    /// Number of symbols to simulate per exchange
+    #[arg(short = 's', long, value_name = "COUNT", default_value_t = 10,
+          value_parser = |s: &str| whole(s, 1, MAX_SYMBOLS))]
+    pub symbol_count: u64,
+
+    /// Enable verbose output: per-exchange tables, clock cost, logs on stderr
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Save results to JSON file
+    #[arg(long, value_name = "FILE")]
+    pub json_output: Option<PathBuf>,
+
+    /// Seconds of load before measurement starts; measured and reported, kept out of the verdict
+    #[arg(long, value_name = "SECS", default_value_t = 1,
+          value_parser = |s: &str| whole(s, 0, MAX_WARMUP_SECS))]
+    pub warmup_secs: u64,
+
+    /// Seed of the market simulation; the same seed gives the same records
+    #[arg(long, value_name = "N", default_value_t = 42,
+          value_parser = |s: &str| whole(s, 0, u64::MAX))]
+    pub seed: u64,
+
+    /// How the generator waits for each send time
+    #[arg(long, value_enum, default_value_t = PacingArg::Hybrid)]
+    pub pacing: PacingArg,
+
+    /// Hybrid pacing: spin (instead of sleeping) this many microseconds before each send time
+    #[arg(long, value_name = "US", default_value_t = 10,
+          value_parser = |s: &str| whole(s, 0, MAX_SPIN_US))]
+    pub spin_us: u64,
+
+    /// Clock of the generator's timestamps
+    #[arg(long, value_enum, default_value_t = ClockArg::Auto)]
+    pub clock: ClockArg,
+
+    /// Generator threads; exchanges are spread over them
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = |s: &str| whole(s, 1, MAX_THREADS))]
+    pub threads: u64,
+
+    /// Pin generator thread i to the i-th core of this comma-separated list
+    #[arg(long, value_name = "CORES", value_delimiter = ',',
+          value_parser = |s: &str| whole(s, 0, MAX_CORE))]
+    pub pin_cores: Vec<u64>,
+
+    /// What writers do when a reader falls a whole ring behind
+    #[arg(long, value_enum, default_value_t = ModeArg::Overwrite)]
+    pub mode: ModeArg,
+
+    /// Records per ring, a power of two [default: half a second of the stream's rate, 4096 at least]
+    #[arg(long, value_name = "N", value_parser = |s: &str| whole(s, RING_CAPACITY.0, RING_CAPACITY.1))]
+    pub ring_capacity: Option<u64>,
+
+    /// Reader processes that consume every ring and measure end-to-end latency and integrity
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = |s: &str| whole(s, 0, MAX_CONSUMERS))]
+    pub consumers: u64,
+
+    /// Pin reader i to the i-th core of this comma-separated list
+    #[arg(long, value_name = "CORES", value_delimiter = ',',
+          value_parser = |s: &str| whole(s, 0, MAX_CORE))]
+    pub reader_pin_cores: Vec<u64>,
+
+    /// Make every reader busy-wait this long after each record, nanoseconds (a slow consumer)
+    #[arg(long, value_name = "NS", default_value_t = 0,
+          value_parser = |s: &str| whole(s, 0, MAX_READER_DELAY_NS))]
+    pub reader_delay_ns: u64,
+
+    /// Do not fail the verdict when readers lose records (lapped in overwrite mode)
+    #[arg(long)]
+    pub allow_loss: bool,
+
+    /// Write an HdrHistogram interval log: one histogram per second, stream and latency kind
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+
+    /// Write percentile distributions (.hgrm, microseconds) per stream and latency kind into DIR
+    #[arg(long, value_name = "DIR")]
+    pub hgrm_dir: Option<PathBuf>,
+
+    /// Write a self-contained HTML report (charts, verdict, configuration)
+    #[arg(long, value_name = "FILE")]
+    pub html_report: Option<PathBuf>,
+
+    /// Write JUnit XML: one test case per performance target
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Compare with the results of an earlier run; a regression makes the exit status 1
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// With --baseline: TOML file of regression thresholds
+    #[arg(long, value_name = "FILE", requires = "baseline")]
+    pub thresholds: Option<PathBuf>,
+
+    /// With --baseline: a regression threshold, e.g. `latency.*.*.p99=10` (repeatable)
+    #[arg(long, value_name = "PATTERN=PCT", requires = "baseline")]
+    pub threshold: Vec<String>,
+
+    /// With --baseline: compare although the baseline ran a different load
+    #[arg(long, requires = "baseline")]
+    pub allow_config_change: bool,
+
+    /// TOML file of performance targets that replace the defaults (see docs/measurement.md)
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+
+    /// The run is INVALID when the generator fell behind (lag P99 above this, in microseconds, or
+    /// over 1% of due messages unsent) while spending under half its time in writes
+    #[arg(long, value_name = "US", default_value_t = 1000,
+          value_parser = |s: &str| whole(s, 1, MAX_LAG_BUDGET_US))]
+    pub lag_budget_us: u64,
+
+    /// Base directory of the run's shared memory [default: /dev/shm/alphapulse]
+    #[arg(long, value_name = "DIR", env = "ALPHAPULSE_SHM_DIR")]
+    pub shm_dir: Option<PathBuf>,
+
+    /// Keep the run's shared-memory directory after the run (remove it with `load-tester clean`)
+    #[arg(long)]
+    pub keep_shm: bool,
+
+    /// A scenario: a TOML file, or a built-in one (baseline, stress, endurance, burst); flags
+    /// given here override it
+    #[arg(long, value_name = "NAME|FILE")]
+    pub scenario: Option<String>,
+
+    /// Trades' arrival pattern, from a scenario.
+    #[arg(skip)]
+    pub trades_pattern: Option<crate::plan::patterns::PatternSpec>,
+
+    /// Book updates' arrival pattern, from a scenario.
+    #[arg(skip)]
+    pub book_pattern: Option<crate::plan::patterns::PatternSpec>,
+
+    /// Target overrides from a scenario.
+    #[arg(skip)]
+    pub scenario_targets: Option<crate::results::targets::Targets>,
+
+    /// What the scenario is, when one was given.
+    #[arg(skip)]
+    pub scenario_description: Option<String>,
+}
+
+/// Parses a whole number in `min..=max`, with an error that says what is accepted.
+fn whole(s: &str, min: u64, max: u64) -> Result<u64, String> {
+    let what = || format!("must be a whole number from {min} to {max}");
+    let value: u64 = s.trim().replace('_', "").parse().map_err(|_| what())?;
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(what())
+    }
+}
+
+#[cfg(test)]
+mod tests;

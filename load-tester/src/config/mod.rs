@@ -1,0 +1,188 @@
+//! From the command line to a checked [`Plan`] and [`Settings`]: every check that can fail does
+//! so here, before anything is created or run.
+
+pub mod cli;
+pub mod scenario;
+
+use std::path::PathBuf;
+
+use crate::config::cli::{ClockArg, RunArgs};
+use crate::plan::limits::MAX_TOTAL_RATE;
+use crate::plan::patterns::PatternSpec;
+use crate::plan::ClockSource;
+use crate::plan::{default_capacity, ExchangePlan, Pacing, Plan, MAX_POINTS};
+use crate::results::targets::Targets;
+use crate::run::clock::tsc_usable;
+use crate::source::market::symbols::{exchange_names, symbol_names};
+
+/// What the user asked for that is not part of the plan: outputs and judgement.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Verbose report and logs.
+    pub verbose: bool,
+    /// Where to write the JSON results.
+    pub json_output: Option<PathBuf>,
+    /// Targets of the verdict.
+    pub targets: Targets,
+    /// Base directory of run directories.
+    pub shm_dir: PathBuf,
+    /// Keep the run directory after the run.
+    pub keep_shm: bool,
+    /// Readers may lose records without failing the verdict.
+    pub allow_loss: bool,
+}
+
+/// A configuration error: one line naming the flag or file and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Checks `args` and derives the plan and settings.
+pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
+    let fail = |m: String| Err(ConfigError(m));
+    if args.trades_per_second == 0 && args.orderbook_updates_per_second == 0 {
+        return fail(
+            "--trades-per-second and --orderbook-updates-per-second are both 0: nothing to send; \
+             give at least one of them a rate above 0"
+                .into(),
+        );
+    }
+    let total = args
+        .exchanges
+        .saturating_mul(args.trades_per_second + args.orderbook_updates_per_second);
+    if total > MAX_TOTAL_RATE {
+        return fail(format!(
+            "--exchanges x (--trades-per-second + --orderbook-updates-per-second) = {total} msgs/s \
+             exceeds the {MAX_TOTAL_RATE} msgs/s this tester can schedule; lower the rates or the exchanges"
+        ));
+    }
+    if args.threads > args.exchanges {
+        return fail(format!(
+            "--threads {} is more than --exchanges {}: each thread drives whole exchanges; \
+             use at most {} threads",
+            args.threads, args.exchanges, args.exchanges
+        ));
+    }
+    let pin_cores = check_pin_cores("--pin-cores", &args.pin_cores, args.threads)?;
+    let reader_pin_cores =
+        check_pin_cores("--reader-pin-cores", &args.reader_pin_cores, args.consumers)?;
+    if let Some(c) = args.ring_capacity {
+        if !c.is_power_of_two() {
+            return fail(format!(
+                "--ring-capacity {c} is not a power of two; try {}",
+                c.next_power_of_two()
+            ));
+        }
+    }
+    let targets = match &args.targets {
+        Some(path) => Targets::load(path).map_err(|e| ConfigError(format!("--targets {e}")))?,
+        None => args.scenario_targets.clone().unwrap_or_default(),
+    };
+    if let Some(path) = &args.json_output {
+        crate::output::files::check_writable(path)
+            .map_err(|m| ConfigError(format!("--json-output {}: {m}", path.display())))?;
+    }
+
+    let clock = match args.clock {
+        ClockArg::Monotonic => ClockSource::Monotonic,
+        ClockArg::Auto if !tsc_usable() => ClockSource::Monotonic,
+        ClockArg::Tsc if !tsc_usable() => return fail(
+            "--clock tsc: this machine's TSC is not invariant or not the kernel's clocksource; \
+                 use --clock auto or monotonic"
+                .into(),
+        ),
+        _ => ClockSource::Tsc,
+    };
+    let threads = args.threads as usize;
+    let trades_pattern = args
+        .trades_pattern
+        .clone()
+        .unwrap_or(PatternSpec::Constant {
+            rate: Some(args.trades_per_second as f64),
+        });
+    let book_pattern = args.book_pattern.clone().unwrap_or(PatternSpec::Constant {
+        rate: Some(args.orderbook_updates_per_second as f64),
+    });
+    let names = exchange_names(args.exchanges as usize);
+    let exchanges = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| ExchangePlan {
+            id: i as u16,
+            name,
+            trades_per_sec: args.trades_per_second,
+            book_per_sec: args.orderbook_updates_per_second,
+            trades_capacity: args
+                .ring_capacity
+                .unwrap_or_else(|| default_capacity(trades_pattern.peak_rate() as u64)),
+            book_capacity: args
+                .ring_capacity
+                .unwrap_or_else(|| default_capacity(book_pattern.peak_rate() as u64)),
+            thread: i % threads,
+            trades_pattern: trades_pattern.clone(),
+            book_pattern: book_pattern.clone(),
+        })
+        .collect();
+    let total_secs = args.warmup_secs + args.duration_secs;
+    let plan = Plan {
+        exchanges,
+        symbols: symbol_names(args.symbol_count as usize),
+        threads,
+        pin_cores,
+        pacing: Pacing {
+            mode: args.pacing.into(),
+            spin_ns: args.spin_us * 1_000,
+        },
+        clock,
+        writer_mode: args.mode.into(),
+        consumers: args.consumers as usize,
+        reader_pin_cores,
+        reader_delay_ns: args.reader_delay_ns,
+        seed: args.seed,
+        warmup_secs: args.warmup_secs,
+        duration_secs: args.duration_secs,
+        interval_ns: 1_000_000_000,
+        point_secs: total_secs.div_ceil(MAX_POINTS).max(1),
+        lag_budget_ns: args.lag_budget_us * 1_000,
+        scenario: args.scenario_description.clone(),
+    };
+    let settings = Settings {
+        verbose: args.verbose,
+        json_output: args.json_output.clone(),
+        targets,
+        shm_dir: args
+            .shm_dir
+            .clone()
+            .unwrap_or_else(alphapulse_bus::default_base_dir),
+        keep_shm: args.keep_shm,
+        allow_loss: args.allow_loss,
+    };
+    Ok((plan, settings))
+}
+
+fn check_pin_cores(flag: &str, cores: &[u64], threads: u64) -> Result<Vec<usize>, ConfigError> {
+    if cores.is_empty() {
+        return Ok(Vec::new());
+    }
+    if (cores.len() as u64) < threads {
+        return Err(ConfigError(format!(
+            "{flag} lists {} cores for {threads} threads or processes; list one core for each",
+            cores.len()
+        )));
+    }
+    let allowed = rustix::thread::sched_getaffinity(None)
+        .map_err(|e| ConfigError(format!("{flag}: cannot read this process's CPU set: {e}")))?;
+    for &c in cores {
+        if !allowed.is_set(c as usize) {
+            let list: Vec<String> = (0..rustix::thread::CpuSet::MAX_CPU)
+                .filter(|&i| allowed.is_set(i))
+                .map(|i| i.to_string())
+                .collect();
+            return Err(ConfigError(format!(
+                "{flag}: core {c} is not available to this process; use cores from {}",
+                list.join(",")
+            )));
+        }
+    }
+    Ok(cores.iter().map(|&c| c as usize).collect())
+}

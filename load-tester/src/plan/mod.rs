@@ -1,0 +1,215 @@
+//! The plan of a run: which sources (exchange x stream) send at what rate, from which thread,
+//! into rings of which capacity. A plan is a plain serializable value, so that it can be stored
+//! with the results and, later, shipped to workers.
+
+pub mod limits;
+pub mod patterns;
+
+use serde::{Deserialize, Serialize};
+
+pub use alphapulse_bus::WriterMode;
+
+use crate::plan::patterns::PatternSpec;
+
+/// The two streams every exchange publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Trades, 64-byte records.
+    Trades,
+    /// Order-book updates, 256-byte records.
+    Book,
+}
+
+impl Stream {
+    /// Both streams, trades first.
+    pub const ALL: [Stream; 2] = [Stream::Trades, Stream::Book];
+
+    /// `trades` or `book`: the ring file suffix and the JSON key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Trades => "trades",
+            Stream::Book => "book",
+        }
+    }
+}
+
+/// One simulated exchange.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExchangePlan {
+    /// Exchange id, as carried by its records; its index in [`Plan::exchanges`].
+    pub id: u16,
+    /// Name, also the ring file prefix.
+    pub name: String,
+    /// Trades per second.
+    pub trades_per_sec: u64,
+    /// Book updates per second.
+    pub book_per_sec: u64,
+    /// Capacity of the trades ring, records.
+    pub trades_capacity: u64,
+    /// Capacity of the book ring, records.
+    pub book_capacity: u64,
+    /// Index of the generator thread that drives it.
+    pub thread: usize,
+    /// Arrival pattern of its trades (rates resolved).
+    pub trades_pattern: PatternSpec,
+    /// Arrival pattern of its book updates (rates resolved).
+    pub book_pattern: PatternSpec,
+}
+
+impl ExchangePlan {
+    /// The arrival pattern of `stream`.
+    pub fn pattern(&self, stream: Stream) -> &PatternSpec {
+        match stream {
+            Stream::Trades => &self.trades_pattern,
+            Stream::Book => &self.book_pattern,
+        }
+    }
+
+    /// Whether `stream` sends anything: not a constant pattern of rate 0.
+    pub fn sends(&self, stream: Stream) -> bool {
+        self.pattern(stream).constant_rate() != Some(0.0)
+    }
+
+    /// Nominal rate of `stream` (`--trades-per-second` or `--orderbook-updates-per-second`),
+    /// messages per second; a pattern may vary around it.
+    pub fn rate(&self, stream: Stream) -> u64 {
+        match stream {
+            Stream::Trades => self.trades_per_sec,
+            Stream::Book => self.book_per_sec,
+        }
+    }
+}
+
+/// How a generator thread waits for the next intended send time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PacingMode {
+    /// Sleep until shortly before the send time, then spin.
+    Hybrid,
+    /// Spin on the clock the whole time.
+    Spin,
+}
+
+impl PacingMode {
+    /// The name the command line and the reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            PacingMode::Hybrid => "hybrid",
+            PacingMode::Spin => "spin",
+        }
+    }
+}
+
+/// Which source the generator's clock reads; both give `CLOCK_MONOTONIC` nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockSource {
+    /// The TSC, mapped onto `CLOCK_MONOTONIC`.
+    Tsc,
+    /// `clock_gettime(CLOCK_MONOTONIC)` through the vDSO.
+    Monotonic,
+}
+
+impl ClockSource {
+    /// The name the command line and the reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockSource::Tsc => "tsc",
+            ClockSource::Monotonic => "monotonic",
+        }
+    }
+}
+
+/// How the generator threads wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pacing {
+    /// Hybrid or spin.
+    pub mode: PacingMode,
+    /// Hybrid: how long before a send time to stop sleeping and spin, ns.
+    pub spin_ns: u64,
+}
+
+/// Everything a run needs to know to generate load; derived from the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The exchanges, indexed by id.
+    pub exchanges: Vec<ExchangePlan>,
+    /// Symbol names, indexed by symbol id; every exchange lists every symbol.
+    pub symbols: Vec<String>,
+    /// Number of generator threads.
+    pub threads: usize,
+    /// Cores to pin generator threads to (thread i to `pin_cores[i]`), if any.
+    pub pin_cores: Vec<usize>,
+    /// Pacing of the generator threads.
+    pub pacing: Pacing,
+    /// The clock the generator threads read.
+    pub clock: ClockSource,
+    /// What every ring's writer does when a reader falls a whole ring behind.
+    pub writer_mode: WriterMode,
+    /// Reader processes to start.
+    pub consumers: usize,
+    /// Cores to pin reader i to (`reader_pin_cores[i]`), if any.
+    pub reader_pin_cores: Vec<usize>,
+    /// Busy delay per record in every reader, ns (a deliberately slow reader).
+    pub reader_delay_ns: u64,
+    /// Seed of the market simulation.
+    pub seed: u64,
+    /// Warm-up, seconds: measured, reported apart, kept out of the verdict.
+    pub warmup_secs: u64,
+    /// Measured duration after the warm-up, seconds.
+    pub duration_secs: u64,
+    /// Length of one measurement interval, ns (one second).
+    pub interval_ns: u64,
+    /// Seconds per time-series point: 1, or more for runs so long that the series would
+    /// exceed [`MAX_POINTS`] points.
+    pub point_secs: u64,
+    /// The run is invalid when the generator lag p99 exceeds this, ns.
+    pub lag_budget_ns: u64,
+    /// The scenario the plan came from, if any.
+    pub scenario: Option<String>,
+}
+
+/// Most points a time series holds.
+pub const MAX_POINTS: u64 = 3600;
+
+impl Plan {
+    /// A seed for the random pattern of `exchange`'s `stream`.
+    pub fn pattern_seed(&self, exchange: u16, stream: Stream) -> u64 {
+        self.seed ^ 0x5EED_0000_0000 ^ (u64::from(exchange) << 8) ^ stream as u64
+    }
+
+    /// Nominal total rate of `stream` over all exchanges, messages per second.
+    pub fn target_rate(&self, stream: Stream) -> u64 {
+        self.exchanges.iter().map(|e| e.rate(stream)).sum()
+    }
+
+    /// Total target rate, messages per second.
+    pub fn total_target_rate(&self) -> u64 {
+        Stream::ALL.iter().map(|&s| self.target_rate(s)).sum()
+    }
+
+    /// Warm-up plus measured duration, seconds.
+    pub fn total_secs(&self) -> u64 {
+        self.warmup_secs + self.duration_secs
+    }
+}
+
+/// The default ring capacity for a stream of `rate` messages per second: half a second of it,
+/// rounded up to a power of two, between 4096 and 2^22 records.
+pub fn default_capacity(rate: u64) -> u64 {
+    (rate / 2).clamp(4096, 1 << 22).next_power_of_two()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::*;
+
+    #[test]
+    fn capacity_is_a_bounded_power_of_two() {
+        assert_eq!(default_capacity(0), 4096);
+        assert_eq!(default_capacity(10_000), 8192);
+        assert_eq!(default_capacity(100_000), 65_536);
+        assert_eq!(default_capacity(u64::MAX / 2), 1 << 22);
+    }
+}

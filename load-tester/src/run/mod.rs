@@ -1,0 +1,11 @@
+//! Running a plan: the engine, the generator threads and their pacing and clock, the reader
+//! processes (both sides), and the resource sampler.
+
+pub mod clock;
+pub mod consumer;
+pub mod engine;
+pub mod generator;
+pub mod measure;
+pub mod pacing;
+pub mod readers;
+pub mod sampler;

@@ -1,0 +1,233 @@
+//! Open-loop pacing: when each message is meant to be sent, and how a generator waits for it.
+//!
+//! A schedule gives *intended* send times that depend only on the target rate, never on how long
+//! earlier sends took (that is what keeps the load open-loop, and why response time is measured
+//! from the intended time: a stall delays every later send, and every one of them reports it).
+
+use std::time::Duration;
+
+use crate::plan::patterns::LoadPattern;
+use crate::plan::{Pacing, PacingMode};
+use crate::run::clock::Clock;
+
+/// The intended send times of one source at a constant rate.
+///
+/// The k-th message (from 0) is due at `start + floor(k * 1e9 / rate)` ns, computed in 128-bit
+/// integers, so the long-run rate is exact (300,000/s means 300,000 per second, not the
+/// 1e9/floor(1e9/300,000) a fixed integer period would give) and no error accumulates.
+#[derive(Debug, Clone)]
+pub struct ConstantRate {
+    start_ns: u64,
+    rate: u64,
+    next: u64,
+    /// `floor(next * 1e9 / rate)`, kept incrementally: no 128-bit division per message.
+    offset_ns: u64,
+    /// `next * 1e9 mod rate`.
+    remainder: u64,
+    /// `1e9 / rate` and `1e9 mod rate`.
+    step: (u64, u64),
+}
+
+impl ConstantRate {
+    /// A schedule of `rate` messages per second from `start_ns`. `rate` must be above 0.
+    pub fn new(start_ns: u64, rate: u64) -> Self {
+        assert!(rate > 0, "a schedule needs a rate above 0");
+        Self {
+            start_ns,
+            rate,
+            next: 0,
+            offset_ns: 0,
+            remainder: 0,
+            step: (1_000_000_000 / rate, 1_000_000_000 % rate),
+        }
+    }
+
+    /// The intended time of the next message.
+    #[inline]
+    pub fn due(&self) -> u64 {
+        self.start_ns + self.offset_ns
+    }
+
+    /// Moves to the following message.
+    #[inline]
+    pub fn advance(&mut self) {
+        self.next += 1;
+        self.offset_ns += self.step.0;
+        self.remainder += self.step.1;
+        if self.remainder >= self.rate {
+            self.remainder -= self.rate;
+            self.offset_ns += 1;
+        }
+    }
+
+    /// Messages whose intended time is before `t_ns`.
+    pub fn count_before(&self, t_ns: u64) -> u64 {
+        let elapsed = u128::from(t_ns.saturating_sub(self.start_ns));
+        // The k-th message is due before t iff k * 1e9 / rate < elapsed (floored), i.e.
+        // k < ceil(elapsed * rate / 1e9).
+        (elapsed * u128::from(self.rate)).div_ceil(1_000_000_000) as u64
+    }
+
+    /// Messages scheduled so far (the index of the next one).
+    pub fn scheduled(&self) -> u64 {
+        self.next
+    }
+}
+
+/// The intended send times of one source: a [`ConstantRate`] (the fast path), or any
+/// [`LoadPattern`].
+#[derive(Debug)]
+pub enum Schedule {
+    /// A constant rate, computed in integers.
+    Constant(ConstantRate),
+    /// A pattern; `due` is the next intended time (`u64::MAX` when it sends no more).
+    Pattern {
+        /// The pattern.
+        pattern: Box<dyn LoadPattern>,
+        /// The next intended time, ns.
+        due: u64,
+        /// Messages scheduled so far.
+        scheduled: u64,
+    },
+}
+
+impl Schedule {
+    /// A schedule from `start_ns` following `pattern`.
+    pub fn pattern(start_ns: u64, mut pattern: Box<dyn LoadPattern>) -> Self {
+        let due = pattern
+            .next_delay()
+            .map_or(u64::MAX, |d| start_ns.saturating_add(d.as_nanos() as u64));
+        Schedule::Pattern {
+            pattern,
+            due,
+            scheduled: 0,
+        }
+    }
+
+    /// The intended time of the next message (`u64::MAX`: none).
+    #[inline]
+    pub fn due(&self) -> u64 {
+        match self {
+            Schedule::Constant(c) => c.due(),
+            Schedule::Pattern { due, .. } => *due,
+        }
+    }
+
+    /// Moves to the following message.
+    #[inline]
+    pub fn advance(&mut self) {
+        match self {
+            Schedule::Constant(c) => c.advance(),
+            Schedule::Pattern {
+                pattern,
+                due,
+                scheduled,
+            } => {
+                *scheduled += 1;
+                *due = match pattern.next_delay() {
+                    Some(d) => due.saturating_add(d.as_nanos() as u64),
+                    None => u64::MAX,
+                };
+            }
+        }
+    }
+
+    /// Messages due before `t_ns` that have not been scheduled yet (the backlog at `t_ns`).
+    /// Consumes the schedule up to `t_ns`: call it once, at the end.
+    pub fn unsent_before(&mut self, t_ns: u64) -> u64 {
+        match self {
+            Schedule::Constant(c) => c.count_before(t_ns).saturating_sub(c.scheduled()),
+            Schedule::Pattern { .. } => {
+                let mut n = 0;
+                while self.due() < t_ns {
+                    n += 1;
+                    self.advance();
+                }
+                n
+            }
+        }
+    }
+}
+
+/// How a generator thread waits until an intended send time.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacer {
+    spin_ns: u64,
+    spin_only: bool,
+}
+
+/// Longest a generator sleeps in one go, so that it notices a stop request and keeps heartbeats
+/// and measurement intervals going while a slow source waits.
+pub const MAX_WAIT_NS: u64 = 50_000_000;
+
+impl Pacer {
+    /// A pacer for `pacing`. In hybrid mode it also lowers this thread's timer slack to 1 ns, so
+    /// that sleeps end when asked rather than up to 50 us later.
+    pub fn new(pacing: Pacing) -> Self {
+        let spin_only = pacing.mode == PacingMode::Spin;
+        if !spin_only {
+            // Best effort: without it sleeps are just less precise, and the lag shows it.
+            let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+        }
+        Self {
+            spin_ns: pacing.spin_ns,
+            spin_only,
+        }
+    }
+
+    /// Waits until `clock.now() >= due` and returns that time.
+    #[inline]
+    pub fn wait_until(&self, clock: &mut Clock, due: u64) -> u64 {
+        loop {
+            let now = clock.now();
+            if now >= due {
+                return now;
+            }
+            let remaining = due - now;
+            if !self.spin_only && remaining > self.spin_ns {
+                std::thread::sleep(Duration::from_nanos(remaining - self.spin_ns));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::run::pacing::*;
+
+    #[test]
+    fn rate_is_exact_over_a_second() {
+        for rate in [1, 3, 7, 300_000, 333_333, 1_000_000, 10_000_000] {
+            let mut s = ConstantRate::new(1_000, rate);
+            let mut n = 0;
+            while s.due() < 1_000 + 1_000_000_000 {
+                n += 1;
+                s.advance();
+            }
+            assert_eq!(n, rate, "rate {rate}");
+            assert_eq!(
+                s.due() - 1_000,
+                (u128::from(n) * 1_000_000_000 / u128::from(rate)) as u64
+            );
+            assert_eq!(s.count_before(1_000 + 1_000_000_000), rate);
+        }
+    }
+
+    #[test]
+    fn count_before_matches_walking_the_schedule() {
+        let mut s = ConstantRate::new(0, 7_777);
+        for t in [0, 1, 128_584, 128_585, 999_999_999, 5_000_000_000] {
+            let mut walk = ConstantRate::new(0, 7_777);
+            let mut n = 0;
+            while walk.due() < t {
+                n += 1;
+                walk.advance();
+            }
+            assert_eq!(s.count_before(t), n, "t {t}");
+        }
+        s.advance();
+        assert_eq!(s.scheduled(), 1);
+    }
+}

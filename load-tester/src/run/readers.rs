@@ -1,0 +1,284 @@
+//! The tester's side of its reader processes: starting them, hearing from them, watching them
+//! die, and collecting what they counted.
+//!
+//! Each reader is this same binary run as `load-tester read --protocol`. It attaches to every
+//! ring, prints `{"type":"ready"}`, waits for a `start <ns>` line on stdin, then prints one line
+//! per interval and a final line, all JSON (see [`crate::run::consumer::ReaderMessage`]). Closing its
+//! stdin asks it to stop; it also dies with its parent (`PR_SET_PDEATHSIG`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use crate::run::consumer::{ReaderMessage, ReaderOutcome};
+use crate::run::sampler::{self, ProcCounters, ResourceSample};
+
+/// What a reader's stdout said.
+#[derive(Debug)]
+pub enum ReaderLine {
+    /// A message.
+    Message(ReaderMessage),
+    /// A line that is not a message (counted, shown with -v).
+    Garbage(String),
+    /// End of its stdout: it exited or died.
+    Closed,
+}
+
+/// How to start the readers.
+#[derive(Debug, Clone)]
+pub struct ReaderSpec {
+    /// How many.
+    pub count: usize,
+    /// Cores to pin reader i to (`pin_cores[i]`).
+    pub pin_cores: Vec<usize>,
+    /// Busy delay per record, ns.
+    pub delay_ns: u64,
+    /// Interval length, ns.
+    pub interval_ns: u64,
+}
+
+/// One reader process as the tester sees it.
+pub struct ReaderChild {
+    /// Its index.
+    pub index: usize,
+    /// Its pid.
+    pub pid: u32,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr_tail: Arc<Mutex<Vec<String>>>,
+    /// It said it is ready.
+    pub ready: bool,
+    /// Its final report, once received.
+    pub outcome: Option<ReaderOutcome>,
+    /// Set when its stdout closed without a final report: why, and when (ns after start).
+    pub died: Option<String>,
+    /// Interval index its reports have reached.
+    pub watermark: u64,
+    before: Option<ProcCounters>,
+    /// Resource samples, one per interval.
+    pub samples: Vec<ResourceSample>,
+}
+
+/// Starts `spec.count` readers of `run_dir`. Each stdout line arrives as `(index, line)` through
+/// `send`, from a thread per reader.
+pub fn spawn(
+    spec: &ReaderSpec,
+    run_dir: &Path,
+    send: impl Fn(usize, ReaderLine) + Send + Clone + 'static,
+) -> Result<Vec<ReaderChild>, String> {
+    if spec.count == 0 {
+        return Ok(Vec::new());
+    }
+    if std::env::var_os(READER_CHILD_ENV).is_some() {
+        // A reader that runs the engine instead of reading was started from the wrong binary;
+        // refusing here is what keeps that from starting readers of its own, and so on.
+        return Err(format!(
+            "this process was started as a reader (${READER_CHILD_ENV} is set) and must not start readers; set ${READER_EXE_ENV} to the load-tester binary"
+        ));
+    }
+    let exe = reader_exe()?;
+    let mut out = Vec::new();
+    for index in 0..spec.count {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("read")
+            .arg("--protocol")
+            .arg("--run-dir")
+            .arg(run_dir)
+            .arg("--interval-ns")
+            .arg(spec.interval_ns.to_string())
+            .arg("--delay-ns")
+            .arg(spec.delay_ns.to_string());
+        if let Some(core) = spec.pin_cores.get(index) {
+            cmd.arg("--pin-core").arg(core.to_string());
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start reader process {index}: {e}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        let tail = Arc::clone(&stderr_tail);
+        std::thread::Builder::new()
+            .name(format!("reader-{index}-stderr"))
+            .spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                    t.push(line);
+                    if t.len() > 20 {
+                        t.remove(0);
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let send_line = send.clone();
+        std::thread::Builder::new()
+            .name(format!("reader-{index}-stdout"))
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let msg = match serde_json::from_str::<ReaderMessage>(&line) {
+                        Ok(m) => ReaderLine::Message(m),
+                        Err(_) => ReaderLine::Garbage(line),
+                    };
+                    send_line(index, msg);
+                }
+                send_line(index, ReaderLine::Closed);
+            })
+            .map_err(|e| e.to_string())?;
+        let pid = child.id();
+        out.push(ReaderChild {
+            index,
+            pid,
+            stdin: child.stdin.take(),
+            child,
+            stderr_tail,
+            ready: false,
+            outcome: None,
+            died: None,
+            watermark: 0,
+            before: sampler::read(&pid.to_string()),
+            samples: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// Environment variable set in every reader process the tester starts.
+pub const READER_CHILD_ENV: &str = "ALPHAPULSE_READER_CHILD";
+
+/// Environment variable naming the `load-tester` binary to start readers with.
+pub const READER_EXE_ENV: &str = "ALPHAPULSE_READER_EXE";
+
+/// The `load-tester` binary that runs readers: `$ALPHAPULSE_READER_EXE`, else this program if it
+/// is `load-tester`, else a `load-tester` next to it or one directory up (where Cargo puts it
+/// for an example or a test of this crate), else this program (a renamed copy).
+fn reader_exe() -> Result<std::path::PathBuf, String> {
+    if let Some(exe) = std::env::var_os(READER_EXE_ENV) {
+        return Ok(exe.into());
+    }
+    let me = std::env::current_exe()
+        .map_err(|e| format!("cannot find this program to start readers: {e}"))?;
+    if me
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("load-tester"))
+    {
+        return Ok(me);
+    }
+    // An example or a test of this crate: Cargo puts load-tester next to it or one level up.
+    // Otherwise (a renamed copy of load-tester) this program itself.
+    Ok(me
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("load-tester"))
+        .find(|p| p.is_file())
+        .unwrap_or(me))
+}
+
+impl ReaderChild {
+    /// Tells the reader when interval 0 starts; it starts reading.
+    pub fn start(&mut self, start_ns: u64) {
+        if let Some(stdin) = &mut self.stdin {
+            let _ = writeln!(stdin, "start {start_ns}").and_then(|()| stdin.flush());
+        }
+    }
+
+    /// Asks the reader to stop (closes its stdin).
+    pub fn stop(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The last lines it wrote to stderr.
+    pub fn stderr_tail(&self) -> String {
+        self.stderr_tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join(" | ")
+    }
+
+    /// Whether it is still expected to report.
+    pub fn running(&self) -> bool {
+        self.outcome.is_none() && self.died.is_none()
+    }
+
+    /// Records that its stdout closed; if no final report came, it died: says how.
+    pub fn closed(&mut self, at_secs: f64) {
+        self.watermark = u64::MAX;
+        if self.outcome.is_some() {
+            return;
+        }
+        // Its stdout is closed, so it has exited or is about to: give the kernel a moment.
+        let mut status = None;
+        for _ in 0..50 {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let how = match status {
+            Some(s) => describe(s),
+            None => "closed its output".to_string(),
+        };
+        let tail = self.stderr_tail();
+        self.died = Some(if tail.is_empty() {
+            format!(
+                "reader {} (pid {}) died after {at_secs:.1} s: {how}",
+                self.index, self.pid
+            )
+        } else {
+            format!(
+                "reader {} (pid {}) died after {at_secs:.1} s: {how}: {tail}",
+                self.index, self.pid
+            )
+        });
+    }
+
+    /// Takes a resource sample of the process.
+    pub fn sample(&mut self, ticks: u64) {
+        let now = sampler::read(&self.pid.to_string());
+        if let (Some(b), Some(a)) = (&self.before, &now) {
+            self.samples.push(sampler::sample(b, a, ticks));
+        }
+        if now.is_some() {
+            self.before = now;
+        }
+    }
+
+    /// Kills the process if it still runs, and reaps it.
+    pub fn reap(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ReaderChild {
+    fn drop(&mut self) {
+        self.reap();
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!(
+            "killed by signal {sig}{}",
+            match sig {
+                9 => " (SIGKILL)",
+                15 => " (SIGTERM)",
+                11 => " (SIGSEGV)",
+                7 => " (SIGBUS)",
+                6 => " (SIGABRT)",
+                _ => "",
+            }
+        ),
+        _ => "ended".to_string(),
+    }
+}

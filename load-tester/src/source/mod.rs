@@ -1,0 +1,3 @@
+//! What records are generated from: the market simulator.
+
+pub mod market;

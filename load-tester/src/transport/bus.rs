@@ -1,0 +1,119 @@
+//! The shared-memory bus as a transport: a run directory of rings, one writer per exchange and
+//! stream.
+
+use std::path::{Path, PathBuf};
+
+use alphapulse_bus::{
+    BookUpdate, Manifest, ManifestRing, Record, RunDir, Trade, WriteError, Writer, MANIFEST_VERSION,
+};
+
+use super::{SendError, Transport};
+use crate::plan::{Plan, Stream};
+
+/// The bus transport of one exchange: a writer per stream.
+pub struct BusExchange {
+    trades: Writer<Trade>,
+    book: Writer<BookUpdate>,
+}
+
+#[inline]
+fn map(r: Result<u64, WriteError>) -> Result<(), SendError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(WriteError::BufferFull { .. }) => Err(SendError::BufferFull),
+        Err(_) => Err(SendError::Failed),
+    }
+}
+
+impl Transport for BusExchange {
+    #[inline]
+    fn send_trade(&mut self, trade: &Trade) -> Result<(), SendError> {
+        map(self.trades.write(trade))
+    }
+
+    #[inline]
+    fn send_book(&mut self, update: &BookUpdate) -> Result<(), SendError> {
+        map(self.book.write(update))
+    }
+
+    fn idle(&mut self) {
+        self.trades.heartbeat();
+        self.book.heartbeat();
+    }
+}
+
+/// The bus of one run: its run directory (removed on drop unless kept) and manifest.
+pub struct BusRun {
+    dir: RunDir,
+}
+
+impl BusRun {
+    /// Creates the run directory under `base`, one ring per exchange and stream as the plan
+    /// sizes them, and the manifest; returns the run and one transport per exchange, by id.
+    pub fn create(
+        plan: &Plan,
+        base: &Path,
+    ) -> Result<(Self, Vec<BusExchange>), alphapulse_bus::Error> {
+        let run_id = format!("run-{}-{}", std::process::id(), alphapulse_bus::now_ns());
+        let mut dir = RunDir::create(base, &run_id)?;
+        let mode = plan.writer_mode;
+        let mut rings = Vec::new();
+        let mut exchanges = Vec::new();
+        for e in &plan.exchanges {
+            let trades = dir.create_ring::<Trade>(
+                &ring_file(&e.name, Stream::Trades),
+                e.trades_capacity,
+                mode,
+            )?;
+            let book = dir.create_ring::<BookUpdate>(
+                &ring_file(&e.name, Stream::Book),
+                e.book_capacity,
+                mode,
+            )?;
+            for (stream, capacity, ty) in [
+                (Stream::Trades, e.trades_capacity, Trade::TYPE),
+                (Stream::Book, e.book_capacity, BookUpdate::TYPE),
+            ] {
+                rings.push(ManifestRing {
+                    file: ring_file(&e.name, stream),
+                    exchange_id: e.id,
+                    stream: stream.name().into(),
+                    record_type: ty as u32,
+                    record_size: ty.size() as u32,
+                    capacity,
+                    mode,
+                });
+            }
+            exchanges.push(BusExchange { trades, book });
+        }
+        dir.write_manifest(&Manifest {
+            version: MANIFEST_VERSION,
+            run_id,
+            writer_pid: std::process::id(),
+            exchanges: plan.exchanges.iter().map(|e| e.name.clone()).collect(),
+            symbols: plan.symbols.clone(),
+            rings,
+        })?;
+        Ok((Self { dir }, exchanges))
+    }
+
+    /// The run directory.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// Writes file `name` into the run directory atomically (see [`RunDir::write_file`]).
+    pub fn publish(&mut self, name: &str, contents: &[u8]) -> Result<(), alphapulse_bus::Error> {
+        self.dir.write_file(name, contents)
+    }
+
+    /// Keeps the run directory after the run.
+    pub fn keep(&mut self) {
+        self.dir.keep();
+    }
+}
+
+/// The ring file name of an exchange's stream: `<exchange>.<stream>`.
+pub fn ring_file(exchange: &str, stream: Stream) -> String {
+    format!("{exchange}.{}", stream.name())
+}
