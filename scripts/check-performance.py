@@ -39,7 +39,7 @@ except ModuleNotFoundError:  # Python < 3.11
     tomllib = None
 
 # The results schema this script reads (load-tester's results::SCHEMA_VERSION).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TOOL_NAME = "alphapulse-load-tester"
 
 # load-tester's targets::Targets::default(), the original design's table.
@@ -241,7 +241,8 @@ def load_results(path: str) -> dict:
     except UnicodeDecodeError:
         raise Unusable(f"{path}: is not JSON (not UTF-8 text)") from None
     except json.JSONDecodeError as e:
-        if e.pos >= len(raw.rstrip()):
+        # A string that never ends ran into the end of the file as well.
+        if e.pos >= len(raw.rstrip()) or e.msg.startswith("Unterminated string"):
             raise Unusable(f"{path}: is truncated (the JSON ends early at line {e.lineno}); was the run or the copy cut short?") from None
         raise Unusable(f"{path}: is not JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
     if not isinstance(results, dict):

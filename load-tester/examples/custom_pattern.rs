@@ -12,8 +12,10 @@ use alphapulse_load_tester::config::cli::Cli;
 use alphapulse_load_tester::output::console;
 use alphapulse_load_tester::plan::patterns::LoadPattern;
 use alphapulse_load_tester::plan::{ExchangePlan, Stream};
-use alphapulse_load_tester::results::{self, verdict};
-use alphapulse_load_tester::run::engine::{self, Observer};
+use alphapulse_load_tester::report::observe::Tee;
+use alphapulse_load_tester::results::accumulate::RunAccumulator;
+use alphapulse_load_tester::results::judge;
+use alphapulse_load_tester::run::engine;
 use clap::Parser;
 
 /// `high` msgs/s for the first half of every second, `low` for the second half.
@@ -46,9 +48,6 @@ impl LoadPattern for SquareWave {
     }
 }
 
-struct Quiet;
-impl Observer for Quiet {}
-
 fn main() {
     // The usual command line, so every flag works here too.
     let cli = Cli::parse_from(["custom_pattern", "-d", "5", "--warmup-secs", "0", "-e", "2"]);
@@ -64,17 +63,19 @@ fn main() {
         })
     };
     let stop = AtomicBool::new(false);
-    let data = engine::run_with_patterns(
+    // The results are built from the interval reports as the run streams them.
+    let mut results = RunAccumulator::new(&plan);
+    let end = engine::run_with_patterns(
         &plan,
         &settings.shm_dir,
         false,
         &stop,
-        &mut Quiet,
+        &mut Tee(vec![&mut results]),
         Some(&square),
     )
     .expect("the bus starts");
-    let mut r = results::build(&data, None, settings.allow_loss);
-    r.verdict = verdict::judge(&r, &settings.targets);
+    let mut r = results.finish(&end, None, settings.allow_loss);
+    r.verdict = judge::judge(&r, &settings.targets);
     print!("{}", console::render(&r, false));
     for p in r.series.iter().take(5) {
         println!(

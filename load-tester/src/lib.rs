@@ -11,6 +11,7 @@ pub mod config;
 pub mod exit;
 pub mod output;
 pub mod plan;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod source;

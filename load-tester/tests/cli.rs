@@ -425,7 +425,10 @@ fn short_run_reports_writes_json_and_cleans_up() {
         code,
         "verdict {outcome} vs exit status\n{what}"
     );
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(
+        v["schema_version"],
+        alphapulse_load_tester::results::SCHEMA_VERSION
+    );
     assert!(
         v["throughput"]["trades"]["sent"].as_u64().unwrap() > 0,
         "{what}"
@@ -548,7 +551,10 @@ fn interrupted_run(signal: libc::c_int, name: &str, code: i32) {
 
     let v = read_json(&json);
     assert_eq!(v["interrupted"], name, "{what}");
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(
+        v["schema_version"],
+        alphapulse_load_tester::results::SCHEMA_VERSION
+    );
     assert!(v["throughput"]["trades"]["sent"].as_u64().unwrap() > 0);
     let measured = v["measured_secs"].as_f64().unwrap();
     assert!(

@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use alphapulse_load_tester::results::{decode_histogram, SCHEMA_VERSION};
+use alphapulse_load_tester::report::histogram::decode as decode_histogram;
+use alphapulse_load_tester::results::SCHEMA_VERSION;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use serde_json::Value;
 
@@ -175,7 +176,7 @@ fn interval_log_holds_every_interval_and_adds_up_to_the_results() {
         (Some("trades.lag"), "trades", "lag"),
         (None, "all", "service"),
     ] {
-        let mut sum = alphapulse_load_tester::run::measure::new_histogram();
+        let mut sum = alphapulse_load_tester::report::histogram::new_histogram();
         for i in log
             .iter()
             .filter(|i| i.tag.as_deref() == tag && i.start >= 1.0)
@@ -353,7 +354,7 @@ fn scaled(results: &Value, factor: u64) -> Value {
         for stream in ["trades", "book", "all"] {
             let entry = &mut v["latency"][kind][stream];
             let h = decode_histogram(entry["histogram"].as_str().unwrap()).unwrap();
-            let mut out = alphapulse_load_tester::run::measure::new_histogram();
+            let mut out = alphapulse_load_tester::report::histogram::new_histogram();
             for bucket in h.iter_recorded() {
                 out.record_n(bucket.value_iterated_to() * factor, bucket.count_at_value())
                     .unwrap();

@@ -20,7 +20,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use alphapulse_load_tester::results::decode_histogram;
+use alphapulse_load_tester::report::histogram::decode as decode_histogram;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_load-tester");

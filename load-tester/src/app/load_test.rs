@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use super::error;
 use crate::output;
+use crate::report::observe::{Observer, Tee};
+use crate::results::accumulate::RunAccumulator;
 
 /// Runs the load test `args` describe; returns the exit status.
 pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
@@ -32,8 +34,8 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     let stop = Arc::new(AtomicBool::new(false));
     let which = Arc::new(AtomicUsize::new(0));
     for (signal, code) in [
-        (signal_hook::consts::SIGINT, 130),
-        (signal_hook::consts::SIGTERM, 143),
+        (signal_hook::consts::SIGINT, crate::exit::SIGINT),
+        (signal_hook::consts::SIGTERM, crate::exit::SIGTERM),
     ] {
         let _ = signal_hook::flag::register_conditional_shutdown(signal, code, Arc::clone(&stop));
         let _ = signal_hook::flag::register_usize(signal, Arc::clone(&which), signal as usize);
@@ -47,7 +49,8 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         "plan ready"
     );
     let mut progress = output::progress::Progress::new(settings.verbose);
-    let mut observers: Vec<&mut dyn crate::run::engine::Observer> = vec![&mut progress];
+    let mut accumulator = RunAccumulator::new(&plan);
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut accumulator, &mut progress];
     if let Some(hlog) = reports.hlog.as_mut() {
         observers.push(hlog);
     }
@@ -56,9 +59,9 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         &settings.shm_dir,
         settings.keep_shm,
         &stop,
-        &mut crate::run::engine::Tee(observers),
+        &mut Tee(observers),
     );
-    let data = match run {
+    let end = match run {
         Ok(d) => d,
         Err(e) => {
             progress.finish();
@@ -71,11 +74,15 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         s if s == signal_hook::consts::SIGTERM as usize => Some("SIGTERM".to_string()),
         _ => Some("SIGINT".to_string()),
     };
-    let interrupted_code = signal
-        .as_deref()
-        .map(|s| if s == "SIGTERM" { 143 } else { 130 });
-    let mut results = crate::results::build(&data, signal, settings.allow_loss);
-    results.verdict = crate::results::verdict::judge(&results, &settings.targets);
+    let interrupted_code = signal.as_deref().map(|s| {
+        if s == "SIGTERM" {
+            crate::exit::SIGTERM
+        } else {
+            crate::exit::SIGINT
+        }
+    });
+    let mut results = accumulator.finish(&end, signal, settings.allow_loss);
+    results.verdict = crate::results::judge::judge(&results, &settings.targets);
     print!("{}", output::console::render(&results, settings.verbose));
     if let Some(path) = &settings.json_output {
         if let Err(e) = output::json::write(&results, path) {
@@ -86,7 +93,7 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     if settings.keep_shm {
         eprintln!(
             "Shared memory kept in {} (remove with `load-tester clean` once no reader needs it)",
-            data.run_dir.display()
+            end.location
         );
     }
     let (comparison, errors) = reports.finish(&results);

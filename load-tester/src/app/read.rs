@@ -10,7 +10,8 @@ use crate::output;
 pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
     use std::io::{BufRead, Write};
 
-    use crate::run::consumer::{read_run, ReadOptions, ReaderMessage};
+    use crate::run::consumer::{read_run, ReadOptions};
+    use crate::run::reader_wire::{Start, ToTester};
 
     if let Some(path) = &args.json_output {
         if let Err(m) = crate::output::files::check_writable(path) {
@@ -20,7 +21,6 @@ pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
     let stop = Arc::new(AtomicBool::new(false));
     let options = ReadOptions {
         run_dir: args.run_dir.clone(),
-        interval_ns: args.interval_ns,
         pin_core: args.pin_core.map(|c| c as usize),
         delay_ns: args.delay_ns,
         stale_after: std::time::Duration::from_millis(args.stale_after_ms),
@@ -37,20 +37,18 @@ pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
         let stdout = std::io::stdout();
-        let mut emit = |m: ReaderMessage| {
+        let mut emit = |m: &ToTester| {
             let mut out = stdout.lock();
-            let _ = serde_json::to_writer(&mut out, &m);
-            let _ = out.write_all(b"\n").and_then(|()| out.flush());
+            let _ = out
+                .write_all(m.line().as_bytes())
+                .and_then(|()| out.flush());
         };
         let stop_on_eof = Arc::clone(&stop);
         let mut start = || {
             let mut stdin = std::io::stdin().lock();
             let mut line = String::new();
             let start = match stdin.read_line(&mut line) {
-                Ok(n) if n > 0 => line
-                    .trim()
-                    .strip_prefix("start ")
-                    .and_then(|v| v.parse().ok()),
+                Ok(n) if n > 0 => Start::parse(&line),
                 _ => {
                     stop_on_eof.store(true, Ordering::Relaxed);
                     None

@@ -75,11 +75,6 @@ pub struct ReadArgs {
     /// Speak the load tester's line protocol on stdin/stdout (used when it starts readers)
     #[arg(long, hide = true)]
     pub protocol: bool,
-
-    /// Interval length for the line protocol, nanoseconds
-    #[arg(long, hide = true, default_value_t = 1_000_000_000,
-          value_parser = |s: &str| whole(s, 1_000_000, 3_600_000_000_000))]
-    pub interval_ns: u64,
 }
 
 /// Options of `load-tester compare`.

@@ -6,9 +6,11 @@ use std::fmt::Write as _;
 use ::console::{style, StyledObject};
 
 use super::{human_ns, thousands};
+use crate::report::end::ReaderEnd;
+use crate::report::histogram::decode;
+use crate::report::Integrity;
 use crate::results::verdict::Outcome;
-use crate::results::{decode_histogram, Delivery, LatencySummary, Results, StreamThroughput};
-use crate::run::consumer::{Integrity, ReaderOutcome};
+use crate::results::{Delivery, LatencySummary, Results, StreamThroughput};
 
 const RULE: &str = "═══════════════════════════════════════";
 
@@ -370,12 +372,12 @@ fn delivery(out: &mut String, d: &Delivery) {
 }
 
 /// Renders the report of a standalone `load-tester read`.
-pub fn render_reader(o: &ReaderOutcome) -> String {
+pub fn render_reader(o: &ReaderEnd) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\n{RULE}\n       READER RESULTS\n{RULE}\n");
     for (stream, d) in &o.streams {
         let title = format!("{} end-to-end latency", stream.name());
-        match decode_histogram(&d.e2e) {
+        match decode(&d.e2e) {
             Ok(h) => latency_lines(&mut out, &title, &LatencySummary::of(&h)),
             Err(e) => {
                 let _ = writeln!(out, "{title}: {e}");

@@ -21,7 +21,6 @@
 //! "write latency" that the targets judge. Warm-up intervals are logged too; a comment line gives
 //! the warm-up length (skip it with `-start`).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -33,9 +32,10 @@ use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
 use crate::plan::{Plan, Stream};
-use crate::results::{Point, Results};
-use crate::run::engine::Observer;
-use crate::run::measure::{new_histogram, Kind, SourceStats};
+use crate::report::histogram::new_histogram;
+use crate::report::observe::{Observer, RunStart};
+use crate::report::{IntervalReport, Kind, SourceReport};
+use crate::results::Results;
 
 /// The log format version this writer follows (that of HdrHistogram's Java `HistogramLogWriter`).
 pub const LOG_FORMAT_VERSION: &str = "1.3";
@@ -159,22 +159,19 @@ impl HlogWriter {
 }
 
 impl Observer for HlogWriter {
-    fn started(&mut self, plan: &Plan, _run_dir: &Path) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+    fn started(&mut self, plan: &Plan, start: &RunStart) {
+        let at = start.started_unix_ms as f64 / 1e3;
         self.e2e = plan.consumers > 0;
         let mut tags: Vec<String> = Stream::ALL
             .iter()
-            .flat_map(|&s| Kind::ALL.iter().map(move |&k| tag(s, k)))
+            .flat_map(|&s| Kind::WRITE.iter().map(move |&k| tag(s, k)))
             .collect();
         if self.e2e {
-            tags.extend(Stream::ALL.iter().map(|s| format!("{}.e2e", s.name())));
+            tags.extend(Stream::ALL.iter().map(|&s| tag(s, Kind::E2e)));
         }
         let header = format!(
-            "#[StartTime: {now:.3} (seconds since epoch)]\n\
-             #[BaseTime: {now:.3} (seconds since epoch)]\n\
+            "#[StartTime: {at:.3} (seconds since epoch)]\n\
+             #[BaseTime: {at:.3} (seconds since epoch)]\n\
              #[Values in nanoseconds; interval max column in milliseconds]\n\
              #[Tags: {}; the untagged histogram is the service time of both streams]\n\
              #[Warm-up: intervals starting before {:.3} s are warm-up, kept out of the verdict]\n\
@@ -186,55 +183,44 @@ impl Observer for HlogWriter {
         self.flush();
     }
 
-    fn interval(&mut self, point: &Point, per_stream: &BTreeMap<Stream, SourceStats>) {
+    fn interval(&mut self, report: &IntervalReport) {
         if self.error.is_some() {
             return;
         }
+        let start = report.index as f64 * report.length_ns as f64 / 1e9;
+        let secs = report.covered_ns as f64 / 1e9;
+        let per_stream: Vec<(Stream, SourceReport)> = Stream::ALL
+            .iter()
+            .map(|&s| (s, report.by_stream(s)))
+            .collect();
         let mut text = String::new();
         let mut both = std::mem::replace(&mut self.both, Histogram::new(1).expect("valid"));
         both.reset();
-        for stats in per_stream.values() {
-            // Same bounds on both sides (measure::new_histogram), so adding cannot fail.
-            let _ = both.add(&stats.latency.service);
+        for (_, s) in &per_stream {
+            if let Some(h) = s.latency.get(Kind::Service) {
+                // Same configuration on both sides (report::histogram), so adding cannot fail.
+                let _ = both.add(h);
+            }
         }
-        self.line(&mut text, "", point.start_secs, point.secs, &both);
+        self.line(&mut text, "", start, secs, &both);
         self.both = both;
         let empty = std::mem::replace(&mut self.empty, Histogram::new(1).expect("valid"));
-        for stream in Stream::ALL {
-            for kind in Kind::ALL {
-                let h = per_stream
-                    .get(&stream)
-                    .map(|s| s.latency.get(kind))
-                    .unwrap_or(&empty);
-                self.line(
-                    &mut text,
-                    &tag(stream, kind),
-                    point.start_secs,
-                    point.secs,
-                    h,
-                );
+        for (stream, s) in &per_stream {
+            for kind in Kind::WRITE {
+                let h = s.latency.get(kind).unwrap_or(&empty);
+                self.line(&mut text, &tag(*stream, kind), start, secs, h);
+            }
+        }
+        if self.e2e {
+            for (stream, s) in &per_stream {
+                let h = s.latency.get(Kind::E2e).unwrap_or(&empty);
+                self.line(&mut text, &tag(*stream, Kind::E2e), start, secs, h);
             }
         }
         self.empty = empty;
         self.write(&text);
         self.flush();
         self.intervals += 1;
-    }
-
-    fn delivery_interval(&mut self, point: &Point, e2e: &BTreeMap<Stream, Histogram<u64>>) {
-        if !self.e2e || self.error.is_some() {
-            return;
-        }
-        let mut text = String::new();
-        let empty = std::mem::replace(&mut self.empty, Histogram::new(1).expect("valid"));
-        for stream in Stream::ALL {
-            let h = e2e.get(&stream).unwrap_or(&empty);
-            let tag = format!("{}.e2e", stream.name());
-            self.line(&mut text, &tag, point.start_secs, point.secs, h);
-        }
-        self.empty = empty;
-        self.write(&text);
-        self.flush();
     }
 }
 
@@ -389,13 +375,37 @@ mod tests {
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
     use hdrhistogram::serialization::Deserializer;
 
-    fn stats(values: &[u64]) -> SourceStats {
-        let mut s = SourceStats::default();
-        for &v in values {
-            s.latency.record(0, v, 2 * v);
-            s.counters.sent += 1;
+    /// Interval `index`, in which trades and book updates took these service times (response
+    /// time twice that, lag the same).
+    fn report(index: u64, trades: &[u64], book: &[u64]) -> IntervalReport {
+        let mut r = IntervalReport::empty(index, 1_000_000_000);
+        r.covered_ns = r.length_ns;
+        for (stream, values) in [(Stream::Trades, trades), (Stream::Book, book)] {
+            if values.is_empty() {
+                continue;
+            }
+            let s = r
+                .sources
+                .entry(crate::report::SourceId {
+                    exchange: 0,
+                    stream,
+                })
+                .or_default();
+            for &v in values {
+                s.latency.get_mut(Kind::Service).record(v).unwrap();
+                s.latency.get_mut(Kind::Response).record(2 * v).unwrap();
+                s.latency.get_mut(Kind::Lag).record(v).unwrap();
+                s.writer.sent += 1;
+            }
         }
-        s
+        r
+    }
+
+    fn start(dir: &Path) -> RunStart {
+        RunStart {
+            location: dir.display().to_string(),
+            started_unix_ms: 1_700_000_000_000,
+        }
     }
 
     fn plan() -> Plan {
@@ -404,27 +414,15 @@ mod tests {
         crate::config::build(&cli.run).unwrap().0
     }
 
-    fn point(start: f64) -> Point {
-        Point {
-            start_secs: start,
-            secs: 1.0,
-            ..Point::default()
-        }
-    }
-
     #[test]
     fn interval_log_is_readable_and_holds_every_value() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.hlog");
         let mut w = HlogWriter::create(&path).unwrap();
-        w.started(&plan(), dir.path());
-        let mut per = BTreeMap::new();
-        per.insert(Stream::Trades, stats(&[100, 200, 300]));
-        per.insert(Stream::Book, stats(&[5_000]));
-        w.interval(&point(0.0), &per);
+        w.started(&plan(), &start(dir.path()));
+        w.interval(&report(0, &[100, 200, 300], &[5_000]));
         // An interval where the book stream wrote nothing.
-        per.remove(&Stream::Book);
-        w.interval(&point(1.0), &per);
+        w.interval(&report(1, &[100, 200, 300], &[]));
         assert_eq!(w.finish().unwrap(), 2);
 
         let text = std::fs::read_to_string(&path).unwrap();
@@ -445,7 +443,8 @@ mod tests {
             }
         }
         assert!(start_time.is_some());
-        assert_eq!(intervals.len(), 2 * 7, "7 lines per interval");
+        // The plan has a reader: 3 kinds x 2 streams, end-to-end x 2 streams, and the untagged line.
+        assert_eq!(intervals.len(), 2 * 9, "9 lines per interval");
         let decode = |b64: &str| -> Histogram<u64> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64)
@@ -483,16 +482,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.hlog");
         let mut w = HlogWriter::create(&path).unwrap();
-        w.started(&plan(), dir.path());
-        let mut per = BTreeMap::new();
-        per.insert(Stream::Trades, stats(&[100]));
-        w.interval(&point(0.0), &per);
+        w.started(&plan(), &start(dir.path()));
+        w.interval(&report(0, &[100], &[]));
         // No finish: the file must already hold the interval.
         let text = std::fs::read_to_string(&path).unwrap();
         let n = IntervalLogIterator::new(text.as_bytes())
             .filter(|e| matches!(e, Ok(LogEntry::Interval(_))))
             .count();
-        assert_eq!(n, 7);
+        assert_eq!(n, 9);
         drop(w);
     }
 

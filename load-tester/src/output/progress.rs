@@ -2,22 +2,20 @@
 //! lines (one per second, on stderr) otherwise.
 
 use std::io::IsTerminal;
-use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{human_ns, thousands};
-use std::collections::BTreeMap;
-
-use crate::plan::{Plan, Stream};
+use crate::plan::Plan;
+use crate::report::observe::{Observer, RunStart};
+use crate::report::IntervalReport;
 use crate::results::Point;
-use crate::run::engine::Observer;
-use crate::run::measure::SourceStats;
 
 /// Shows progress while the engine runs.
 pub struct Progress {
     bar: Option<ProgressBar>,
     total_secs: u64,
+    warmup_intervals: u64,
     verbose: bool,
     done_secs: u64,
 }
@@ -29,6 +27,7 @@ impl Progress {
         Self {
             bar: interactive.then(ProgressBar::hidden),
             total_secs: 0,
+            warmup_intervals: 0,
             verbose,
             done_secs: 0,
         }
@@ -67,10 +66,11 @@ fn line(point: &Point) -> String {
 }
 
 impl Observer for Progress {
-    fn started(&mut self, plan: &Plan, run_dir: &Path) {
+    fn started(&mut self, plan: &Plan, start: &RunStart) {
         self.total_secs = plan.total_secs();
+        self.warmup_intervals = plan.warmup_intervals();
         if self.verbose {
-            eprintln!("bus run directory: {}", run_dir.display());
+            eprintln!("bus run directory: {}", start.location);
         }
         if let Some(bar) = &mut self.bar {
             bar.set_draw_target(ProgressDrawTarget::stderr());
@@ -86,7 +86,8 @@ impl Observer for Progress {
         }
     }
 
-    fn interval(&mut self, point: &Point, _per_stream: &BTreeMap<Stream, SourceStats>) {
+    fn interval(&mut self, report: &IntervalReport) {
+        let point = &Point::of_interval(report, report.index < self.warmup_intervals);
         self.done_secs = (point.start_secs + point.secs).round() as u64;
         let phase = if point.warmup { " (warm-up)" } else { "" };
         match &self.bar {

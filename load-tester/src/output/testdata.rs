@@ -16,7 +16,7 @@ pub(crate) fn sample_results(scale: u64) -> Results {
     .expect("scripts/testdata/results.json is a results file of this schema; regenerate it");
     let scaled = |s: &mut LatencySummary| {
         let h = s.decode().expect("fixture histograms decode");
-        let mut out = crate::run::measure::new_histogram();
+        let mut out = crate::report::histogram::new_histogram();
         for v in h.iter_recorded() {
             out.record_n(v.value_iterated_to() * scale, v.count_at_value())
                 .expect("in range");
@@ -36,7 +36,7 @@ pub(crate) fn sample_results(scale: u64) -> Results {
         scaled(&mut k.book);
         scaled(&mut k.all);
     }
-    r.verdict = crate::results::verdict::judge(&r, &crate::results::targets::Targets::default());
+    r.verdict = crate::results::judge::judge(&r, &crate::results::targets::Targets::default());
     // The fixture's machine was busy; the tests want a valid run.
     r.verdict.invalid_reason = None;
     r.verdict.outcome = if r.verdict.checks.iter().all(|c| c.passed) {

@@ -193,6 +193,16 @@ impl Plan {
     pub fn total_secs(&self) -> u64 {
         self.warmup_secs + self.duration_secs
     }
+
+    /// Measurement intervals of the whole run, warm-up included.
+    pub fn intervals(&self) -> u64 {
+        (self.total_secs() * 1_000_000_000).div_ceil(self.interval_ns.max(1))
+    }
+
+    /// Intervals of the warm-up: interval `i` is warm-up when `i < warmup_intervals()`.
+    pub fn warmup_intervals(&self) -> u64 {
+        (self.warmup_secs * 1_000_000_000).div_ceil(self.interval_ns.max(1))
+    }
 }
 
 /// The default ring capacity for a stream of `rate` messages per second: half a second of it,

@@ -801,7 +801,7 @@ mod tests {
 
     #[test]
     fn share_above_counts_the_tail() {
-        let mut h = crate::run::measure::new_histogram();
+        let mut h = crate::report::histogram::new_histogram();
         for v in 1..=1000u64 {
             h.record(v * 1000).unwrap();
         }

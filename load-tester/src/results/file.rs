@@ -8,9 +8,9 @@ use std::path::Path;
 
 use hdrhistogram::Histogram;
 
+use crate::report::Kind;
 use crate::results::verdict::Outcome;
 use crate::results::{KindReport, LatencySummary, Results, SCHEMA_VERSION};
-use crate::run::measure::Kind;
 
 /// The `tool.name` of results files this program writes and reads.
 pub const TOOL_NAME: &str = env!("CARGO_PKG_NAME");
@@ -255,18 +255,18 @@ mod tests {
     fn bad_files_are_named_plainly() {
         let e = |bytes: &[u8]| parse(bytes).unwrap_err();
         assert!(e(b"").contains("empty"));
-        assert!(e(b"{\"schema_version\": 1, \"tool\": ").contains("truncated"));
+        assert!(e(b"{\"schema_version\": 2, \"tool\": ").contains("truncated"));
         assert!(e(b"hello").contains("not JSON"));
         assert!(e(b"[1,2]").contains("not an object"));
         assert!(e(b"{\"metrics\": {}}").contains("no schema_version"));
         assert!(
-            e(b"{\"schema_version\": 1, \"tool\": {\"name\": \"k6\"}}").contains("written by k6")
+            e(b"{\"schema_version\": 2, \"tool\": {\"name\": \"k6\"}}").contains("written by k6")
         );
         let future = e(b"{\"schema_version\": 99, \"tool\": {\"name\": \"alphapulse-load-tester\", \"version\": \"9.0.0\"}}");
         assert!(future.contains("schema_version 99"), "{future}");
         assert!(future.contains("9.0.0"), "{future}");
         assert!(e(b"{\"schema_version\": \"1\"}").contains("not a whole number"));
-        let partial = e(b"{\"schema_version\": 1, \"tool\": {\"name\": \"alphapulse-load-tester\", \"version\": \"0\"}}");
+        let partial = e(b"{\"schema_version\": 2, \"tool\": {\"name\": \"alphapulse-load-tester\", \"version\": \"0\"}}");
         assert!(partial.contains("missing field"), "{partial}");
     }
 }

@@ -1,126 +1,30 @@
 //! The results of a run: one serializable value that every output renders and that later runs
-//! compare against. Latencies keep their full histograms (HdrHistogram's V2 compressed form,
-//! base64), so results merge and compare without loss.
+//! compare against, built from the run's merged interval reports alone ([`accumulate`]), so that
+//! a coordinator of workers builds exactly what a standalone run builds. Latencies keep their
+//! full histograms (HdrHistogram's V2 compressed form, base64), so results compare without loss.
 
+pub mod accumulate;
 pub mod compare;
 pub mod file;
+pub mod judge;
+pub mod series;
 pub mod targets;
 pub mod verdict;
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Plan, Stream};
+use crate::report::histogram::{decode, encode};
+use crate::report::{Integrity, ProcessUsage, WriterCounters};
 use crate::results::verdict::Verdict;
-use crate::run::consumer::Integrity;
-use crate::run::engine::{self, RunData};
-use crate::run::generator::SourceId;
-use crate::run::measure::{Counters, Kind, LatencySet, SourceStats};
-use crate::run::sampler::ResourceSample;
+
+pub use series::{Pcts, Point, StreamPoint};
 
 /// Version of the results format (docs/results-schema.md). Readers refuse other versions.
-pub const SCHEMA_VERSION: u32 = 1;
-
-/// P50, P99 and max of one latency over one time-series point, ns (0 when nothing was recorded).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pcts {
-    /// Median, ns.
-    pub p50: u64,
-    /// 99th percentile, ns.
-    pub p99: u64,
-    /// Maximum, ns.
-    pub max: u64,
-}
-
-impl Pcts {
-    fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        Self {
-            p50: h.value_at_quantile(0.5),
-            p99: h.value_at_quantile(0.99),
-            max: h.max(),
-        }
-    }
-}
-
-/// One stream over one time-series point.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct StreamPoint {
-    /// Target rate, messages per second.
-    pub target_rate: f64,
-    /// Achieved rate (records written / point length), messages per second.
-    pub rate: f64,
-    /// Records written.
-    pub sent: u64,
-    /// Failed writes and buffer overflows.
-    pub errors: u64,
-    /// Service time (write latency).
-    pub service: Pcts,
-    /// Response time.
-    pub response: Pcts,
-    /// Generator lag.
-    pub lag: Pcts,
-    /// End-to-end latency to the readers (all readers merged; zeros without readers).
-    pub e2e: Pcts,
-}
-
-impl StreamPoint {
-    /// Summarizes `latency`, `e2e` and `counters` recorded over `secs` seconds.
-    pub fn new(
-        target_rate: f64,
-        latency: &LatencySet,
-        e2e: Option<&Histogram<u64>>,
-        counters: &Counters,
-        secs: f64,
-    ) -> Self {
-        Self {
-            target_rate,
-            rate: if secs > 0.0 {
-                counters.sent as f64 / secs
-            } else {
-                0.0
-            },
-            sent: counters.sent,
-            errors: counters.errors(),
-            service: Pcts::of(&latency.service),
-            response: Pcts::of(&latency.response),
-            lag: Pcts::of(&latency.lag),
-            e2e: e2e.map(Pcts::of).unwrap_or_default(),
-        }
-    }
-}
-
-/// One point of the time series.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Point {
-    /// Start of the point, seconds since the start of the run (warm-up included).
-    pub start_secs: f64,
-    /// Length of the point, seconds.
-    pub secs: f64,
-    /// Whether the point lies in the warm-up.
-    pub warmup: bool,
-    /// Trades.
-    pub trades: StreamPoint,
-    /// Book updates.
-    pub book: StreamPoint,
-    /// Tester process CPU, percent of one core (average over the point).
-    pub cpu_pct: f64,
-    /// Tester resident memory, MiB (peak over the point).
-    pub rss_mib: f64,
-}
-
-impl Point {
-    /// Records per second of both streams.
-    pub fn total_rate(&self) -> f64 {
-        self.trades.rate + self.book.rate
-    }
-}
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Summary of one latency histogram, all values ns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,33 +71,22 @@ impl LatencySummary {
             p999: q(0.999),
             p9999: q(0.9999),
             max: if h.is_empty() { 0 } else { h.max() },
-            histogram: encode_histogram(h),
+            histogram: encode(h),
+        }
+    }
+
+    /// Summarizes `h`, or an empty histogram when there is none.
+    pub fn of_opt(h: Option<&Histogram<u64>>) -> Self {
+        match h {
+            Some(h) => Self::of(h),
+            None => Self::of(&crate::report::histogram::new_histogram()),
         }
     }
 
     /// The histogram back, or why it cannot be decoded.
     pub fn decode(&self) -> Result<Histogram<u64>, String> {
-        decode_histogram(&self.histogram)
+        decode(&self.histogram)
     }
-}
-
-/// Serializes `h` in HdrHistogram's V2 compressed form, base64.
-pub fn encode_histogram(h: &Histogram<u64>) -> String {
-    let mut buf = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(h, &mut buf)
-        .expect("serializing into memory cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(buf)
-}
-
-/// Decodes what [`encode_histogram`] produced.
-pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| format!("histogram is not base64: {e}"))?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("histogram does not decode: {e:?}"))
 }
 
 /// One latency kind, per stream and over both.
@@ -308,22 +201,26 @@ pub struct Resources {
     pub involuntary_switches: u64,
 }
 
+/// Bytes in a MiB.
+const MIB: f64 = (1u64 << 20) as f64;
+
 impl Resources {
-    fn of(samples: &[ResourceSample]) -> Self {
+    /// Summarizes one process's samples, one per interval.
+    pub fn of(samples: &[ProcessUsage]) -> Self {
         let n = samples.len().max(1) as f64;
-        let max = |f: fn(&ResourceSample) -> f64| samples.iter().map(f).fold(0.0, f64::max);
+        let max = |f: fn(&ProcessUsage) -> f64| samples.iter().map(f).fold(0.0, f64::max);
         // A fold from +0.0, not `sum` (which starts at -0.0): no samples must read 0, not -0.
-        let avg = |f: fn(&ResourceSample) -> f64| samples.iter().map(f).fold(0.0, |a, b| a + b) / n;
-        let sum = |f: fn(&ResourceSample) -> u64| samples.iter().map(f).sum();
+        let avg = |f: fn(&ProcessUsage) -> f64| samples.iter().map(f).fold(0.0, |a, b| a + b) / n;
+        let sum = |f: fn(&ProcessUsage) -> u64| samples.iter().map(f).sum();
         Self {
             samples: samples.len(),
-            cpu_avg_pct: avg(|s| s.cpu_pct),
-            cpu_peak_pct: max(|s| s.cpu_pct),
-            system_cpu_avg_pct: avg(|s| s.system_cpu_pct),
-            rss_avg_mib: avg(|s| s.rss_mib),
-            rss_peak_mib: max(|s| s.rss_mib),
-            rss_anon_peak_mib: max(|s| s.rss_anon_mib),
-            rss_shmem_peak_mib: max(|s| s.rss_shmem_mib),
+            cpu_avg_pct: avg(ProcessUsage::cpu_pct),
+            cpu_peak_pct: max(ProcessUsage::cpu_pct),
+            system_cpu_avg_pct: avg(ProcessUsage::machine_cpu_pct),
+            rss_avg_mib: avg(|s| s.rss_bytes as f64 / MIB),
+            rss_peak_mib: max(|s| s.rss_bytes as f64 / MIB),
+            rss_anon_peak_mib: max(|s| s.rss_anon_bytes as f64 / MIB),
+            rss_shmem_peak_mib: max(|s| s.rss_shmem_bytes as f64 / MIB),
             minor_faults: sum(|s| s.minor_faults),
             major_faults: sum(|s| s.major_faults),
             voluntary_switches: sum(|s| s.voluntary_switches),
@@ -334,7 +231,7 @@ impl Resources {
 
 /// How the generator itself fared: the evidence for an INVALID verdict.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Generator {
+pub struct GeneratorHealth {
     /// Generator threads.
     pub threads: usize,
     /// Cost of one clock read, ns (measured at start).
@@ -372,15 +269,15 @@ pub struct Degradation {
     pub rss_slope_mib_per_hour: f64,
 }
 
-/// One source (exchange x stream), for the verbose tables and for merging.
+/// One source (exchange x stream), for the verbose tables.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceReport {
+pub struct SourceSummary {
     /// Exchange id.
     pub exchange: u16,
     /// Stream.
     pub stream: Stream,
     /// Counts over the measured time.
-    pub counters: Counters,
+    pub counters: WriterCounters,
     /// Service time.
     pub service: LatencySummary,
     /// Response time.
@@ -503,7 +400,7 @@ pub struct Results {
     /// Resources.
     pub resources: Resources,
     /// The generator's own performance.
-    pub generator: Generator,
+    pub generator: GeneratorHealth,
     /// Degradation over time, when the run had at least 10 measured points.
     pub degradation: Option<Degradation>,
     /// The warm-up.
@@ -513,335 +410,11 @@ pub struct Results {
     /// Latency inside and outside bursts, when a stream follows a burst pattern.
     pub bursts: Option<Bursts>,
     /// Per source.
-    pub sources: Vec<SourceReport>,
+    pub sources: Vec<SourceSummary>,
     /// Time series, warm-up included.
     pub series: Vec<Point>,
     /// Things that went wrong without stopping the run.
     pub warnings: Vec<String>,
     /// The verdict against the targets.
     pub verdict: Verdict,
-}
-
-fn throughput(sent: u64, target: f64, secs: f64, peak: u64, backlog: u64) -> StreamThroughput {
-    let actual = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
-    StreamThroughput {
-        sent,
-        target_rate: target,
-        actual_rate: actual,
-        peak_rate: peak as f64,
-        achievement_pct: if target > 0.0 {
-            100.0 * actual / target
-        } else {
-            0.0
-        },
-        backlog,
-    }
-}
-
-fn kind_report(
-    kind: Kind,
-    per_stream: &BTreeMap<Stream, SourceStats>,
-    all: &LatencySet,
-) -> KindReport {
-    let empty = SourceStats::default();
-    let of = |s| LatencySummary::of(per_stream.get(&s).unwrap_or(&empty).latency.get(kind));
-    KindReport {
-        trades: of(Stream::Trades),
-        book: of(Stream::Book),
-        all: LatencySummary::of(all.get(kind)),
-    }
-}
-
-fn sum_for<F: Fn(&SourceId) -> bool>(map: &BTreeMap<SourceId, u64>, f: F) -> u64 {
-    map.iter().filter(|(id, _)| f(id)).map(|(_, v)| *v).sum()
-}
-
-/// Summarizes what a run measured. The verdict is left for [`crate::results::verdict::judge`].
-pub fn build(data: &RunData, interrupted: Option<String>, allow_loss: bool) -> Results {
-    let plan = &data.plan;
-    let secs = data.measured_secs;
-    let per_stream = engine::by_stream(&data.measured);
-    let (all_lat, all_counters) = engine::all(&data.measured);
-    let empty = SourceStats::default();
-    // Target rates are what the patterns targeted over the measured time.
-    let target_of = |f: &dyn Fn(&SourceId) -> bool| {
-        if secs <= 0.0 {
-            return 0.0;
-        }
-        data.target_measured
-            .iter()
-            .filter(|(id, _)| f(id))
-            .map(|(_, n)| n)
-            .sum::<f64>()
-            / secs
-    };
-    let stream_tp = |s: Stream| {
-        let st = per_stream.get(&s).unwrap_or(&empty);
-        throughput(
-            st.counters.sent,
-            target_of(&|id: &SourceId| id.stream == s),
-            secs,
-            sum_for(&data.peak_sent, |id| id.stream == s),
-            sum_for(&data.backlog, |id| id.stream == s),
-        )
-    };
-    let trades = stream_tp(Stream::Trades);
-    let book = stream_tp(Stream::Book);
-    let total = throughput(
-        all_counters.sent,
-        target_of(&|_: &SourceId| true),
-        secs,
-        data.series
-            .iter()
-            .filter(|p| !p.warmup)
-            .map(|p| (p.total_rate()) as u64)
-            .max()
-            .unwrap_or(0),
-        data.backlog.values().sum(),
-    );
-    let per_exchange = plan
-        .exchanges
-        .iter()
-        .map(|e| {
-            let src = |stream| {
-                data.measured
-                    .get(&SourceId {
-                        exchange: e.id,
-                        stream,
-                    })
-                    .unwrap_or(&empty)
-            };
-            let tp = |stream: Stream| {
-                let id = SourceId {
-                    exchange: e.id,
-                    stream,
-                };
-                throughput(
-                    src(stream).counters.sent,
-                    target_of(&|i: &SourceId| *i == id),
-                    secs,
-                    data.peak_sent.get(&id).copied().unwrap_or(0),
-                    data.backlog.get(&id).copied().unwrap_or(0),
-                )
-            };
-            ExchangeReport {
-                name: e.name.clone(),
-                trades: tp(Stream::Trades),
-                book: tp(Stream::Book),
-                trades_service: LatencySummary::of(&src(Stream::Trades).latency.service),
-                book_service: LatencySummary::of(&src(Stream::Book).latency.service),
-            }
-        })
-        .collect();
-    let attempts = all_counters.attempts();
-    let errors = Errors {
-        attempts,
-        buffer_overflows: all_counters.buffer_overflows,
-        write_failures: all_counters.write_failures,
-        error_rate_pct: if attempts > 0 {
-            100.0 * all_counters.errors() as f64 / attempts as f64
-        } else {
-            0.0
-        },
-        saturated: all_lat.saturated,
-    };
-    let thread_ns = data.thread_ns.max(1) as f64;
-    let wait_pct = 100.0 * data.wait_ns as f64 / thread_ns;
-    let write_pct = 100.0 * data.write_ns as f64 / thread_ns;
-    let (warm_lat, warm_counters) = engine::all(&data.warmup);
-    Results {
-        schema_version: SCHEMA_VERSION,
-        tool: Tool {
-            name: env!("CARGO_PKG_NAME").into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-        started_unix_ms: data.started_unix_ms,
-        plan: plan.clone(),
-        measured_secs: secs,
-        interrupted,
-        throughput: Throughput {
-            trades,
-            book,
-            total,
-            per_exchange,
-        },
-        latency: Latency {
-            service: kind_report(Kind::Service, &per_stream, &all_lat),
-            response: kind_report(Kind::Response, &per_stream, &all_lat),
-            lag: kind_report(Kind::Lag, &per_stream, &all_lat),
-        },
-        errors,
-        resources: Resources::of(&data.resources),
-        generator: Generator {
-            threads: plan.threads,
-            clock_cost_ns: data.clock_cost_ns,
-            wait_pct,
-            write_pct,
-            overhead_pct: (100.0 - wait_pct - write_pct).max(0.0),
-            lag_budget_ns: plan.lag_budget_ns,
-            backlog: data.backlog.values().sum(),
-        },
-        degradation: degradation(&data.series),
-        warmup: Warmup {
-            secs: plan.warmup_secs,
-            sent: warm_counters.sent,
-            service: LatencySummary::of(&warm_lat.service),
-        },
-        delivery: (plan.consumers > 0).then(|| delivery(data, allow_loss)),
-        bursts: bursts(data),
-        sources: data
-            .measured
-            .iter()
-            .map(|(id, st)| SourceReport {
-                exchange: id.exchange,
-                stream: id.stream,
-                counters: st.counters,
-                service: LatencySummary::of(&st.latency.service),
-                response: LatencySummary::of(&st.latency.response),
-                lag: LatencySummary::of(&st.latency.lag),
-            })
-            .collect(),
-        series: data.series.clone(),
-        warnings: data.warnings.clone(),
-        verdict: Verdict::default(),
-    }
-}
-
-fn bursts(data: &RunData) -> Option<Bursts> {
-    if data.burst_in.is_empty() && data.burst_out.is_empty() {
-        return None;
-    }
-    let merge = |m: &BTreeMap<Stream, LatencySet>| {
-        let mut all = LatencySet::default();
-        for l in m.values() {
-            all.add(l);
-        }
-        all
-    };
-    let (inside, outside) = (merge(&data.burst_in), merge(&data.burst_out));
-    Some(Bursts {
-        inside_service: LatencySummary::of(&inside.service),
-        outside_service: LatencySummary::of(&outside.service),
-        inside_response: LatencySummary::of(&inside.response),
-        outside_response: LatencySummary::of(&outside.response),
-    })
-}
-
-fn delivery(data: &RunData, allow_loss: bool) -> Delivery {
-    let mut written: BTreeMap<Stream, u64> = BTreeMap::new();
-    for (id, st) in data.warmup.iter().chain(&data.measured) {
-        *written.entry(id.stream).or_default() += st.counters.sent;
-    }
-    let mut streams: BTreeMap<Stream, Integrity> = BTreeMap::new();
-    let mut per_reader = Vec::new();
-    for r in &data.readers {
-        let mut total = Integrity::default();
-        if let Some(o) = &r.outcome {
-            for (stream, d) in &o.streams {
-                let mut i = d.integrity;
-                // What the reader accounted for must be exactly what the tester wrote.
-                let w = written.get(stream).copied().unwrap_or(0);
-                if o.ended == "writers closed" && i.unaccounted == 0 && i.accounted != w {
-                    i.unaccounted = i.accounted.abs_diff(w);
-                }
-                streams.entry(*stream).or_default().add(&i);
-                total.add(&i);
-            }
-        }
-        let res = Resources::of(&r.samples);
-        per_reader.push(ReaderSummary {
-            index: r.index,
-            pid: r.pid,
-            ended: r
-                .outcome
-                .as_ref()
-                .map_or_else(|| "died".to_string(), |o| o.ended.clone()),
-            died: r.died.clone(),
-            received: total.received,
-            lost: total.lost,
-            violations: total.violations(),
-            cpu_avg_pct: res.cpu_avg_pct,
-            cpu_peak_pct: res.cpu_peak_pct,
-            rss_peak_mib: res.rss_peak_mib,
-        });
-    }
-    let empty = crate::run::measure::new_histogram();
-    let mut all = crate::run::measure::new_histogram();
-    for h in data.e2e_measured.values() {
-        let _ = all.add(h);
-    }
-    let of = |s: Stream| LatencySummary::of(data.e2e_measured.get(&s).unwrap_or(&empty));
-    Delivery {
-        readers: data.readers.len(),
-        dead: data.readers.iter().filter(|r| r.outcome.is_none()).count(),
-        loss_allowed: allow_loss,
-        e2e: KindReport {
-            trades: of(Stream::Trades),
-            book: of(Stream::Book),
-            all: LatencySummary::of(&all),
-        },
-        written,
-        streams,
-        per_reader,
-        garbage_lines: data.garbage_lines,
-    }
-}
-
-fn degradation(series: &[Point]) -> Option<Degradation> {
-    let measured: Vec<&Point> = series.iter().filter(|p| !p.warmup).collect();
-    if measured.len() < 10 {
-        return None;
-    }
-    let n = measured.len() / 10;
-    let (first, last) = (&measured[..n], &measured[measured.len() - n..]);
-    let p99 = |ps: &[&Point]| {
-        ps.iter()
-            .map(|p| p.trades.service.p99.max(p.book.service.p99))
-            .max()
-            .unwrap_or(0)
-    };
-    let rate = |ps: &[&Point]| ps.iter().map(|p| p.total_rate()).sum::<f64>() / ps.len() as f64;
-    let rss = |ps: &[&Point]| ps.iter().map(|p| p.rss_mib).fold(0.0, f64::max);
-    // Least-squares slope of RSS against time, over every measured point.
-    let xs: Vec<f64> = measured
-        .iter()
-        .map(|p| (p.start_secs + p.secs / 2.0) / 3600.0)
-        .collect();
-    let ys: Vec<f64> = measured.iter().map(|p| p.rss_mib).collect();
-    let (mx, my) = (
-        xs.iter().sum::<f64>() / xs.len() as f64,
-        ys.iter().sum::<f64>() / ys.len() as f64,
-    );
-    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
-    Some(Degradation {
-        rss_slope_mib_per_hour: if sxx > 0.0 { sxy / sxx } else { 0.0 },
-        points_per_tenth: n,
-        service_p99_first_ns: p99(first),
-        service_p99_last_ns: p99(last),
-        rate_first: rate(first),
-        rate_last: rate(last),
-        rss_first_mib: rss(first),
-        rss_last_mib: rss(last),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::results::*;
-
-    #[test]
-    fn histograms_round_trip_through_text() {
-        let mut h = crate::run::measure::new_histogram();
-        for v in [1, 100, 1_000, 123_456, 9_999_999] {
-            h.record(v).unwrap();
-        }
-        let text = encode_histogram(&h);
-        let back = decode_histogram(&text).unwrap();
-        assert_eq!(back.len(), h.len());
-        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
-        assert_eq!(back.max(), h.max());
-        assert!(decode_histogram("not base64!").is_err());
-        assert!(decode_histogram("aGVsbG8=").is_err());
-    }
 }

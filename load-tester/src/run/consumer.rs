@@ -19,9 +19,11 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::Stream;
-use crate::results::encode_histogram;
+use crate::report::end::{ReaderEnd, RingOutcome, StreamDelivery};
+use crate::report::histogram::{encode, new_histogram};
+use crate::report::{Integrity, IntervalReport, Kind, SourceId};
 use crate::run::clock::{tsc_usable, Clock, ClockSource};
-use crate::run::measure::new_histogram;
+use crate::run::reader_wire::{Start, ToTester};
 use crate::source::market::{BookReplica, ReplicaError};
 
 /// Name of the file, in the run directory, where the writer publishes the final book digests.
@@ -40,8 +42,6 @@ pub struct Digests {
 pub struct ReadOptions {
     /// The run directory.
     pub run_dir: PathBuf,
-    /// Interval length, ns.
-    pub interval_ns: u64,
     /// Core to pin to.
     pub pin_core: Option<usize>,
     /// Busy delay after each record, ns (a deliberately slow reader).
@@ -50,124 +50,6 @@ pub struct ReadOptions {
     pub stale_after: Duration,
     /// Stop after this long even if writers are still open.
     pub max_duration: Option<Duration>,
-}
-
-/// Integrity counts of one stream (or of all).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Integrity {
-    /// Records returned by the rings.
-    pub received: u64,
-    /// Records lost to laps (exact).
-    pub lost: u64,
-    /// Copies discarded because the writer overwrote the slot mid-copy (included in `lost`).
-    pub torn: u64,
-    /// Records whose checksum or fields were wrong.
-    pub corrupted: u64,
-    /// Records whose sequence was not the one expected.
-    pub out_of_order: u64,
-    /// Breaks in a symbol's book version chain or trade-id sequence not explained by a loss.
-    pub gaps: u64,
-    /// Book level changes inconsistent with the rebuilt book.
-    pub book_errors: u64,
-    /// Books compared with the writer's final digests.
-    pub digests_checked: u64,
-    /// Of those, books that differed.
-    pub digest_mismatches: u64,
-    /// Records the writers of these rings published from this reader's first sequence on.
-    pub published: u64,
-    /// Sequences this reader accounted for: received + lost.
-    pub accounted: u64,
-    /// Published sequences neither received nor counted lost, judged only once a ring was
-    /// drained after its writer closed (0 otherwise).
-    pub unaccounted: u64,
-}
-
-impl Integrity {
-    /// Adds `o` to `self`.
-    pub fn add(&mut self, o: &Integrity) {
-        self.received += o.received;
-        self.lost += o.lost;
-        self.torn += o.torn;
-        self.corrupted += o.corrupted;
-        self.out_of_order += o.out_of_order;
-        self.gaps += o.gaps;
-        self.book_errors += o.book_errors;
-        self.digests_checked += o.digests_checked;
-        self.digest_mismatches += o.digest_mismatches;
-        self.published += o.published;
-        self.accounted += o.accounted;
-        self.unaccounted += o.unaccounted;
-    }
-
-    /// Violations of integrity (loss excluded): corrupted, out of order, gaps, book errors,
-    /// digest mismatches, and sequences neither received nor counted lost.
-    pub fn violations(&self) -> u64 {
-        self.corrupted
-            + self.out_of_order
-            + self.gaps
-            + self.book_errors
-            + self.digest_mismatches
-            + self.unaccounted
-    }
-}
-
-/// One ring's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RingOutcome {
-    /// Ring file name.
-    pub file: String,
-    /// Stream.
-    pub stream: Stream,
-    /// Its counts.
-    pub integrity: Integrity,
-    /// What the reader last knew of its writer: `alive`, `closed`, `stale`, `dead`, `replaced`.
-    pub writer: String,
-}
-
-/// What one reader measured, per stream: mergeable (histograms add, counts add).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StreamDelivery {
-    /// End-to-end latency, HdrHistogram V2 compressed, base64.
-    pub e2e: String,
-    /// Counts.
-    pub integrity: Integrity,
-}
-
-/// Messages a reader process writes to stdout, one JSON object per line, in `--protocol` mode.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ReaderMessage {
-    /// Attached to every ring.
-    Ready {
-        /// Reader pid.
-        pid: u32,
-        /// Rings attached.
-        rings: usize,
-    },
-    /// One interval's end-to-end latencies per stream.
-    Interval {
-        /// Interval index.
-        index: u64,
-        /// Per stream, the interval's histogram (base64 V2).
-        e2e: BTreeMap<Stream, String>,
-    },
-    /// The end: everything the reader counted.
-    Final(Box<ReaderOutcome>),
-}
-
-/// Everything a reader counted over its whole life.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReaderOutcome {
-    /// Reader pid.
-    pub pid: u32,
-    /// Per stream.
-    pub streams: BTreeMap<Stream, StreamDelivery>,
-    /// Per ring.
-    pub rings: Vec<RingOutcome>,
-    /// Why it stopped: `writers closed`, `writer died`, `stopped`, `time limit`.
-    pub ended: String,
-    /// Whether the writer's final digests were found and compared.
-    pub digests_compared: bool,
 }
 
 /// Why reading could not start.
@@ -186,12 +68,19 @@ enum RingReader {
     Book(Reader<BookUpdate>, BookReplica, Vec<bool>),
 }
 
+/// One ring as this reader follows it.
+///
+/// Invariants: `counts` holds everything counted since attaching and `shipped` the part of it
+/// already sent in interval reports (`shipped <= counts` field by field); `e2e` holds the
+/// end-to-end latencies of the records copied since the last report; `expected_seq` is the
+/// sequence the next record should carry.
 struct Ring {
     file: String,
-    exchange: u16,
-    stream: Stream,
+    id: SourceId,
     reader: RingReader,
     counts: Integrity,
+    shipped: Integrity,
+    e2e: Histogram<u64>,
     expected_seq: u64,
     writer: WriterStatus,
     finished: bool,
@@ -234,10 +123,14 @@ fn attach(run_dir: &Path) -> Result<(Manifest, Vec<Ring>), ReadError> {
         };
         rings.push(Ring {
             file: r.file.clone(),
-            exchange: r.exchange_id,
-            stream,
+            id: SourceId {
+                exchange: r.exchange_id,
+                stream,
+            },
             reader,
             counts: Integrity::default(),
+            shipped: Integrity::default(),
+            e2e: new_histogram(),
             expected_seq: first,
             writer: WriterStatus::Alive,
             finished: false,
@@ -261,13 +154,8 @@ fn delay(clock: &mut Clock, ns: u64) {
 
 impl Ring {
     /// Reads up to `batch` records; returns how many were taken (records or losses).
-    fn poll(
-        &mut self,
-        batch: usize,
-        clock: &mut Clock,
-        e2e: &mut Histogram<u64>,
-        delay_ns: u64,
-    ) -> usize {
+    fn poll(&mut self, batch: usize, clock: &mut Clock, delay_ns: u64) -> usize {
+        let e2e = &mut self.e2e;
         let mut n = 0;
         while n < batch {
             match &mut self.reader {
@@ -277,7 +165,7 @@ impl Ring {
                         e2e.saturating_record(now.saturating_sub(t.send_ts_ns));
                         check_trade(
                             &t,
-                            self.exchange,
+                            self.id.exchange,
                             &mut self.expected_seq,
                             trade_ids,
                             &mut self.counts,
@@ -297,7 +185,7 @@ impl Ring {
                         e2e.saturating_record(now.saturating_sub(u.send_ts_ns));
                         check_book(
                             &u,
-                            self.exchange,
+                            self.id.exchange,
                             &mut self.expected_seq,
                             replica,
                             resync,
@@ -324,6 +212,25 @@ impl Ring {
             RingReader::Trades(r, _) => r.writer_status(stale_after),
             RingReader::Book(r, ..) => r.writer_status(stale_after),
         };
+    }
+
+    fn stats(&self) -> alphapulse_bus::ReaderStats {
+        match &self.reader {
+            RingReader::Trades(r, _) => r.stats(),
+            RingReader::Book(r, ..) => r.stats(),
+        }
+    }
+
+    /// Moves what was counted and measured since the last report into `report`.
+    fn ship_into(&mut self, report: &mut IntervalReport) {
+        self.counts.torn = self.stats().torn;
+        let out = report.sources.entry(self.id).or_default();
+        out.reader.add(&self.counts.since(&self.shipped));
+        self.shipped = self.counts;
+        if !self.e2e.is_empty() {
+            let _ = out.latency.get_mut(Kind::E2e).add(&self.e2e);
+            self.e2e.reset();
+        }
     }
 
     fn finish(&mut self, drained: bool) {
@@ -421,23 +328,36 @@ fn pin(core: usize) {
     }
 }
 
+/// The end of interval `index` of `start`, or `u64::MAX` for the last interval (which takes
+/// everything copied after the run's end).
+fn boundary_of(start: &Start, index: u64) -> u64 {
+    if index + 1 >= start.intervals {
+        u64::MAX
+    } else {
+        start
+            .start_ns
+            .saturating_add((index + 1).saturating_mul(start.interval_ns))
+    }
+}
+
 /// Reads the run until every writer has closed (or died, or `stop` is set), reporting through
-/// `emit` as it goes. Returns the final outcome (also emitted).
+/// `emit` as it goes. Returns what the reader counted over its whole life (also emitted, with
+/// the last interval's report).
 ///
-/// Once attached to every ring it emits [`ReaderMessage::Ready`] and calls `start`, which
-/// returns when to start interval 0 (`CLOCK_MONOTONIC` ns; `None`: now).
+/// Once attached to every ring it emits [`ToTester::Ready`] and calls `start`, which says when
+/// interval 0 starts and how long intervals are (`None`: now, one-second intervals without end).
 pub fn read_run(
     options: &ReadOptions,
     stop: &AtomicBool,
-    emit: &mut dyn FnMut(ReaderMessage),
-    start: &mut dyn FnMut() -> Option<u64>,
-) -> Result<ReaderOutcome, ReadError> {
+    emit: &mut dyn FnMut(&ToTester),
+    start: &mut dyn FnMut() -> Option<Start>,
+) -> Result<ReaderEnd, ReadError> {
     if let Some(core) = options.pin_core {
         pin(core);
     }
     let (_manifest, mut rings) = attach(&options.run_dir)?;
     let pid = std::process::id();
-    emit(ReaderMessage::Ready {
+    emit(&ToTester::Ready {
         pid,
         rings: rings.len(),
     });
@@ -446,44 +366,52 @@ pub fn read_run(
     } else {
         ClockSource::Monotonic
     });
-    let start_ns = start().unwrap_or_else(|| clock.now());
+    let start = start().unwrap_or_else(|| Start {
+        start_ns: clock.now(),
+        interval_ns: 1_000_000_000,
+        intervals: u64::MAX,
+    });
     let streams = [Stream::Trades, Stream::Book];
-    let mut interval_hist: BTreeMap<Stream, Histogram<u64>> =
+    let mut totals: BTreeMap<Stream, Histogram<u64>> =
         streams.iter().map(|&s| (s, new_histogram())).collect();
-    let mut total_hist = interval_hist.clone();
-    let mut index = clock.now().saturating_sub(start_ns) / options.interval_ns;
-    let mut boundary = start_ns + (index + 1) * options.interval_ns;
+    let mut index = start.index_of(clock.now());
+    let mut boundary = boundary_of(&start, index);
+    let mut report = IntervalReport::empty(index, start.interval_ns);
     let mut next_status = 0u64;
     let deadline = options
         .max_duration
         .map(|d| clock.now() + d.as_nanos() as u64);
+    let ship = |rings: &mut [Ring],
+                report: &mut IntervalReport,
+                totals: &mut BTreeMap<Stream, Histogram<u64>>| {
+        for ring in rings.iter_mut() {
+            if !ring.e2e.is_empty() {
+                let _ = totals
+                    .get_mut(&ring.id.stream)
+                    .expect("both streams present")
+                    .add(&ring.e2e);
+            }
+            ring.ship_into(report);
+        }
+    };
     let ended;
     loop {
         let mut taken = 0;
         for ring in rings.iter_mut().filter(|r| !r.finished) {
-            let hist = interval_hist
-                .get_mut(&ring.stream)
-                .expect("both streams present");
-            taken += ring.poll(64, &mut clock, hist, options.delay_ns);
+            taken += ring.poll(64, &mut clock, options.delay_ns);
         }
         let now = clock.now();
         if now >= boundary {
-            let e2e = interval_hist
-                .iter_mut()
-                .map(|(s, h)| {
-                    let text = encode_histogram(h);
-                    total_hist
-                        .get_mut(s)
-                        .expect("same keys")
-                        .add(&*h)
-                        .expect("same bounds");
-                    h.reset();
-                    (*s, text)
-                })
-                .collect();
-            emit(ReaderMessage::Interval { index, e2e });
-            index = (now - start_ns) / options.interval_ns;
-            boundary = start_ns + (index + 1) * options.interval_ns;
+            ship(&mut rings, &mut report, &mut totals);
+            let message = ToTester::Interval { report };
+            emit(&message);
+            let ToTester::Interval { report: done } = message else {
+                unreachable!("built above")
+            };
+            report = done;
+            index = start.index_of(now);
+            boundary = boundary_of(&start, index);
+            report.reset(index);
         }
         if taken == 0 && now >= next_status {
             next_status = now + 20_000_000;
@@ -494,13 +422,9 @@ pub fn read_run(
                 if matches!(
                     ring.writer,
                     WriterStatus::Closed | WriterStatus::Dead | WriterStatus::Replaced
-                ) {
-                    let hist = interval_hist
-                        .get_mut(&ring.stream)
-                        .expect("both streams present");
-                    if ring.poll(usize::MAX, &mut clock, hist, options.delay_ns) == 0 {
-                        ring.finished = true;
-                    }
+                ) && ring.poll(usize::MAX, &mut clock, options.delay_ns) == 0
+                {
+                    ring.finished = true;
                 }
             }
             if rings.iter().all(|r| r.finished) {
@@ -524,30 +448,22 @@ pub fn read_run(
             }
         }
     }
-    // The last, partial interval.
-    let e2e = interval_hist
-        .iter_mut()
-        .map(|(s, h)| {
-            total_hist
-                .get_mut(s)
-                .expect("same keys")
-                .add(&*h)
-                .expect("same bounds");
-            (*s, encode_histogram(h))
-        })
-        .collect();
-    emit(ReaderMessage::Interval { index, e2e });
-
     for ring in &mut rings {
         ring.finish(ended != "stopped" && ended != "time limit");
     }
     let digests_compared =
         ended == "writers closed" && compare_digests(&options.run_dir, &mut rings);
+    // The last interval: what was copied since the last report, and the counts that are only
+    // known now.
+    ship(&mut rings, &mut report, &mut totals);
     let mut per_stream: BTreeMap<Stream, Integrity> = BTreeMap::new();
     for ring in &rings {
-        per_stream.entry(ring.stream).or_default().add(&ring.counts);
+        per_stream
+            .entry(ring.id.stream)
+            .or_default()
+            .add(&ring.counts);
     }
-    let outcome = ReaderOutcome {
+    let end = ReaderEnd {
         pid,
         streams: streams
             .iter()
@@ -555,7 +471,7 @@ pub fn read_run(
                 (
                     *s,
                     StreamDelivery {
-                        e2e: encode_histogram(&total_hist[s]),
+                        e2e: encode(&totals[s]),
                         integrity: per_stream.get(s).copied().unwrap_or_default(),
                     },
                 )
@@ -565,7 +481,7 @@ pub fn read_run(
             .iter()
             .map(|r| RingOutcome {
                 file: r.file.clone(),
-                stream: r.stream,
+                stream: r.id.stream,
                 integrity: r.counts,
                 writer: status_name(r.writer).into(),
             })
@@ -573,8 +489,11 @@ pub fn read_run(
         ended: ended.into(),
         digests_compared,
     };
-    emit(ReaderMessage::Final(Box::new(outcome.clone())));
-    Ok(outcome)
+    emit(&ToTester::Final {
+        report,
+        end: Box::new(end.clone()),
+    });
+    Ok(end)
 }
 
 /// Compares every synced book with the writer's final digests, waiting up to 3 s for the
@@ -597,7 +516,7 @@ fn compare_digests(run_dir: &Path, rings: &mut [Ring]) -> bool {
         let RingReader::Book(_, replica, _) = &ring.reader else {
             continue;
         };
-        let Some(expected) = digests.exchanges.get(&ring.exchange) else {
+        let Some(expected) = digests.exchanges.get(&ring.id.exchange) else {
             continue;
         };
         for (sym, &(version, digest)) in expected.iter().enumerate() {

@@ -1,4 +1,11 @@
 //! A generator thread: drives several exchanges open-loop and records every write.
+//!
+//! Each write is recorded in the interval its *intended* send time falls in, so that an
+//! interval's figures are those of the messages it had due: a write due in the warm-up but sent
+//! after it is warm-up, and no interval can send more than it had due. The thread processes its
+//! sources in intended-time order (one heap), so once the next due message belongs to a later
+//! interval and that interval's time has come, the current one is complete and is shipped to
+//! the engine as an [`IntervalReport`].
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -8,20 +15,12 @@ use std::sync::mpsc::Receiver;
 use alphapulse_bus::{BookUpdate, Record, Trade};
 
 use crate::plan::{Pacing, Stream};
+use crate::report::{GeneratorTime, IntervalReport, Kind, SourceId, SourceReport, WriterCounters};
 use crate::run::clock::{Clock, ClockSource};
-use crate::run::measure::SourceStats;
+use crate::run::measure::LatencySet;
 use crate::run::pacing::{Pacer, Schedule, MAX_WAIT_NS};
 use crate::source::market::ExchangeSim;
 use crate::transport::{SendError, Transport};
-
-/// Identifies a source: one stream of one exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SourceId {
-    /// Exchange id.
-    pub exchange: u16,
-    /// Stream.
-    pub stream: Stream,
-}
 
 /// One exchange as a generator thread drives it.
 pub struct ExchangeWork {
@@ -44,8 +43,9 @@ pub struct GeneratorConfig {
     pub index: usize,
     /// Start of the run (first intended send time, start of interval 0), ns.
     pub start_ns: u64,
-    /// End of the run: no message intended at or after it is sent, ns.
-    pub end_ns: u64,
+    /// Intervals of the run; the run ends at `start_ns + intervals * interval_ns`, and no
+    /// message intended at or after that is sent.
+    pub intervals: u64,
     /// Length of a measurement interval, ns.
     pub interval_ns: u64,
     /// Pacing.
@@ -56,22 +56,10 @@ pub struct GeneratorConfig {
     pub clock: ClockSource,
 }
 
-/// What one thread did in one interval, shipped when the interval ends.
-#[derive(Debug)]
-pub struct IntervalReport {
-    /// Thread index.
-    pub thread: usize,
-    /// Interval index: the interval covers `[start + index * interval, start + (index + 1) * interval)`.
-    pub index: u64,
-    /// Per-source recordings of writes that completed in the interval.
-    pub sources: Vec<(SourceId, SourceStats)>,
-    /// Time spent waiting for send times, ns.
-    pub wait_ns: u64,
-    /// Time spent inside write calls, ns.
-    pub write_ns: u64,
-    /// When the run was stopped early inside this interval: how far into the run, ns. The
-    /// interval then covers only up to there.
-    pub cut_ns: Option<u64>,
+impl GeneratorConfig {
+    fn end_ns(&self) -> u64 {
+        self.start_ns + self.intervals * self.interval_ns
+    }
 }
 
 /// What a thread reports when it ends.
@@ -79,8 +67,6 @@ pub struct IntervalReport {
 pub struct ThreadSummary {
     /// Thread index.
     pub thread: usize,
-    /// Per source: messages whose intended time had passed but that were never sent.
-    pub backlog: Vec<(SourceId, u64)>,
     /// Whether the thread stopped early on request.
     pub interrupted: bool,
     /// Why pinning failed, if it was asked for and failed.
@@ -92,12 +78,18 @@ pub struct ThreadSummary {
 /// Messages from generator threads to the engine.
 #[derive(Debug)]
 pub enum Message {
-    /// An interval ended.
-    Interval(IntervalReport),
+    /// An interval of this thread is complete.
+    Interval {
+        /// Thread index.
+        thread: usize,
+        /// What the thread measured in it.
+        report: IntervalReport,
+    },
     /// The thread ended; no more messages from it.
     Done(ThreadSummary),
 }
 
+/// One source as the thread drives it.
 struct Source {
     id: SourceId,
     work: usize,
@@ -105,17 +97,84 @@ struct Source {
     /// A record refused by backpressure, sent again (not regenerated) at the next slot, so the
     /// stream stays gap-free and book versions stay consecutive.
     pending: bool,
+    /// Latencies of the writes due in the current interval (the hot path records here).
+    latency: LatencySet,
+    /// Counts of the writes due in the current interval.
+    counters: WriterCounters,
 }
 
-/// Runs one generator thread until `config.end_ns`, or until `stop` is set.
+/// The thread's state between writes.
 ///
-/// `spare` hands back emptied statistics vectors so that steady state allocates nothing.
+/// Invariants: `boundary == start_ns + (interval + 1) * interval_ns`; every write recorded in
+/// `sources` since the last ship was due in `[boundary - interval_ns, boundary)`; intervals
+/// before `interval` have been shipped, in order.
+struct Intervals<'a> {
+    config: &'a GeneratorConfig,
+    interval: u64,
+    boundary: u64,
+    time: GeneratorTime,
+    spare: &'a Receiver<IntervalReport>,
+}
+
+impl Intervals<'_> {
+    /// Ships the current interval, covered up to `until` (ns, absolute), and moves to the next.
+    fn ship(&mut self, sources: &mut [Source], until: u64, emit: &mut dyn FnMut(Message)) {
+        let config = self.config;
+        let start = self.boundary - config.interval_ns;
+        let covered = until.clamp(start, self.boundary) - start;
+        let mut report = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| IntervalReport::empty(self.interval, config.interval_ns));
+        report.reset(self.interval);
+        report.length_ns = config.interval_ns;
+        report.covered_ns = covered;
+        self.time.thread_ns = covered;
+        report.generator = std::mem::take(&mut self.time);
+        for s in sources.iter_mut() {
+            let out = report.sources.entry(s.id).or_default();
+            swap_into(&mut s.latency, out);
+            out.writer = std::mem::take(&mut s.counters);
+            out.writer.saturated = std::mem::take(&mut s.latency.saturated);
+        }
+        emit(Message::Interval {
+            thread: config.index,
+            report,
+        });
+        self.interval += 1;
+        self.boundary += config.interval_ns;
+    }
+}
+
+/// Moves the recorded histograms into `out` and takes `out`'s (emptied) ones in exchange, so
+/// that the hot path keeps writing into allocated, resident histograms.
+fn swap_into(latency: &mut LatencySet, out: &mut SourceReport) {
+    for (kind, h) in [
+        (Kind::Service, &mut latency.service),
+        (Kind::Response, &mut latency.response),
+        (Kind::Lag, &mut latency.lag),
+    ] {
+        let mut fresh = out
+            .latency
+            .take(kind)
+            .unwrap_or_else(crate::report::histogram::new_histogram);
+        fresh.reset();
+        let full = std::mem::replace(h, fresh);
+        // Every histogram of a `LatencySet` has the standard configuration.
+        let _ = out.latency.set(kind, full);
+    }
+}
+
+/// Runs one generator thread until the end of the run, or until `stop` is set.
+///
+/// `spare` hands back reports the engine has merged, emptied, so that steady state allocates
+/// nothing.
 pub fn run(
     config: GeneratorConfig,
     mut works: Vec<ExchangeWork>,
     stop: &AtomicBool,
     mut emit: impl FnMut(Message),
-    spare: Receiver<Vec<SourceStats>>,
+    spare: Receiver<IntervalReport>,
 ) {
     let pin_error = config.pin_core.and_then(|core| pin(core).err());
     let pacer = Pacer::new(config.pacing);
@@ -135,12 +194,13 @@ pub fn run(
                     work: w,
                     schedule,
                     pending: false,
+                    latency: LatencySet::default(),
+                    counters: WriterCounters::default(),
                 });
             }
         }
     }
-    let ids: Vec<SourceId> = sources.iter().map(|s| s.id).collect();
-    let mut stats: Vec<SourceStats> = vec![SourceStats::default(); sources.len()];
+    let end_ns = config.end_ns();
     let mut heap: BinaryHeap<Reverse<(u64, usize)>> = sources
         .iter()
         .enumerate()
@@ -148,70 +208,51 @@ pub fn run(
         .collect();
     let mut trade = Trade::default();
     let mut book = BookUpdate::default();
-    let mut interval = 0u64;
-    let mut boundary = config.start_ns + config.interval_ns;
-    let mut wait_ns = 0u64;
-    let mut write_ns = 0u64;
+    let mut iv = Intervals {
+        config: &config,
+        interval: 0,
+        boundary: config.start_ns + config.interval_ns,
+        time: GeneratorTime::default(),
+        spare: &spare,
+    };
     let mut interrupted = false;
     let mut now = clock.now();
-
-    let ship = |index: u64,
-                stats: &mut Vec<SourceStats>,
-                wait_ns: &mut u64,
-                write_ns: &mut u64,
-                cut_ns: Option<u64>,
-                emit: &mut dyn FnMut(Message)| {
-        let fresh = spare
-            .try_recv()
-            .unwrap_or_else(|_| vec![SourceStats::default(); ids.len()]);
-        let full = std::mem::replace(stats, fresh);
-        let report = IntervalReport {
-            thread: config.index,
-            index,
-            sources: ids.iter().copied().zip(full).collect(),
-            wait_ns: std::mem::take(wait_ns),
-            write_ns: std::mem::take(write_ns),
-            cut_ns,
-        };
-        emit(Message::Interval(report));
-    };
 
     loop {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
             break;
         }
-        let Some(&Reverse((due, idx))) = heap.peek() else {
-            break;
-        };
-        if due >= config.end_ns || now >= config.end_ns {
+        let top = heap.peek().map_or(u64::MAX, |&Reverse((due, _))| due);
+        // Ship every interval whose time is over and that has nothing left due.
+        while now >= iv.boundary && top >= iv.boundary && iv.boundary < end_ns {
+            let until = iv.boundary;
+            iv.ship(&mut sources, until, &mut emit);
+        }
+        if now >= end_ns {
             break;
         }
-        if now >= boundary {
-            ship(
-                interval,
-                &mut stats,
-                &mut wait_ns,
-                &mut write_ns,
-                None,
-                &mut emit,
-            );
-            interval = now.saturating_sub(config.start_ns) / config.interval_ns;
-            boundary = config.start_ns + (interval + 1) * config.interval_ns;
-        }
-        if now < due {
-            let target = due.min(boundary).min(now + MAX_WAIT_NS);
-            let woke = pacer.wait_until(&mut clock, target);
+        let target = if top >= end_ns { end_ns } else { top };
+        if now < target {
+            // Wake at the next send time, the end of the interval or the run, or after
+            // MAX_WAIT_NS, whichever comes first: a slow source still sees the interval end,
+            // the stop flag and its heartbeats.
+            let wake = target.min(iv.boundary).min(now + MAX_WAIT_NS);
+            let woke = pacer.wait_until(&mut clock, wake);
             // Waiting for the first send time is not part of any interval.
-            wait_ns += woke.saturating_sub(now.max(config.start_ns));
-            now = woke;
-            if now < due {
+            iv.time.wait_ns += woke.at.saturating_sub(now.max(config.start_ns));
+            iv.time.spin_ns += woke.spun_ns.min(woke.at.saturating_sub(config.start_ns));
+            now = woke.at;
+            if now < target {
                 for w in &mut works {
                     w.transport.idle();
                 }
-                continue;
             }
+            continue;
         }
+        let Some(&Reverse((due, idx))) = heap.peek() else {
+            break;
+        };
         let source = &mut sources[idx];
         let work = &mut works[source.work];
         let (start, result) = match source.id.stream {
@@ -235,20 +276,19 @@ pub fn run(
             }
         };
         let end = clock.now_after();
-        let st = &mut stats[idx];
-        st.latency.record(due, start, end);
+        source.latency.record(due, start, end);
         match result {
             Ok(()) => {
-                st.counters.sent += 1;
+                source.counters.sent += 1;
                 source.pending = false;
             }
             Err(SendError::BufferFull) => {
-                st.counters.buffer_overflows += 1;
+                source.counters.buffer_overflows += 1;
                 source.pending = true;
             }
-            Err(SendError::Failed) => st.counters.write_failures += 1,
+            Err(SendError::Failed) => source.counters.write_failures += 1,
         }
-        write_ns += end.saturating_sub(start);
+        iv.time.write_ns += end.saturating_sub(start);
         source.schedule.advance();
         // Replacing the top in place costs one sift instead of a pop and a push.
         if let Some(mut top) = heap.peek_mut() {
@@ -256,20 +296,34 @@ pub fn run(
         }
         now = end;
     }
-    let cut = interrupted.then(|| now.saturating_sub(config.start_ns));
-    ship(
-        interval,
-        &mut stats,
-        &mut wait_ns,
-        &mut write_ns,
-        cut,
-        &mut emit,
-    );
-    let cutoff = now.min(config.end_ns);
-    let backlog = sources
+    // Every message due before the cut-off and never attempted is backlog, in the interval it
+    // was due in; the intervals up to the cut-off are shipped, the last one covered up to it.
+    let cutoff = if interrupted { now.min(end_ns) } else { end_ns };
+    let last = cutoff
+        .saturating_sub(config.start_ns)
+        .saturating_sub(1)
+        .checked_div(config.interval_ns)
+        .unwrap_or(0)
+        .min(config.intervals.saturating_sub(1));
+    let mut backlog: Vec<Vec<(u64, u64)>> = sources
         .iter_mut()
-        .map(|s| (s.id, s.schedule.unsent_before(cutoff)))
+        .map(|s| {
+            s.schedule
+                .unsent_by_interval(cutoff, config.start_ns, config.interval_ns)
+        })
         .collect();
+    while iv.interval <= last {
+        let index = iv.interval;
+        for (s, b) in sources.iter_mut().zip(&mut backlog) {
+            b.retain(|&(i, n)| {
+                if i == index {
+                    s.counters.backlog += n;
+                }
+                i != index
+            });
+        }
+        iv.ship(&mut sources, cutoff, &mut emit);
+    }
     let digests = works
         .iter()
         .map(|w| {
@@ -285,7 +339,6 @@ pub fn run(
     // The writers close when `works` drops, after the engine has the digests.
     emit(Message::Done(ThreadSummary {
         thread: config.index,
-        backlog,
         interrupted,
         pin_error,
         digests,

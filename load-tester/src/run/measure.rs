@@ -1,52 +1,19 @@
-//! What the generator records per message, and how records of many threads merge.
+//! What the generator records per write, on the hot path.
 //!
-//! Each generator thread owns one [`SourceStats`] per source (exchange x stream) for the current
-//! one-second interval; nothing on the hot path is shared or locked. At each interval boundary
-//! the thread ships them to the engine and starts on fresh ones. Histograms add without loss,
-//! so per-thread, per-interval and whole-run figures all come from the same recordings.
+//! Each generator thread owns one [`LatencySet`] per source for the current interval; nothing on
+//! the hot path is shared or locked. At each interval's end the thread moves the histograms into
+//! its [`crate::report::IntervalReport`] and carries on with emptied ones.
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 
-/// Largest value a latency histogram tracks, ns (one minute); larger values are recorded as
-/// this and counted in [`LatencySet::saturated`].
-pub const HIGHEST_NS: u64 = 60_000_000_000;
-/// Significant decimal digits of every histogram (0.1% value resolution).
-pub const SIGFIG: u8 = 3;
+use crate::report::histogram::{new_histogram, HIGHEST_NS};
+use crate::report::Kind;
 
-/// A fresh latency histogram: 1 ns to [`HIGHEST_NS`], [`SIGFIG`] significant digits.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIGHEST_NS, SIGFIG).expect("constant bounds are valid")
-}
-
-/// The three latencies of a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// From just before the write call to just after it returned ("write latency").
-    Service,
-    /// From the intended send time to just after the write returned; includes every delay
-    /// that made the write late (no coordinated omission).
-    Response,
-    /// From the intended send time to the start of the write: how late the generator was.
-    Lag,
-}
-
-impl Kind {
-    /// All kinds.
-    pub const ALL: [Kind; 3] = [Kind::Service, Kind::Response, Kind::Lag];
-
-    /// JSON key.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Service => "service",
-            Kind::Response => "response",
-            Kind::Lag => "lag",
-        }
-    }
-}
-
-/// One histogram per [`Kind`].
+/// The three latencies of writes, one histogram each.
+///
+/// Invariant: every histogram has the standard configuration
+/// ([`crate::report::histogram::HistogramConfig::STANDARD`]); `saturated` counts the writes whose
+/// response time exceeded [`HIGHEST_NS`] since the last reset.
 #[derive(Debug, Clone)]
 pub struct LatencySet {
     /// Service time.
@@ -72,12 +39,13 @@ impl Default for LatencySet {
 }
 
 impl LatencySet {
-    /// The histogram of `kind`.
-    pub fn get(&self, kind: Kind) -> &Histogram<u64> {
+    /// The histogram of `kind`; `None` for [`Kind::E2e`], which writes do not have.
+    pub fn get(&self, kind: Kind) -> Option<&Histogram<u64>> {
         match kind {
-            Kind::Service => &self.service,
-            Kind::Response => &self.response,
-            Kind::Lag => &self.lag,
+            Kind::Service => Some(&self.service),
+            Kind::Response => Some(&self.response),
+            Kind::Lag => Some(&self.lag),
+            Kind::E2e => None,
         }
     }
 
@@ -95,74 +63,12 @@ impl LatencySet {
         self.lag.saturating_record(lag);
     }
 
-    /// Adds every count of `other` to `self`.
-    pub fn add(&mut self, other: &LatencySet) {
-        // Same bounds on both sides, so adding cannot fail.
-        self.service.add(&other.service).expect("same bounds");
-        self.response.add(&other.response).expect("same bounds");
-        self.lag.add(&other.lag).expect("same bounds");
-        self.saturated += other.saturated;
-    }
-
     /// Empties every histogram, keeping the allocations.
     pub fn reset(&mut self) {
         self.service.reset();
         self.response.reset();
         self.lag.reset();
         self.saturated = 0;
-    }
-}
-
-/// Counts of one source over some span of time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    /// Records written.
-    pub sent: u64,
-    /// Writes refused because a reader had not read what they would overwrite.
-    pub buffer_overflows: u64,
-    /// Writes that failed for any other reason.
-    pub write_failures: u64,
-}
-
-impl Counters {
-    /// Adds `other` to `self`.
-    pub fn add(&mut self, other: &Counters) {
-        self.sent += other.sent;
-        self.buffer_overflows += other.buffer_overflows;
-        self.write_failures += other.write_failures;
-    }
-
-    /// Writes attempted.
-    pub fn attempts(&self) -> u64 {
-        self.sent + self.buffer_overflows + self.write_failures
-    }
-
-    /// Failed attempts of either kind.
-    pub fn errors(&self) -> u64 {
-        self.buffer_overflows + self.write_failures
-    }
-}
-
-/// Everything recorded for one source in one interval.
-#[derive(Debug, Clone, Default)]
-pub struct SourceStats {
-    /// Latencies of the writes (successful or not).
-    pub latency: LatencySet,
-    /// Counts.
-    pub counters: Counters,
-}
-
-impl SourceStats {
-    /// Adds `other` to `self`.
-    pub fn add(&mut self, other: &SourceStats) {
-        self.latency.add(&other.latency);
-        self.counters.add(&other.counters);
-    }
-
-    /// Empties it, keeping the allocations.
-    pub fn reset(&mut self) {
-        self.latency.reset();
-        self.counters = Counters::default();
     }
 }
 
@@ -185,7 +91,8 @@ pub fn clock_cost_ns() -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use crate::run::measure::*;
+    use crate::report::histogram::HIGHEST_NS;
+    use crate::run::measure::LatencySet;
 
     #[test]
     fn record_splits_the_three_latencies() {
@@ -194,10 +101,6 @@ mod tests {
         assert_eq!(set.service.max(), 100);
         assert_eq!(set.lag.max(), 500);
         assert_eq!(set.response.max(), 600);
-        let mut total = LatencySet::default();
-        total.add(&set);
-        total.add(&set);
-        assert_eq!(total.service.len(), 2);
         set.reset();
         assert_eq!(set.service.len(), 0);
     }

@@ -132,20 +132,47 @@ impl Schedule {
         }
     }
 
-    /// Messages due before `t_ns` that have not been scheduled yet (the backlog at `t_ns`).
-    /// Consumes the schedule up to `t_ns`: call it once, at the end.
-    pub fn unsent_before(&mut self, t_ns: u64) -> u64 {
+    /// Messages due before `t_ns` that have not been scheduled yet (the backlog at `t_ns`),
+    /// by the interval they were due in: `(index, count)` pairs in index order, intervals of
+    /// `interval_ns` from `start_ns`. Consumes the schedule up to `t_ns`: call it once, at the
+    /// end.
+    pub fn unsent_by_interval(
+        &mut self,
+        t_ns: u64,
+        start_ns: u64,
+        interval_ns: u64,
+    ) -> Vec<(u64, u64)> {
+        let index_of = |t: u64| t.saturating_sub(start_ns) / interval_ns;
+        let mut out: Vec<(u64, u64)> = Vec::new();
         match self {
-            Schedule::Constant(c) => c.count_before(t_ns).saturating_sub(c.scheduled()),
+            Schedule::Constant(c) => {
+                if c.due() >= t_ns {
+                    return out;
+                }
+                let first = index_of(c.due());
+                let last = index_of(t_ns - 1);
+                let mut done = c.scheduled();
+                for i in first..=last {
+                    let until = (start_ns + (i + 1) * interval_ns).min(t_ns);
+                    let n = c.count_before(until).saturating_sub(done);
+                    done += n;
+                    if n > 0 {
+                        out.push((i, n));
+                    }
+                }
+            }
             Schedule::Pattern { .. } => {
-                let mut n = 0;
                 while self.due() < t_ns {
-                    n += 1;
+                    let i = index_of(self.due());
+                    match out.last_mut() {
+                        Some((last, n)) if *last == i => *n += 1,
+                        _ => out.push((i, 1)),
+                    }
                     self.advance();
                 }
-                n
             }
         }
+        out
     }
 }
 
@@ -175,22 +202,38 @@ impl Pacer {
         }
     }
 
-    /// Waits until `clock.now() >= due` and returns that time.
+    /// Waits until `clock.now() >= due`; returns that time and how long of the wait was spent
+    /// spinning (which, unlike sleeping, costs CPU).
     #[inline]
-    pub fn wait_until(&self, clock: &mut Clock, due: u64) -> u64 {
+    pub fn wait_until(&self, clock: &mut Clock, due: u64) -> Woke {
+        let mut spin_from = None;
         loop {
             let now = clock.now();
             if now >= due {
-                return now;
+                return Woke {
+                    at: now,
+                    spun_ns: spin_from.map_or(0, |from| now - from),
+                };
             }
             let remaining = due - now;
             if !self.spin_only && remaining > self.spin_ns {
                 std::thread::sleep(Duration::from_nanos(remaining - self.spin_ns));
+                spin_from = None;
             } else {
+                spin_from.get_or_insert(now);
                 std::hint::spin_loop();
             }
         }
     }
+}
+
+/// The end of a wait: when it ended, and how much of it was spent spinning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Woke {
+    /// The time the wait ended, ns (at or after the time waited for).
+    pub at: u64,
+    /// Time spent spinning on the clock, ns.
+    pub spun_ns: u64,
 }
 
 #[cfg(test)]
@@ -213,6 +256,32 @@ mod tests {
             );
             assert_eq!(s.count_before(1_000 + 1_000_000_000), rate);
         }
+    }
+
+    #[test]
+    fn backlog_lands_in_the_interval_it_was_due_in() {
+        // 10 msgs/s from t=0, 1 s intervals, nothing sent: the backlog at 2.5 s is 10 + 10 + 5.
+        let mut s = Schedule::Constant(ConstantRate::new(0, 10));
+        assert_eq!(
+            s.unsent_by_interval(2_500_000_000, 0, 1_000_000_000),
+            vec![(0, 10), (1, 10), (2, 5)]
+        );
+        // Three sent already: they are not backlog.
+        let mut c = ConstantRate::new(0, 10);
+        for _ in 0..3 {
+            c.advance();
+        }
+        let mut s = Schedule::Constant(c);
+        assert_eq!(
+            s.unsent_by_interval(1_000_000_000, 0, 1_000_000_000),
+            vec![(0, 7)]
+        );
+        let pattern = crate::plan::patterns::PatternSpec::Constant { rate: Some(10.0) }.build(1);
+        let mut p = Schedule::pattern(0, pattern);
+        assert_eq!(
+            p.unsent_by_interval(2_500_000_000, 0, 1_000_000_000),
+            vec![(0, 10), (1, 10), (2, 5)]
+        );
     }
 
     #[test]

@@ -2,23 +2,25 @@
 //! die, and collecting what they counted.
 //!
 //! Each reader is this same binary run as `load-tester read --protocol`. It attaches to every
-//! ring, prints `{"type":"ready"}`, waits for a `start <ns>` line on stdin, then prints one line
-//! per interval and a final line, all JSON (see [`crate::run::consumer::ReaderMessage`]). Closing its
-//! stdin asks it to stop; it also dies with its parent (`PR_SET_PDEATHSIG`).
+//! ring, says it is ready, waits for the `start` line on stdin, then reports every interval
+//! and its end (the protocol is [`crate::run::reader_wire`]). Closing its stdin asks it to stop;
+//! it also dies with its parent (`PR_SET_PDEATHSIG`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use crate::run::consumer::{ReaderMessage, ReaderOutcome};
-use crate::run::sampler::{self, ProcCounters, ResourceSample};
+use crate::report::end::ReaderEnd;
+use crate::report::ProcessUsage;
+use crate::run::reader_wire::{Start, ToTester, MAX_LINE_BYTES};
+use crate::run::sampler::{self, ProcCounters};
 
 /// What a reader's stdout said.
 #[derive(Debug)]
 pub enum ReaderLine {
     /// A message.
-    Message(ReaderMessage),
+    Message(Box<ToTester>),
     /// A line that is not a message (counted, shown with -v).
     Garbage(String),
     /// End of its stdout: it exited or died.
@@ -34,8 +36,6 @@ pub struct ReaderSpec {
     pub pin_cores: Vec<usize>,
     /// Busy delay per record, ns.
     pub delay_ns: u64,
-    /// Interval length, ns.
-    pub interval_ns: u64,
 }
 
 /// One reader process as the tester sees it.
@@ -50,14 +50,10 @@ pub struct ReaderChild {
     /// It said it is ready.
     pub ready: bool,
     /// Its final report, once received.
-    pub outcome: Option<ReaderOutcome>,
+    pub outcome: Option<ReaderEnd>,
     /// Set when its stdout closed without a final report: why, and when (ns after start).
     pub died: Option<String>,
-    /// Interval index its reports have reached.
-    pub watermark: u64,
     before: Option<ProcCounters>,
-    /// Resource samples, one per interval.
-    pub samples: Vec<ResourceSample>,
 }
 
 /// Starts `spec.count` readers of `run_dir`. Each stdout line arrives as `(index, line)` through
@@ -85,8 +81,6 @@ pub fn spawn(
             .arg("--protocol")
             .arg("--run-dir")
             .arg(run_dir)
-            .arg("--interval-ns")
-            .arg(spec.interval_ns.to_string())
             .arg("--delay-ns")
             .arg(spec.delay_ns.to_string());
         if let Some(core) = spec.pin_cores.get(index) {
@@ -118,10 +112,21 @@ pub fn spawn(
         std::thread::Builder::new()
             .name(format!("reader-{index}-stdout"))
             .spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let msg = match serde_json::from_str::<ReaderMessage>(&line) {
-                        Ok(m) => ReaderLine::Message(m),
-                        Err(_) => ReaderLine::Garbage(line),
+                let mut out = BufReader::new(stdout);
+                let mut buf = Vec::new();
+                loop {
+                    buf.clear();
+                    match (&mut out)
+                        .take(MAX_LINE_BYTES as u64 + 1)
+                        .read_until(b'\n', &mut buf)
+                    {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let line = String::from_utf8_lossy(&buf);
+                    let msg = match ToTester::parse(line.trim_end()) {
+                        Ok(m) => ReaderLine::Message(Box::new(m)),
+                        Err(_) => ReaderLine::Garbage(line.chars().take(200).collect()),
                     };
                     send_line(index, msg);
                 }
@@ -138,9 +143,7 @@ pub fn spawn(
             ready: false,
             outcome: None,
             died: None,
-            watermark: 0,
             before: sampler::read(&pid.to_string()),
-            samples: Vec::new(),
         });
     }
     Ok(out)
@@ -180,10 +183,12 @@ fn reader_exe() -> Result<std::path::PathBuf, String> {
 }
 
 impl ReaderChild {
-    /// Tells the reader when interval 0 starts; it starts reading.
-    pub fn start(&mut self, start_ns: u64) {
+    /// Tells the reader when interval 0 starts and how time is cut; it starts reading.
+    pub fn start(&mut self, start: &Start) {
         if let Some(stdin) = &mut self.stdin {
-            let _ = writeln!(stdin, "start {start_ns}").and_then(|()| stdin.flush());
+            let _ = stdin
+                .write_all(start.line().as_bytes())
+                .and_then(|()| stdin.flush());
         }
     }
 
@@ -207,7 +212,6 @@ impl ReaderChild {
 
     /// Records that its stdout closed; if no final report came, it died: says how.
     pub fn closed(&mut self, at_secs: f64) {
-        self.watermark = u64::MAX;
         if self.outcome.is_some() {
             return;
         }
@@ -238,15 +242,12 @@ impl ReaderChild {
         });
     }
 
-    /// Takes a resource sample of the process.
-    pub fn sample(&mut self, ticks: u64) {
-        let now = sampler::read(&self.pid.to_string());
-        if let (Some(b), Some(a)) = (&self.before, &now) {
-            self.samples.push(sampler::sample(b, a, ticks));
-        }
-        if now.is_some() {
-            self.before = now;
-        }
+    /// Its resource use since the last sample, if the process can still be read.
+    pub fn sample(&mut self, ticks: u64) -> Option<ProcessUsage> {
+        let now = sampler::read(&self.pid.to_string())?;
+        let usage = self.before.as_ref().map(|b| sampler::usage(b, &now, ticks));
+        self.before = Some(now);
+        usage
     }
 
     /// Kills the process if it still runs, and reaps it.

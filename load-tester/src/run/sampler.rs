@@ -1,12 +1,12 @@
 //! CPU and memory of a process and of the machine, from /proc.
 //!
-//! Units are those of the field names: CPU in percent of ONE core for a process (a process
-//! using two cores fully shows 200%), and percent of ALL cores for the machine; memory in MiB
-//! (2^20 bytes).
+//! A reading ([`read`]) holds cumulative counters; [`usage`] turns two readings of one process
+//! into its [`ProcessUsage`] over the time between them, in base units (ns of CPU and wall time,
+//! bytes of memory, ticks of the machine's CPU).
 
 use std::fs;
 
-use serde::{Deserialize, Serialize};
+use crate::report::ProcessUsage;
 
 /// Raw cumulative counters of a process at one instant.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,29 +34,6 @@ pub struct ProcCounters {
     pub system_busy: u64,
     /// See `system_busy`.
     pub system_total: u64,
-}
-
-/// One interval's resource figures.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct ResourceSample {
-    /// Process CPU over the interval, percent of one core.
-    pub cpu_pct: f64,
-    /// Machine CPU over the interval, percent of all cores.
-    pub system_cpu_pct: f64,
-    /// Resident set at the end of the interval, MiB.
-    pub rss_mib: f64,
-    /// Anonymous part of it, MiB.
-    pub rss_anon_mib: f64,
-    /// Shared-memory part of it (rings), MiB.
-    pub rss_shmem_mib: f64,
-    /// Minor page faults during the interval.
-    pub minor_faults: u64,
-    /// Major page faults during the interval.
-    pub major_faults: u64,
-    /// Voluntary context switches during the interval.
-    pub voluntary_switches: u64,
-    /// Involuntary context switches during the interval.
-    pub involuntary_switches: u64,
 }
 
 /// Reads the counters of process `pid` (`"self"` for this one). `None` if the process is gone
@@ -134,26 +111,17 @@ pub fn ticks_per_sec() -> u64 {
     rustix::param::clock_ticks_per_second()
 }
 
-/// The figures of the interval between two readings.
-pub fn sample(before: &ProcCounters, after: &ProcCounters, ticks_per_sec: u64) -> ResourceSample {
-    let wall_s = after.at_ns.saturating_sub(before.at_ns) as f64 / 1e9;
-    let cpu_s = after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / ticks_per_sec as f64;
-    let sys_total = after.system_total.saturating_sub(before.system_total);
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    ResourceSample {
-        cpu_pct: if wall_s > 0.0 {
-            100.0 * cpu_s / wall_s
-        } else {
-            0.0
-        },
-        system_cpu_pct: if sys_total > 0 {
-            100.0 * after.system_busy.saturating_sub(before.system_busy) as f64 / sys_total as f64
-        } else {
-            0.0
-        },
-        rss_mib: mib(after.rss_kib),
-        rss_anon_mib: mib(after.rss_anon_kib),
-        rss_shmem_mib: mib(after.rss_shmem_kib),
+/// The resource use between two readings of the same process, in base units.
+pub fn usage(before: &ProcCounters, after: &ProcCounters, ticks_per_sec: u64) -> ProcessUsage {
+    let ticks_ns =
+        |t: u64| (u128::from(t) * 1_000_000_000 / u128::from(ticks_per_sec.max(1))) as u64;
+    ProcessUsage {
+        samples: 1,
+        wall_ns: after.at_ns.saturating_sub(before.at_ns),
+        cpu_ns: ticks_ns(after.cpu_ticks.saturating_sub(before.cpu_ticks)),
+        rss_bytes: after.rss_kib * 1024,
+        rss_anon_bytes: after.rss_anon_kib * 1024,
+        rss_shmem_bytes: after.rss_shmem_kib * 1024,
         minor_faults: after.minor_faults.saturating_sub(before.minor_faults),
         major_faults: after.major_faults.saturating_sub(before.major_faults),
         voluntary_switches: after
@@ -162,6 +130,8 @@ pub fn sample(before: &ProcCounters, after: &ProcCounters, ticks_per_sec: u64) -
         involuntary_switches: after
             .involuntary_switches
             .saturating_sub(before.involuntary_switches),
+        machine_busy_ticks: after.system_busy.saturating_sub(before.system_busy),
+        machine_total_ticks: after.system_total.saturating_sub(before.system_total),
     }
 }
 
@@ -183,21 +153,22 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         let (after, cpu_after) = (read("self").unwrap(), cpu_ns());
-        let s = sample(&before, &after, ticks_per_sec());
+        let s = usage(&before, &after, ticks_per_sec());
         // Percent of one core: the process's CPU time over the wall time, whatever else the
         // test harness runs in parallel. /proc counts in ticks (10 ms), so allow three.
         let wall_ns = after.at_ns.saturating_sub(before.at_ns) as f64;
         let expected = 100.0 * (cpu_after - cpu_before) / wall_ns;
         let tolerance = 100.0 * 3.0 * 1e9 / ticks_per_sec() as f64 / wall_ns;
         assert!(
-            (s.cpu_pct - expected).abs() <= tolerance,
+            (s.cpu_pct() - expected).abs() <= tolerance,
             "cpu {} %, process CPU clock says {expected} % (+-{tolerance})",
-            s.cpu_pct
+            s.cpu_pct()
         );
         assert!(expected > 30.0, "the spinning thread ran: {expected} %");
         // A test process is a few MiB, not KiB counted as MiB nor bytes.
-        assert!(s.rss_mib > 1.0 && s.rss_mib < 1024.0, "rss {}", s.rss_mib);
-        assert!(s.system_cpu_pct > 0.0 && s.system_cpu_pct <= 100.0);
+        let rss_mib = s.rss_bytes as f64 / (1 << 20) as f64;
+        assert!(rss_mib > 1.0 && rss_mib < 1024.0, "rss {rss_mib} MiB");
+        assert!(s.machine_cpu_pct() > 0.0 && s.machine_cpu_pct() <= 100.0);
     }
 
     #[test]

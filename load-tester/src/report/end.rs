@@ -1,0 +1,91 @@
+//! What a run knows only at its end, beside its interval reports: how each reader process
+//! ended, what went wrong without stopping the run, and the facts of the run itself.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Integrity, Stream};
+use crate::plan::ClockSource;
+
+/// One ring as a reader saw it at its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingOutcome {
+    /// Ring file name.
+    pub file: String,
+    /// Stream.
+    pub stream: Stream,
+    /// Its counts over the reader's whole life.
+    pub integrity: Integrity,
+    /// What the reader last knew of its writer: `alive`, `closed`, `stale`, `dead`, `replaced`.
+    pub writer: String,
+}
+
+/// What one reader measured of one stream over its whole life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamDelivery {
+    /// End-to-end latency, HdrHistogram V2 compressed, base64.
+    pub e2e: String,
+    /// Counts.
+    pub integrity: Integrity,
+}
+
+/// Everything a reader counted over its whole life, as it reports at its end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReaderEnd {
+    /// Reader pid.
+    pub pid: u32,
+    /// Per stream.
+    pub streams: BTreeMap<Stream, StreamDelivery>,
+    /// Per ring.
+    pub rings: Vec<RingOutcome>,
+    /// Why it stopped: `writers closed`, `writer died`, `stopped`, `time limit`.
+    pub ended: String,
+    /// Whether the writer's final digests were found and compared.
+    pub digests_compared: bool,
+}
+
+impl ReaderEnd {
+    /// Counts of both streams.
+    pub fn total(&self) -> Integrity {
+        let mut t = Integrity::default();
+        for s in self.streams.values() {
+            t.add(&s.integrity);
+        }
+        t
+    }
+}
+
+/// How one reader process of the run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReaderProcessEnd {
+    /// Its index among the run's readers.
+    pub index: usize,
+    /// Its pid.
+    pub pid: u32,
+    /// Its final report, if it sent one.
+    pub outcome: Option<ReaderEnd>,
+    /// How it died, if it did (it then sent no final report).
+    pub died: Option<String>,
+}
+
+/// The facts of a run that are not measurements of an interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEnd {
+    /// Wall-clock start of interval 0, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Where the run's transport lived (the bus's run directory).
+    pub location: String,
+    /// The clock the generator threads read.
+    pub clock: ClockSource,
+    /// Cost of one clock read, ns (measured at start).
+    pub clock_cost_ns: f64,
+    /// Whether the run was stopped before its planned end.
+    pub interrupted: bool,
+    /// Things that went wrong without stopping the run.
+    pub warnings: Vec<String>,
+    /// Every reader process.
+    pub readers: Vec<ReaderProcessEnd>,
+    /// Reader output lines that could not be understood.
+    pub garbage_lines: u64,
+}

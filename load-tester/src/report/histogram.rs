@@ -1,0 +1,127 @@
+//! The one histogram configuration every latency of a run is recorded in, and its standard
+//! serialized form: HdrHistogram's V2 compressed ("deflate") encoding, base64 in text.
+//!
+//! Histograms of different configuration cannot be added without loss (their buckets differ),
+//! so everything that merges histograms checks the configuration first
+//! ([`HistogramConfig::of`]) and refuses a mismatch.
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Lowest discernible value of every latency histogram, ns.
+pub const LOWEST_NS: u64 = 1;
+/// Largest value a latency histogram tracks, ns (one minute); larger values are recorded as
+/// this and counted as saturated.
+pub const HIGHEST_NS: u64 = 60_000_000_000;
+/// Significant decimal digits of every histogram (0.1% value resolution).
+pub const SIGFIG: u8 = 3;
+
+/// Largest encoded histogram accepted from another process, bytes. A histogram of this
+/// configuration has 27,648 counts; even uncompressed with 9-byte counts it stays below this.
+pub const MAX_ENCODED_BYTES: usize = 1 << 20;
+
+/// A fresh latency histogram: [`LOWEST_NS`] to [`HIGHEST_NS`], [`SIGFIG`] significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(LOWEST_NS, HIGHEST_NS, SIGFIG).expect("constant bounds are valid")
+}
+
+/// What makes two histograms addable without loss: the same bounds and precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistogramConfig {
+    /// Lowest discernible value.
+    pub lowest: u64,
+    /// Highest trackable value.
+    pub highest: u64,
+    /// Significant decimal digits.
+    pub sigfig: u8,
+}
+
+impl HistogramConfig {
+    /// The configuration of every histogram this tester records.
+    pub const STANDARD: HistogramConfig = HistogramConfig {
+        lowest: LOWEST_NS,
+        highest: HIGHEST_NS,
+        sigfig: SIGFIG,
+    };
+
+    /// The configuration of `h`.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        Self {
+            lowest: h.low(),
+            highest: h.high(),
+            sigfig: h.sigfig(),
+        }
+    }
+}
+
+impl std::fmt::Display for HistogramConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}..{} ns, {} significant digits",
+            self.lowest, self.highest, self.sigfig
+        )
+    }
+}
+
+/// Serializes `h` in HdrHistogram's V2 compressed form, base64 (standard alphabet, padded).
+pub fn encode(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut buf)
+        .expect("serializing into memory cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+/// Decodes what [`encode`] produced (or any V2 / V2-deflate histogram, base64), refusing input
+/// over [`MAX_ENCODED_BYTES`] and histograms whose configuration is not
+/// [`HistogramConfig::STANDARD`].
+pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
+    if text.len() > MAX_ENCODED_BYTES * 4 / 3 + 4 {
+        return Err(format!(
+            "histogram of {} characters is larger than any this tester writes",
+            text.len()
+        ));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("histogram is not base64: {e}"))?;
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("histogram does not decode: {e:?}"))?;
+    let config = HistogramConfig::of(&h);
+    if config != HistogramConfig::STANDARD {
+        return Err(format!(
+            "histogram of {config}, not the {} every latency is recorded in",
+            HistogramConfig::STANDARD
+        ));
+    }
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::report::histogram::{decode, encode, new_histogram};
+
+    #[test]
+    fn histograms_round_trip_through_text() {
+        let mut h = new_histogram();
+        for v in [1, 100, 1_000, 123_456, 9_999_999] {
+            h.record(v).unwrap();
+        }
+        let back = decode(&encode(&h)).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+        assert!(decode("not base64!").is_err());
+        assert!(decode("aGVsbG8=").is_err());
+    }
+
+    #[test]
+    fn another_configuration_is_refused() {
+        let other = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1_000_000, 2).unwrap();
+        let e = decode(&encode(&other)).unwrap_err();
+        assert!(e.contains("2 significant digits"), "{e}");
+    }
+}

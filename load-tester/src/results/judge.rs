@@ -1,0 +1,192 @@
+//! Judges results against targets: PASSED, FAILED, or INVALID when the tester itself could not
+//! keep the schedule (so a saturated generator never passes for a slow system, nor the reverse).
+
+use crate::results::targets::Targets;
+use crate::results::verdict::{Check, Outcome, Verdict};
+use crate::results::Results;
+
+fn at_most(name: &str, measured: f64, max: f64, unit: &str) -> Check {
+    Check {
+        name: name.into(),
+        target: format!("< {max}"),
+        measured,
+        unit: unit.into(),
+        passed: measured < max,
+    }
+}
+
+fn at_least(name: &str, measured: f64, min: f64, unit: &str) -> Check {
+    Check {
+        name: name.into(),
+        target: format!(">= {min}"),
+        measured,
+        unit: unit.into(),
+        passed: measured >= min,
+    }
+}
+
+/// Judges `results` against `targets`.
+///
+/// The run is invalid when nothing was measured, or when the generator fell behind (lag P99
+/// above the budget, or more than 1% of the due messages never sent) while spending less than
+/// half of its time inside writes: then the tester, not the bus, was the bottleneck. When the
+/// writes themselves took the time, the bus is slow and the run fails on its targets instead.
+pub fn judge(results: &Results, targets: &Targets) -> Verdict {
+    let r = results;
+    let service = &r.latency.service.all;
+    let checks = vec![
+        at_least(
+            "Throughput",
+            r.throughput.total.actual_rate,
+            targets.min_throughput,
+            "msgs/s",
+        ),
+        at_least(
+            "Achievement",
+            r.throughput.total.achievement_pct,
+            targets.min_achievement_pct,
+            "%",
+        ),
+        at_most(
+            "Write Latency P50",
+            service.p50 as f64,
+            targets.write_p50_ns as f64,
+            "ns",
+        ),
+        at_most(
+            "Write Latency P99",
+            service.p99 as f64,
+            targets.write_p99_ns as f64,
+            "ns",
+        ),
+        at_most(
+            "Write Latency P99.9",
+            service.p999 as f64,
+            targets.write_p999_ns as f64,
+            "ns",
+        ),
+        at_most(
+            "CPU Usage (avg, % of one core)",
+            r.resources.cpu_avg_pct,
+            targets.max_cpu_pct,
+            "%",
+        ),
+        at_most(
+            "Memory Usage (peak RSS)",
+            r.resources.rss_peak_mib,
+            targets.max_memory_mib,
+            "MiB",
+        ),
+        at_most(
+            "Error Rate",
+            r.errors.error_rate_pct,
+            targets.max_error_rate_pct.max(f64::MIN_POSITIVE),
+            "%",
+        ),
+    ];
+    let mut checks = checks;
+    if let Some(d) = &r.delivery {
+        let total = d.total();
+        checks.push(Check {
+            name: "Readers Alive".into(),
+            target: format!(">= {}", d.readers),
+            measured: (d.readers - d.dead) as f64,
+            unit: "readers".into(),
+            passed: d.dead == 0,
+        });
+        checks.push(Check {
+            name: if d.loss_allowed {
+                "Records Lost (allowed)".into()
+            } else {
+                "Records Lost".into()
+            },
+            target: if d.loss_allowed {
+                "any".into()
+            } else {
+                "= 0".into()
+            },
+            measured: total.lost as f64,
+            unit: "records".into(),
+            passed: d.loss_allowed || total.lost == 0,
+        });
+        checks.push(Check {
+            name: "Integrity Violations".into(),
+            target: "= 0".into(),
+            measured: total.violations() as f64,
+            unit: "records".into(),
+            passed: total.violations() == 0,
+        });
+    }
+    if let Some(d) = &r.degradation {
+        if let Some(max) = targets.max_rss_growth_mib_per_hour {
+            checks.push(at_most(
+                "Memory Growth (RSS slope)",
+                d.rss_slope_mib_per_hour,
+                max,
+                "MiB/h",
+            ));
+        }
+        if let Some(max) = targets.max_p99_degradation_pct {
+            let change = if d.service_p99_first_ns > 0 {
+                100.0 * (d.service_p99_last_ns as f64 - d.service_p99_first_ns as f64)
+                    / d.service_p99_first_ns as f64
+            } else {
+                0.0
+            };
+            checks.push(at_most(
+                "Write P99 Degradation (last vs first tenth)",
+                change,
+                max,
+                "%",
+            ));
+        }
+        if let Some(max) = targets.max_throughput_degradation_pct {
+            let drop = if d.rate_first > 0.0 {
+                100.0 * (d.rate_first - d.rate_last) / d.rate_first
+            } else {
+                0.0
+            };
+            checks.push(at_most(
+                "Throughput Degradation (last vs first tenth)",
+                drop,
+                max,
+                "%",
+            ));
+        }
+    }
+    let invalid_reason = invalid_reason(r);
+    let outcome = if invalid_reason.is_some() {
+        Outcome::Invalid
+    } else if checks.iter().all(|c| c.passed) {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    };
+    Verdict {
+        outcome,
+        checks,
+        invalid_reason,
+    }
+}
+
+fn invalid_reason(r: &Results) -> Option<String> {
+    let attempts = r.errors.attempts;
+    if attempts == 0 || r.measured_secs <= 0.0 {
+        return Some("nothing was measured (the run ended before the warm-up was over)".into());
+    }
+    let lag_p99 = r.latency.lag.all.p99;
+    let due = attempts + r.generator.backlog;
+    let backlog_pct = 100.0 * r.generator.backlog as f64 / due as f64;
+    let behind = lag_p99 > r.generator.lag_budget_ns || backlog_pct > 1.0;
+    if behind && r.generator.write_pct < 50.0 {
+        Some(format!(
+            "the generator fell behind its schedule (lag P99 {lag_p99} ns against a budget of {} ns, \
+             {backlog_pct:.2}% of due messages unsent) while spending only {:.0}% of its time in writes: \
+             the tester, not the bus, was the bottleneck (machine CPU was {:.0}% busy: other load \
+             competes with it); lower the rate, add --threads, or use --pacing spin",
+            r.generator.lag_budget_ns, r.generator.write_pct, r.resources.system_cpu_avg_pct
+        ))
+    } else {
+        None
+    }
+}
