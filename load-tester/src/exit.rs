@@ -51,3 +51,17 @@ pub fn of_run(outcome: Outcome, interrupted_by: Option<i32>, regressed: bool) ->
         code
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::exit::{of_run, FAILED, INVALID, OK, SIGINT};
+    use crate::results::verdict::Outcome;
+
+    #[test]
+    fn a_regression_fails_only_what_would_pass() {
+        assert_eq!(of_run(Outcome::Passed, None, false), OK);
+        assert_eq!(of_run(Outcome::Passed, None, true), FAILED);
+        assert_eq!(of_run(Outcome::Invalid, None, true), INVALID);
+        assert_eq!(of_run(Outcome::Passed, Some(SIGINT), true), SIGINT);
+    }
+}

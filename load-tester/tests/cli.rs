@@ -829,6 +829,14 @@ fn help_entry(help: &str, flag: &str) -> Option<String> {
 }
 
 #[test]
+fn distributed_modes_say_they_are_not_in_this_build() {
+    for mode in ["coordinator", "worker"] {
+        assert_refused(&["--mode", mode], "--mode", &["not available"]);
+    }
+    assert_refused(&["--mode", "cluster"], "--mode", &["cluster"]);
+}
+
+#[test]
 fn help_lists_the_original_flags() {
     let shm = Shm::new();
     for help in ["--help", "-h"] {

@@ -588,7 +588,12 @@ fn slow_reader_loses_exactly_in_overwrite_and_blocks_in_backpressure() {
         let shm = Shm::new();
         let json = shm.file("results.json");
         let mut args = base.to_vec();
-        args.extend(["--mode", mode, "--json-output", json.to_str().unwrap()]);
+        args.extend([
+            "--writer-mode",
+            mode,
+            "--json-output",
+            json.to_str().unwrap(),
+        ]);
         let mut tester = shm.tester(mode, &args);
         let status = tester.wait(RUN_LIMIT);
         let what = tester.describe();

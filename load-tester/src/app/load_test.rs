@@ -15,7 +15,7 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         Ok(v) => v,
         Err(e) => return error(e),
     };
-    let mut reports = match output::reports::Reports::prepare(args, &plan) {
+    let mut reports = match output::reports::Reports::prepare(&settings.outputs, &plan) {
         Ok(r) => r,
         Err(e) => return error(e),
     };
@@ -84,12 +84,6 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     let mut results = accumulator.finish(&end, signal, settings.allow_loss);
     results.verdict = crate::results::judge::judge(&results, &settings.targets);
     print!("{}", output::console::render(&results, settings.verbose));
-    if let Some(path) = &settings.json_output {
-        if let Err(e) = output::json::write(&results, path) {
-            return error(format!("--json-output {}: {e}", path.display()));
-        }
-        eprintln!("Results written to {}", path.display());
-    }
     if settings.keep_shm {
         eprintln!(
             "Shared memory kept in {} (remove with `load-tester clean` once no reader needs it)",

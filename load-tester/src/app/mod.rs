@@ -3,7 +3,7 @@
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::config::cli::{Cli, Command};
+use crate::config::cli::{Cli, Command, RunMode};
 use crate::output;
 
 mod clean;
@@ -41,6 +41,14 @@ pub fn main() -> i32 {
         Some(Command::Clean { shm_dir }) => clean::run(shm_dir),
         Some(Command::Compare(a)) => compare::run(&a),
         Some(Command::Read(args)) => read::run(&args),
+        None if cli.run.mode != RunMode::Standalone => error(format!(
+            "--mode {}: distributed runs are not available in this build of load-tester; \
+             run without --mode (standalone)",
+            match cli.run.mode {
+                RunMode::Coordinator => "coordinator",
+                _ => "worker",
+            }
+        )),
         None => load_test::run(&cli.run),
     }
 }

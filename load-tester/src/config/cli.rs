@@ -124,10 +124,21 @@ pub enum ClockArg {
     Monotonic,
 }
 
+/// How this process takes part in a run (the original design's distributed mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunMode {
+    /// Generate, measure and judge the whole load on this machine.
+    Standalone,
+    /// Split the load among workers, merge their reports and judge the whole.
+    Coordinator,
+    /// Run the share of the load a coordinator hands out.
+    Worker,
+}
+
 /// What a writer does when a reader falls a whole ring behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ModeArg {
+pub enum WriterModeArg {
     /// Never block; lapped readers count their losses (market-data semantics).
     Overwrite,
     /// Refuse the write (counted as a buffer overflow) rather than overwrite unread records.
@@ -143,11 +154,11 @@ impl From<PacingArg> for PacingMode {
     }
 }
 
-impl From<ModeArg> for WriterMode {
-    fn from(m: ModeArg) -> Self {
+impl From<WriterModeArg> for WriterMode {
+    fn from(m: WriterModeArg) -> Self {
         match m {
-            ModeArg::Overwrite => WriterMode::Overwrite,
-            ModeArg::Backpressure => WriterMode::Backpressure,
+            WriterModeArg::Overwrite => WriterMode::Overwrite,
+            WriterModeArg::Backpressure => WriterMode::Backpressure,
         }
     }
 }
@@ -199,6 +210,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub json_output: Option<PathBuf>,
 
+    /// Standalone, or a distributed run's coordinator or worker
+    #[arg(long, value_enum, default_value_t = RunMode::Standalone)]
+    pub mode: RunMode,
+
     /// Seconds of load before measurement starts; measured and reported, kept out of the verdict
     #[arg(long, value_name = "SECS", default_value_t = 1,
           value_parser = |s: &str| whole(s, 0, MAX_WARMUP_SECS))]
@@ -233,8 +248,8 @@ pub struct RunArgs {
     pub pin_cores: Vec<u64>,
 
     /// What writers do when a reader falls a whole ring behind
-    #[arg(long, value_enum, default_value_t = ModeArg::Overwrite)]
-    pub mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = WriterModeArg::Overwrite)]
+    pub writer_mode: WriterModeArg,
 
     /// Records per ring, a power of two [default: half a second of the stream's rate, 4096 at least]
     #[arg(long, value_name = "N", value_parser = |s: &str| whole(s, RING_CAPACITY.0, RING_CAPACITY.1))]

@@ -7,6 +7,7 @@ pub mod scenario;
 use std::path::PathBuf;
 
 use crate::config::cli::{ClockArg, RunArgs};
+use crate::output::reports::OutputRequest;
 use crate::plan::limits::MAX_TOTAL_RATE;
 use crate::plan::patterns::PatternSpec;
 use crate::plan::ClockSource;
@@ -20,8 +21,8 @@ use crate::source::market::symbols::{exchange_names, symbol_names};
 pub struct Settings {
     /// Verbose report and logs.
     pub verbose: bool,
-    /// Where to write the JSON results.
-    pub json_output: Option<PathBuf>,
+    /// The files to write.
+    pub outputs: OutputRequest,
     /// Targets of the verdict.
     pub targets: Targets,
     /// Base directory of run directories.
@@ -134,7 +135,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             spin_ns: args.spin_us * 1_000,
         },
         clock,
-        writer_mode: args.mode.into(),
+        writer_mode: args.writer_mode.into(),
         consumers: args.consumers as usize,
         reader_pin_cores,
         reader_delay_ns: args.reader_delay_ns,
@@ -148,7 +149,19 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
     };
     let settings = Settings {
         verbose: args.verbose,
-        json_output: args.json_output.clone(),
+        outputs: OutputRequest {
+            json: args.json_output.clone(),
+            hlog: args.hlog.clone(),
+            hgrm_dir: args.hgrm_dir.clone(),
+            html: args.html_report.clone(),
+            junit: args.junit.clone(),
+            baseline: args.baseline.clone(),
+            compare: crate::results::compare::Options {
+                thresholds_file: args.thresholds.clone(),
+                threshold: args.threshold.clone(),
+                allow_config_change: args.allow_config_change,
+            },
+        },
         targets,
         shm_dir: args
             .shm_dir

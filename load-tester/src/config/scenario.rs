@@ -25,7 +25,7 @@ use clap::ArgMatches;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::cli::{ModeArg, PacingArg, RunArgs};
+use crate::config::cli::{PacingArg, RunArgs, WriterModeArg};
 use crate::plan::limits::*;
 use crate::plan::patterns::PatternSpec;
 use crate::results::targets::Targets;
@@ -70,8 +70,11 @@ pub struct Scenario {
     pub lag_budget_us: Option<Spanned<i64>>,
     /// `--pacing`: `hybrid` or `spin`.
     pub pacing: Option<Spanned<PacingArg>>,
-    /// `--mode`: `overwrite` or `backpressure`.
-    pub mode: Option<Spanned<ModeArg>>,
+    /// `--writer-mode`: `overwrite` or `backpressure`.
+    pub writer_mode: Option<Spanned<WriterModeArg>>,
+    /// The key of `--writer-mode` before `--mode` named the distributed mode: refused with a
+    /// line that says what to use instead.
+    pub mode: Option<Spanned<toml::Value>>,
     /// `--allow-loss`.
     pub allow_loss: Option<bool>,
     /// The trades' arrival pattern.
@@ -201,8 +204,20 @@ pub fn apply(
         }
     }
     if let Some(v) = &sc.mode {
-        if !from_cli("mode") {
-            args.mode = *v.get_ref();
+        return Err(fail(
+            Some(v.span()),
+            "mode",
+            format!(
+                "{}: the writer mode's key is now writer_mode (mode names the distributed mode, \
+                 set on the command line); write writer_mode = {} instead",
+                v.get_ref(),
+                v.get_ref()
+            ),
+        ));
+    }
+    if let Some(v) = &sc.writer_mode {
+        if !from_cli("writer_mode") {
+            args.writer_mode = *v.get_ref();
         }
     }
     if let Some(v) = sc.allow_loss {
@@ -288,5 +303,12 @@ mod tests {
         assert!(e.contains("teleport"), "{e}");
         let e = run(&[], "[targets]\nmax_cpu_pct = -3.0\n").unwrap_err();
         assert!(e.contains("max_cpu_pct"), "{e}");
+        let e = run(&[], "exchanges = 2\nmode = \"backpressure\"\n").unwrap_err();
+        assert!(
+            e.contains("line 2") && e.contains("writer_mode = \"backpressure\""),
+            "{e}"
+        );
+        let args = run(&[], "writer_mode = \"backpressure\"\n").unwrap();
+        assert_eq!(args.writer_mode, WriterModeArg::Backpressure);
     }
 }

@@ -408,10 +408,11 @@ mod tests {
         }
     }
 
+    /// The plan of a real run with one reader.
     fn plan() -> Plan {
-        use clap::Parser as _;
-        let cli = crate::config::cli::Cli::try_parse_from(["load-tester", "-e", "1"]).unwrap();
-        crate::config::build(&cli.run).unwrap().0
+        let plan = crate::output::testdata::sample_results(1).plan;
+        assert!(plan.consumers > 0);
+        plan
     }
 
     #[test]

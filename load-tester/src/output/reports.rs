@@ -1,5 +1,5 @@
-//! The files a run writes besides the console report and the JSON results: the HdrHistogram
-//! interval log (`--hlog`), percentile distributions (`--hgrm-dir`), the HTML report
+//! The files a run writes besides the console report: the JSON results (`--json-output`), the
+//! HdrHistogram interval log (`--hlog`), percentile distributions (`--hgrm-dir`), the HTML report
 //! (`--html-report`), JUnit XML (`--junit`), and the comparison with a baseline (`--baseline`).
 //!
 //! Everything that can be refused is refused before the run starts ([`Reports::prepare`]):
@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 
 use super::files::{check_dir_writable, check_writable};
-use crate::config::cli::RunArgs;
 use crate::plan::Plan;
 use crate::results::compare::{self, Comparison, Thresholds};
 use crate::results::file::{self, Loaded};
@@ -25,10 +24,30 @@ struct Baseline {
     warnings: Vec<String>,
 }
 
-/// The extra outputs of one run.
+/// What the user asked a run to write, by flag.
+#[derive(Debug, Clone, Default)]
+pub struct OutputRequest {
+    /// `--json-output`.
+    pub json: Option<PathBuf>,
+    /// `--hlog`.
+    pub hlog: Option<PathBuf>,
+    /// `--hgrm-dir`.
+    pub hgrm_dir: Option<PathBuf>,
+    /// `--html-report`.
+    pub html: Option<PathBuf>,
+    /// `--junit`.
+    pub junit: Option<PathBuf>,
+    /// `--baseline`.
+    pub baseline: Option<PathBuf>,
+    /// `--thresholds`, `--threshold`, `--allow-config-change` (with `--baseline`).
+    pub compare: compare::Options,
+}
+
+/// The outputs of one run, checked and ready.
 pub struct Reports {
     /// The interval log, written while the run goes: tee it with the progress view.
     pub hlog: Option<HlogWriter>,
+    json: Option<PathBuf>,
     hgrm_dir: Option<PathBuf>,
     html: Option<PathBuf>,
     junit: Option<PathBuf>,
@@ -38,10 +57,11 @@ pub struct Reports {
 impl Reports {
     /// Checks every output path, the baseline and the thresholds of `args`, and creates the
     /// interval log. Errors are one line naming the flag.
-    pub fn prepare(args: &RunArgs, plan: &Plan) -> Result<Self, String> {
+    pub fn prepare(args: &OutputRequest, plan: &Plan) -> Result<Self, String> {
         let files = [
+            ("--json-output", &args.json),
             ("--hlog", &args.hlog),
-            ("--html-report", &args.html_report),
+            ("--html-report", &args.html),
             ("--junit", &args.junit),
         ];
         for (flag, path) in files {
@@ -50,8 +70,7 @@ impl Reports {
             }
         }
         let mut seen: Vec<(&str, &PathBuf)> = Vec::new();
-        let json = ("--json-output", &args.json_output);
-        for (flag, path) in files.iter().chain(std::iter::once(&json)) {
+        for (flag, path) in files.iter() {
             if let Some(p) = path {
                 if let Some((other, _)) = seen.iter().find(|(_, q)| *q == p) {
                     return Err(format!(
@@ -68,16 +87,14 @@ impl Reports {
         let baseline = match &args.baseline {
             None => None,
             Some(path) => {
-                let options = compare::Options {
-                    thresholds_file: args.thresholds.clone(),
-                    threshold: args.threshold.clone(),
-                    allow_config_change: args.allow_config_change,
-                };
-                let thresholds = options.thresholds().map_err(|e| e.0)?;
+                let thresholds = args.compare.thresholds().map_err(|e| e.0)?;
                 let loaded = file::load(path).map_err(|e| format!("--baseline {e}"))?;
-                let warnings =
-                    compare::check_config(&loaded.results.plan, plan, args.allow_config_change)
-                        .map_err(|e| format!("--baseline {}: {e}", path.display()))?;
+                let warnings = compare::check_config(
+                    &loaded.results.plan,
+                    plan,
+                    args.compare.allow_config_change,
+                )
+                .map_err(|e| format!("--baseline {}: {e}", path.display()))?;
                 Some(Baseline {
                     loaded,
                     thresholds,
@@ -93,18 +110,26 @@ impl Reports {
         };
         Ok(Self {
             hlog,
+            json: args.json.clone(),
             hgrm_dir: args.hgrm_dir.clone(),
-            html: args.html_report.clone(),
+            html: args.html.clone(),
             junit: args.junit.clone(),
             baseline,
         })
     }
 
-    /// After the verdict: closes the interval log, compares with the baseline (printing the
-    /// table on stdout), and writes the percentile distributions, the HTML report and the JUnit
-    /// XML. Returns the comparison, if any, and one line per output that failed.
+    /// After the verdict: writes the JSON results, closes the interval log, compares with the
+    /// baseline (printing the table on stdout), and writes the percentile distributions, the
+    /// HTML report and the JUnit XML. An output that fails does not keep the others from being
+    /// written. Returns the comparison, if any, and one line per output that failed.
     pub fn finish(self, results: &Results) -> (Option<Comparison>, Vec<String>) {
         let mut errors = Vec::new();
+        if let Some(path) = &self.json {
+            match super::json::write(results, path) {
+                Ok(()) => eprintln!("Results written to {}", path.display()),
+                Err(e) => errors.push(format!("--json-output {}: {e}", path.display())),
+            }
+        }
         if let Some(h) = self.hlog {
             let path = h.path().to_path_buf();
             match h.finish() {
@@ -160,7 +185,6 @@ mod tests {
     use crate::output::reports::*;
     use crate::output::testdata::sample_results;
     use crate::results::compare::Status;
-    use crate::results::verdict::Outcome;
 
     fn loaded(r: Results) -> Loaded {
         Loaded::new("x".into(), r).unwrap()
@@ -207,11 +231,7 @@ mod tests {
         assert_eq!(share.status, Status::Regressed);
         // ... and lag is not judged by default.
         assert!(!keys.iter().any(|k| k.starts_with("latency.lag")));
-        assert_eq!(crate::exit::of_run(Outcome::Passed, None, c.regressed()), 1);
-        assert_eq!(
-            crate::exit::of_run(Outcome::Invalid, None, c.regressed()),
-            3
-        );
+        assert!(c.regressed());
 
         let c = compare::compare(&slow, &base, &Thresholds::default(), Vec::new());
         assert!(!c.regressed());
@@ -222,7 +242,7 @@ mod tests {
             .unwrap();
         assert_eq!(p99.status, Status::Improved);
         assert!(p99.change_pct.unwrap() < -50.0);
-        assert_eq!(crate::exit::of_run(Outcome::Passed, None, c.regressed()), 0);
+        assert!(!c.regressed());
     }
 
     #[test]
