@@ -83,13 +83,23 @@ pub struct ReaderStats {
 /// The reader's slot (pid, heartbeat, cursor, counters) is what the writer's backpressure and any
 /// monitor see; it is released on drop.
 pub struct Reader<R: Record> {
+    /// The ring, opened and validated by this reader (so it holds no lock).
     ring: RingFile<R>,
+    /// Index of this reader's slot in the header, `0..MAX_READERS`; fixed.
     slot: usize,
+    /// `(pid << 32) | ACTIVE`: the owner word of the slot while this reader holds it (the
+    /// writer may turn it into its `EVICTED` form, which [`Self::heartbeat`] takes back).
     owner: u64,
+    /// The sequence the next `try_read` looks for: every earlier one since `first` was
+    /// received or lost. The slot's cursor is stored equal to it whenever it changes.
     next: u64,
+    /// The sequence `next` held at attach; fixed.
     first: u64,
+    /// What was counted since attach: `received + lost == next - first`, `torn <= lost`.
     stats: ReaderStats,
+    /// Polls (records or empty) since the last heartbeat; below `PUBLISH_EVERY` between calls.
     since_publish: u32,
+    /// `stats.received` as the last heartbeat published it in the slot (0 before the first).
     published_received: u64,
 }
 

@@ -46,7 +46,9 @@ impl WriterMode {
 /// while `self` lives. All access to the mapped bytes goes through atomics, because other
 /// processes write them concurrently: no `&[u8]` or `&mut` to the mapping is ever created.
 pub(crate) struct Mapping {
+    /// The shared (`MAP_SHARED`), read-write mapping of the file from offset 0; page-aligned.
     map: MmapRaw,
+    /// Length of `map`, bytes: the file's length when mapped, at least [`HEADER_SIZE`].
     len: usize,
 }
 
@@ -113,20 +115,32 @@ impl Mapping {
 /// path re-reads these from shared memory, where another process could change them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Geometry {
+    /// Slots in the ring, records: a power of two in `MIN_CAPACITY..=MAX_CAPACITY`.
     pub(crate) capacity: u64,
+    /// `capacity - 1`: sequence `s` lives in slot `s & mask`.
     pub(crate) mask: u64,
+    /// The writer mode, as created or as the (validated) header declares it.
     pub(crate) mode: WriterMode,
+    /// The ring's epoch, as created or as the header held it when opened (any value is
+    /// accepted); a ring created later under the same name almost surely has another.
     pub(crate) epoch: u64,
 }
 
-/// An open ring file: the file (which carries the writer's lock), its mapping and validated
-/// geometry, for records of type `R`.
+/// An open ring file: the file (which carries the writer's lock in the writer's process), its
+/// mapping and validated geometry, for records of type `R`.
 pub(crate) struct RingFile<R> {
+    /// The path the ring was created at or opened from (it may name another file later).
     pub(crate) path: PathBuf,
+    /// The open ring file. Created by [`Self::create`]: holds the writer's exclusive `flock`
+    /// until dropped; opened by [`Self::open`]: holds no lock.
     pub(crate) file: File,
+    /// The mapping of the whole of `file`, of `ring_len(geo.capacity, R::TYPE.size())` bytes.
     pub(crate) map: Mapping,
+    /// The geometry, validated once; never re-read from the header.
     pub(crate) geo: Geometry,
+    /// `(st_dev, st_ino)` of `file`: tells whether `path` still names this ring.
     pub(crate) identity: (u64, u64),
+    /// The record type the header was validated for; `fn() -> R` adds no auto-trait bounds.
     _record: PhantomData<fn() -> R>,
 }
 

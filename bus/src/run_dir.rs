@@ -161,10 +161,16 @@ impl Manifest {
 /// symlinks, relative to the directory's own descriptor. A lock file held for the run's life
 /// tells [`clean_stale_runs`] that the run is alive.
 pub struct RunDir {
+    /// `base/run_id`, the path the directory was created at.
     path: PathBuf,
+    /// The directory, opened without following symlinks; every file is made relative to it.
     dir: OwnedFd,
+    /// `writer.lock`, exclusively `flock`ed for as long as this value lives: the run is alive.
     _lock: File,
+    /// Names, in `dir`, that drop unlinks: the lock file, every ring, every `write_file` target
+    /// (listed even if its write failed) and, while one is being written, its `.tmp` file.
     files: Vec<String>,
+    /// Leave the directory in place on drop; false until [`Self::keep`].
     keep: bool,
 }
 

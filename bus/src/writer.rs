@@ -32,11 +32,21 @@ pub const DEFAULT_READER_STALE_NS: u64 = 1_000_000_000;
 /// record), so a write of sequence `s` with `s - capacity < gate` cannot overwrite an unread
 /// record.
 pub struct Writer<R: Record> {
+    /// The ring this writer created; its file holds the writer's exclusive `flock`.
     ring: RingFile<R>,
+    /// The sequence the next write gets: the ring's cursor plus one; starts at 1 and grows by
+    /// one per successful write only.
     next_seq: u64,
+    /// Backpressure only: cached lower bound of the live readers' cursors (see above), at most
+    /// the `next_seq` it was computed at; 0 until first computed, always 0 in overwrite mode.
     gate: u64,
+    /// Successful writes since the last heartbeat; below `HEARTBEAT_EVERY` between calls.
     since_heartbeat: u32,
+    /// `CLOCK_MONOTONIC` ns of the last eviction pass (0 before the first); passes are at
+    /// least `LIVENESS_CHECK_NS` apart.
     last_liveness_ns: u64,
+    /// Heartbeat age, ns, above which a reader that blocks a write is evicted as dead;
+    /// [`DEFAULT_READER_STALE_NS`] unless set.
     reader_stale_ns: u64,
 }
 

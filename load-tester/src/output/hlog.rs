@@ -56,14 +56,25 @@ pub fn tag(stream: Stream, kind: Kind) -> String {
 /// Writes an HdrHistogram interval log while the run goes. An [`Observer`]: tee it with the
 /// progress view.
 pub struct HlogWriter {
+    /// Where the log is: the temporary file was renamed over it at creation.
     path: PathBuf,
+    /// The log file, buffered; flushed after the header and after every interval's lines.
     out: BufWriter<File>,
+    /// The first error writing, flushing or serializing; once set nothing more is written, and
+    /// `finish` returns it.
     error: Option<std::io::Error>,
+    /// Reused V2 deflate serializer.
     serializer: V2DeflateSerializer,
+    /// Reused buffer: the serialized histogram of the line being formatted.
     scratch: Vec<u8>,
+    /// Reused standard histogram for the untagged line: both streams' service time of the last
+    /// interval logged (empty before the first).
     both: Histogram<u64>,
+    /// An empty standard histogram, logged for a tag with no histogram; never recorded into.
     empty: Histogram<u64>,
+    /// Intervals logged while no error was set (one that failed midway included).
     intervals: u64,
+    /// Whether `e2e` tags are logged: the plan has readers. False until `started`.
     e2e: bool,
 }
 

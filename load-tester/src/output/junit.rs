@@ -23,7 +23,9 @@ fn measured(c: &Check) -> String {
 }
 
 struct Case {
+    /// The `testcase` name: a check's name or a metric key.
     name: String,
+    /// The `testcase` classname: which suite the case belongs to.
     classname: &'static str,
     /// (element, message, body)
     outcome: Option<(&'static str, String, String)>,

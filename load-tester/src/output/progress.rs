@@ -13,10 +13,17 @@ use crate::results::Point;
 
 /// Shows progress while the engine runs.
 pub struct Progress {
+    /// The bar, if stdout and stderr were both terminals at creation (else plain lines);
+    /// hidden until `started`.
     bar: Option<ProgressBar>,
+    /// Warm-up plus duration, seconds; 0 until `started`.
     total_secs: u64,
+    /// Intervals of the warm-up (interval `i` is warm-up when `i < warmup_intervals`); 0 until
+    /// `started`.
     warmup_intervals: u64,
+    /// Verbose: also print the run directory when the run starts.
     verbose: bool,
+    /// End of the last interval shown, whole seconds since the start of the run (0 before).
     done_secs: u64,
 }
 

@@ -19,8 +19,11 @@ use super::hlog::HlogWriter;
 /// The baseline of `--baseline`, loaded and checked before the run.
 #[derive(Debug)]
 struct Baseline {
+    /// The baseline results file, read and checked.
     loaded: Loaded,
+    /// The thresholds of the comparison: the defaults, then `--thresholds`, then `--threshold`.
     thresholds: Thresholds,
+    /// Every configuration difference from this run's plan (load differences only if allowed).
     warnings: Vec<String>,
 }
 
@@ -47,10 +50,15 @@ pub struct OutputRequest {
 pub struct Reports {
     /// The interval log, written while the run goes: tee it with the progress view.
     pub hlog: Option<HlogWriter>,
+    /// `--json-output`: checked, before the run, to be creatable and no other output's file.
     json: Option<PathBuf>,
+    /// `--hgrm-dir`: checked, before the run, to be a directory files can be created in.
     hgrm_dir: Option<PathBuf>,
+    /// `--html-report`: checked as `json` is.
     html: Option<PathBuf>,
+    /// `--junit`: checked as `json` is.
     junit: Option<PathBuf>,
+    /// `--baseline`, loaded and found comparable with this run's plan before the run.
     baseline: Option<Baseline>,
 }
 

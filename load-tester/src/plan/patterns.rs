@@ -409,13 +409,17 @@ struct Curve {
     tail: f64,
     /// Messages per period (periodic curves).
     per_period: f64,
-    /// The next message number, and the sum of the delays handed out so far in ns (each delay
-    /// is the difference of two rounded absolute times, so the sum never drifts).
+    /// The next message number (0-based, a whole number): messages handed out so far.
     k: f64,
+    /// Sum of the delays handed out so far, ns: the largest rounded absolute time so far (0
+    /// before the first); each delay is a difference of rounded times, so the sum never drifts.
     emitted_ns: u64,
-    /// Position: period number, segment index, integral at the segment start.
+    /// Period the search position is in (a whole number; 0 for an open curve).
     cycle: f64,
+    /// Segment `pts[seg]..pts[seg + 1]` of the search position; `pts.len() - 1` once an open
+    /// curve is past its last point. Only moves forward (wrapping to 0 with `cycle`).
     seg: usize,
+    /// Integral of the rate from time 0 to the start of segment `seg` of period `cycle`.
     w_seg: f64,
 }
 
@@ -553,7 +557,9 @@ impl LoadPattern for Curve {
 /// Poisson arrivals.
 #[derive(Debug)]
 struct Poisson {
+    /// Mean rate, messages per second; at most 0 means no messages at all.
     rate: f64,
+    /// Source of the gaps, seeded from the pattern seed: the same seed, the same schedule.
     rng: Xoshiro256PlusPlus,
 }
 

@@ -16,6 +16,7 @@ pub struct ProducerId(usize);
 
 #[derive(Debug)]
 struct Producer {
+    /// The name given at registration, for errors and [`Collector::waiting_for`].
     name: String,
     /// The first interval this producer may still report: it will never report an earlier one.
     /// At most the last interval until `done`; `u64::MAX` once done.
@@ -59,15 +60,17 @@ pub enum CollectError {
 
 /// Merges interval reports of several producers and emits each interval once it is complete.
 ///
-/// Invariants: every key of `pending` is at least `next` and below `intervals`; every producer's
-/// `next` is at least the collector's `next` unless the producer is done; reports are emitted in
-/// index order `0, 1, 2, ...` without gaps.
+/// Invariants: every key of `pending` is at least `next` and below `intervals`; until
+/// [`Collector::finish`] (which stops waiting), every producer's `next` is at least the
+/// collector's `next` unless the producer is done; reports are emitted in index order
+/// `0, 1, 2, ...` without gaps. Producers are registered before the first report arrives.
 #[derive(Debug)]
 pub struct Collector {
     /// Intervals the run has.
     intervals: u64,
     /// Length of every interval, ns.
     length_ns: u64,
+    /// Every registered producer, indexed by [`ProducerId`]; only ever grows.
     producers: Vec<Producer>,
     /// Merged reports of the intervals not emitted yet, by index.
     pending: BTreeMap<u64, IntervalReport>,

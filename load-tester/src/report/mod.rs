@@ -89,6 +89,8 @@ impl Kind {
 /// carry no end-to-end histogram and a reader's report no write latencies.
 #[derive(Debug, Clone, Default)]
 pub struct Latencies {
+    /// Indexed by `Kind as usize`; `None` until `get_mut`, `add` or `set` makes one (and after
+    /// `take`); every `Some` has [`HistogramConfig::STANDARD`].
     hists: [Option<Histogram<u64>>; 4],
 }
 

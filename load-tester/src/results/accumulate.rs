@@ -30,9 +30,14 @@ use crate::results::{
 /// and `measured` hold the sums of the sources of the warm-up and the measured intervals;
 /// `point` holds the intervals since the last point pushed to `series`.
 pub struct RunAccumulator {
+    /// The plan of the run; fixed.
     plan: Plan,
+    /// One past the index of the last report added (0 before the first): the count of reports
+    /// while they come in order, as `add` requires (it does not check).
     intervals: u64,
+    /// Per source, the sum of the warm-up intervals (`index < plan.warmup_intervals()`).
     warmup: BTreeMap<SourceId, SourceReport>,
+    /// Per source, the sum of the measured intervals (every later one).
     measured: BTreeMap<SourceId, SourceReport>,
     /// Per source, the most records sent in one measured interval.
     peak_sent: BTreeMap<SourceId, u64>,
@@ -44,10 +49,15 @@ pub struct RunAccumulator {
     tester: Vec<ProcessUsage>,
     /// Each reader's resource samples of the measured intervals, by process name.
     readers: BTreeMap<String, Vec<ProcessUsage>>,
-    /// Per stream, latencies of the measured intervals inside and outside bursts.
+    /// Per stream, latencies of the measured intervals inside bursts (sources with a burst
+    /// pattern only).
     burst_in: BTreeMap<Stream, Latencies>,
+    /// Per stream, latencies of the measured intervals outside bursts (burst patterns only).
     burst_out: BTreeMap<Stream, Latencies>,
+    /// The finished points, in time order; each covers at most `plan.point_secs.max(1)`
+    /// intervals and none mixes warm-up and measured ones.
     series: Vec<Point>,
+    /// The point being summed; `None` before the first report and after each flush.
     point: Option<PointAccumulator>,
 }
 

@@ -83,6 +83,8 @@ pub enum Threshold {
 /// the one given last wins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Thresholds {
+    /// `(pattern, threshold, user)` in the order given: the defaults (`user == false`) first,
+    /// then user rules, each of whose patterns matches at least one metric key.
     rules: Vec<(String, Threshold, bool)>,
 }
 

@@ -109,12 +109,19 @@ impl Point {
 /// Invariant: `per_stream` and `tester` hold exactly the intervals `first..first + count`.
 #[derive(Debug)]
 pub struct PointAccumulator {
+    /// Index of the point's first interval; fixed.
     first: u64,
+    /// Intervals added so far (the caller adds `first, first + 1, ...` in order).
     count: u64,
+    /// Length of one interval, ns; fixed.
     length_ns: u64,
+    /// Whether the point is marked warm-up, as the caller said; fixed.
     warmup: bool,
+    /// Sum of the added intervals' covered time, ns.
     covered_ns: u64,
+    /// Per stream, the sum of every source (all exchanges) of the added intervals.
     per_stream: BTreeMap<Stream, SourceReport>,
+    /// The tester's resource sample of each added interval that had one, in order.
     tester: Vec<ProcessUsage>,
 }
 

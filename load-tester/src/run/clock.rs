@@ -23,15 +23,26 @@ const REANCHOR_NS: u64 = 1_000_000;
 /// `mult` is nanoseconds per tick in 32.32 fixed point, measured from the first anchor.
 #[derive(Debug, Clone)]
 pub struct Clock {
+    /// Reads the TSC: asked for, and calibration measured a non-zero rate. Otherwise every read
+    /// is `now_ns()` and the fields below are unused.
     tsc: bool,
+    /// TSC of the pair taken when calibration began; `mult` is measured from it.
     first_tsc: u64,
+    /// `CLOCK_MONOTONIC` ns of that same pair.
     first_ns: u64,
+    /// TSC of the current anchor pair.
     anchor_tsc: u64,
+    /// `CLOCK_MONOTONIC` ns taken together with `anchor_tsc`.
     anchor_ns: u64,
+    /// ns per tick, 32.32 fixed point: `(anchor_ns - first_ns) / (anchor_tsc - first_tsc)` as
+    /// of the last anchor that moved past the first pair (else it is kept).
     mult: u64,
+    /// `REANCHOR_NS` in ticks at `mult`: a read this many ticks past the anchor (or before it)
+    /// re-anchors instead; `u64::MAX` when not reading the TSC.
     reanchor_ticks: u64,
-    /// The last value returned: re-anchoring may land a few ns before the extrapolation it
-    /// replaces, and a clock that goes backwards would make durations negative.
+    /// TSC source: the largest value returned so far (0 before the first); re-anchoring may
+    /// land a few ns before the extrapolation it replaces, and a clock that goes backwards
+    /// would make durations negative.
     last: u64,
 }
 

@@ -75,14 +75,27 @@ enum RingReader {
 /// end-to-end latencies of the records copied since the last report; `expected_seq` is the
 /// sequence the next record should carry.
 struct Ring {
+    /// The ring's file name in the run directory, as the manifest lists it.
     file: String,
+    /// The manifest's exchange id, and the stream of the ring's record type.
     id: SourceId,
+    /// The reader, attached at the oldest record, with its per-symbol checking state.
     reader: RingReader,
+    /// Everything counted since attaching; `published`, `accounted` and `unaccounted` are set
+    /// only at the end.
     counts: Integrity,
+    /// The part of `counts` already shipped in interval reports; `shipped <= counts`.
     shipped: Integrity,
+    /// End-to-end latencies, ns, of the records copied since the last report (standard
+    /// configuration).
     e2e: Histogram<u64>,
+    /// The sequence the next record should carry: one past the last record's, plus what was
+    /// lost since; starts at the reader's first sequence.
     expected_seq: u64,
+    /// The writer's status at the last check; `Alive` until the first.
     writer: WriterStatus,
+    /// The writer can write no more and a poll after that found nothing; the ring is not
+    /// polled again.
     finished: bool,
 }
 

@@ -91,12 +91,20 @@ pub enum Message {
 
 /// One source as the thread drives it.
 struct Source {
+    /// The exchange and stream it writes.
     id: SourceId,
+    /// Index in `works` of its exchange (simulator and transport); `works[work].id == id.exchange`.
     work: usize,
+    /// Its intended send times; its heap entry is always `(schedule.due(), its index)`.
     schedule: Schedule,
     /// A record refused by backpressure, sent again (not regenerated) at the next slot, so the
     /// stream stays gap-free and book versions stay consecutive.
     pending: bool,
+    /// The last trade generated for this source (trades sources only): kept per source, so
+    /// that a refused one is still there to send again whatever other sources wrote since.
+    trade: Trade,
+    /// The last book update generated for this source (book sources only), likewise.
+    book: BookUpdate,
     /// Latencies of the writes due in the current interval (the hot path records here).
     latency: LatencySet,
     /// Counts of the writes due in the current interval.
@@ -109,10 +117,16 @@ struct Source {
 /// `sources` since the last ship was due in `[boundary - interval_ns, boundary)`; intervals
 /// before `interval` have been shipped, in order.
 struct Intervals<'a> {
+    /// The thread's timing; fixed.
     config: &'a GeneratorConfig,
+    /// Index of the current interval, the one writes are recorded in; not shipped yet.
     interval: u64,
+    /// End of the current interval, ns: `start_ns + (interval + 1) * interval_ns`.
     boundary: u64,
+    /// Time spent since the last ship (waiting, spinning, writing), ns; `thread_ns` is set only
+    /// when shipping.
     time: GeneratorTime,
+    /// Emptied reports the engine hands back, reused before allocating a new one.
     spare: &'a Receiver<IntervalReport>,
 }
 
@@ -194,6 +208,8 @@ pub fn run(
                     work: w,
                     schedule,
                     pending: false,
+                    trade: Trade::default(),
+                    book: BookUpdate::default(),
                     latency: LatencySet::default(),
                     counters: WriterCounters::default(),
                 });
@@ -206,8 +222,6 @@ pub fn run(
         .enumerate()
         .map(|(i, s)| Reverse((s.schedule.due(), i)))
         .collect();
-    let mut trade = Trade::default();
-    let mut book = BookUpdate::default();
     let mut iv = Intervals {
         config: &config,
         interval: 0,
@@ -257,22 +271,24 @@ pub fn run(
         let work = &mut works[source.work];
         let (start, result) = match source.id.stream {
             Stream::Trades => {
+                let trade = &mut source.trade;
                 if !source.pending {
-                    work.sim.next_trade(&mut trade);
+                    work.sim.next_trade(trade);
                     trade.seal();
                 }
                 let start = clock.now();
                 trade.send_ts_ns = start;
-                (start, work.transport.send_trade(&trade))
+                (start, work.transport.send_trade(trade))
             }
             Stream::Book => {
+                let book = &mut source.book;
                 if !source.pending {
-                    work.sim.next_book_update(&mut book);
+                    work.sim.next_book_update(book);
                     book.seal();
                 }
                 let start = clock.now();
                 book.send_ts_ns = start;
-                (start, work.transport.send_book(&book))
+                (start, work.transport.send_book(book))
             }
         };
         let end = clock.now_after();

@@ -17,8 +17,11 @@ use crate::run::clock::Clock;
 /// 1e9/floor(1e9/300,000) a fixed integer period would give) and no error accumulates.
 #[derive(Debug, Clone)]
 pub struct ConstantRate {
+    /// Intended time of message 0, ns.
     start_ns: u64,
+    /// Messages per second, > 0; fixed.
     rate: u64,
+    /// Index of the next message: messages scheduled so far.
     next: u64,
     /// `floor(next * 1e9 / rate)`, kept incrementally: no 128-bit division per message.
     offset_ns: u64,
@@ -179,7 +182,9 @@ impl Schedule {
 /// How a generator thread waits until an intended send time.
 #[derive(Debug, Clone, Copy)]
 pub struct Pacer {
+    /// Hybrid mode: how long before a due time sleeping stops and spinning starts, ns.
     spin_ns: u64,
+    /// Spin mode: never sleep, spin the whole wait.
     spin_only: bool,
 }
 

@@ -44,8 +44,11 @@ pub struct ReaderChild {
     pub index: usize,
     /// Its pid.
     pub pid: u32,
+    /// The process; killed if still running and reaped on drop.
     child: Child,
+    /// Its stdin pipe; `None` once `stop` closed it, which asks it to stop.
     stdin: Option<ChildStdin>,
+    /// Its last 20 stderr lines at most, oldest first, appended by a thread of its own.
     stderr_tail: Arc<Mutex<Vec<String>>>,
     /// It said it is ready.
     pub ready: bool,
@@ -53,6 +56,8 @@ pub struct ReaderChild {
     pub outcome: Option<ReaderEnd>,
     /// Set when its stdout closed without a final report: why, and when (ns after start).
     pub died: Option<String>,
+    /// Its `/proc` counters at the last successful read (at spawn, then each sample); `None`
+    /// until one succeeds.
     before: Option<ProcCounters>,
 }
 
@@ -86,7 +91,8 @@ pub fn spawn(
         if let Some(core) = spec.pin_cores.get(index) {
             cmd.arg("--pin-core").arg(core.to_string());
         }
-        cmd.stdin(Stdio::piped())
+        cmd.env(READER_CHILD_ENV, "1")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd

@@ -12,7 +12,9 @@ use crate::plan::{Plan, Stream};
 
 /// The bus transport of one exchange: a writer per stream.
 pub struct BusExchange {
+    /// The sole writer of the exchange's `<exchange>.trades` ring.
     trades: Writer<Trade>,
+    /// The sole writer of the exchange's `<exchange>.book` ring.
     book: Writer<BookUpdate>,
 }
 
@@ -44,6 +46,7 @@ impl Transport for BusExchange {
 
 /// The bus of one run: its run directory (removed on drop unless kept) and manifest.
 pub struct BusRun {
+    /// The run directory: every ring of the run and its manifest.
     dir: RunDir,
 }
 

@@ -10,7 +10,9 @@ use alphapulse_bus::{Action, BookUpdate, Level, Side, MAX_LEVELS};
 /// One price level: fixed-point price and size, both > 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct PriceLevel {
+    /// Price, fixed-point, > 0; unique within its side of a book.
     pub price: i64,
+    /// Size resting at `price`, fixed-point, > 0.
     pub size: i64,
 }
 
@@ -350,8 +352,13 @@ pub enum ReplicaError {
 /// reported again.
 #[derive(Debug, Clone)]
 pub struct BookReplica {
+    /// Per symbol id, its rebuilt book; `books`, `versions` and `synced` have the same,
+    /// fixed length (the symbol count).
     books: Vec<Book>,
+    /// Per symbol id, the `version` of its last accepted update, gaps included (0 before the
+    /// first).
     versions: Vec<u64>,
+    /// Per symbol id, false from its first version gap or rejected change on; never set back.
     synced: Vec<bool>,
 }
 
@@ -773,7 +780,9 @@ mod tests {
     /// A plain model of a book: two maps and the rules written out.
     #[derive(Default)]
     struct Model {
+        /// Bid price -> size.
         bids: std::collections::BTreeMap<i64, i64>,
+        /// Ask price -> size.
         asks: std::collections::BTreeMap<i64, i64>,
     }
 

@@ -118,7 +118,11 @@ struct SymbolState {
     lot: i64,
     /// Fair value, a multiple of `tick`, in `min_fair..=max_fair`.
     fair: i64,
+    /// Lowest fair value: half the reference price or 256 ticks, whichever is more, rounded
+    /// down to a multiple of `tick`; fixed.
     min_fair: i64,
+    /// Highest fair value: twice the reference price or `4 * min_fair`, whichever is more,
+    /// rounded down to a multiple of `tick`; fixed.
     max_fair: i64,
     /// `book` differs from the published book, which is then `published`.
     dirty: bool,
@@ -526,9 +530,14 @@ fn next_applicable(pending: &[Level], book: &Book) -> usize {
 /// the versioning rules. Memory: about 1.4 KB per symbol.
 #[derive(Debug, Clone)]
 pub struct ExchangeSim {
+    /// The `exchange_id` of every record; fixed.
     exchange_id: u16,
+    /// The one random source of every symbol, seeded from `(seed, exchange_id)`: what makes the
+    /// records a function of the seed and the sequence of calls.
     rng: Rng,
+    /// Draws symbol ids in `0..symbols.len()` with Zipf-like weights.
     picker: SymbolPicker,
+    /// Per symbol id, its state; at least one, and the count never changes.
     symbols: Vec<SymbolState>,
     /// Reused buffer of pending changes.
     scratch: Vec<Level>,

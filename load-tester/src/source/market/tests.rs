@@ -26,10 +26,15 @@ fn check_book(b: &Book, full: bool, what: &str) {
 /// Drives a simulator with `trades` trades per `books` book updates (interleaved), checking every
 /// record, and feeds every book update to a replica.
 struct Harness {
+    /// The simulator under test (exchange 3).
     sim: ExchangeSim,
+    /// Fed every book update; must accept them all.
     replica: BookReplica,
+    /// Per symbol, trades seen so far: the id its last trade must have carried.
     trade_ids: Vec<u64>,
+    /// The last trade, poisoned before each `next_trade`.
     trade: Trade,
+    /// The last book update, poisoned before each `next_book_update`.
     update: BookUpdate,
 }
 
