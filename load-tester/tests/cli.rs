@@ -438,7 +438,18 @@ fn short_run_reports_writes_json_and_cleans_up() {
     assert_eq!(v["plan"]["exchanges"].as_array().unwrap().len(), 2);
 
     let mode = std::fs::metadata(&json).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "results file mode {mode:o}");
+    // SAFETY: umask(2) cannot fail and has no memory-safety preconditions; the second call
+    // restores the value the first one read.
+    let umask = unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old);
+        old
+    };
+    assert_eq!(
+        mode,
+        0o666 & !umask,
+        "results file mode {mode:o}, umask {umask:o}"
+    );
     // The atomic write leaves no temporary file beside the results.
     let beside: Vec<_> = std::fs::read_dir(out_dir.path())
         .unwrap()

@@ -83,7 +83,12 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     });
     let mut results = accumulator.finish(&end, signal, settings.allow_loss);
     results.verdict = crate::results::judge::judge(&results, &settings.targets);
-    print!("{}", output::console::render(&results, settings.verbose));
+    let report = output::console::render(&results, settings.verbose);
+    if reports.stdout_taken() {
+        eprint!("{report}");
+    } else {
+        print!("{report}");
+    }
     if settings.keep_shm {
         eprintln!(
             "Shared memory kept in {} (remove with `load-tester clean` once no reader needs it)",

@@ -13,11 +13,22 @@ pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
     use crate::run::consumer::{read_run, ReadOptions};
     use crate::run::reader_wire::{Start, ToTester};
 
-    if let Some(path) = &args.json_output {
-        if let Err(m) = crate::output::files::check_writable(path) {
-            return error(format!("--json-output {}: {m}", path.display()));
+    let json = match args
+        .json_output
+        .as_ref()
+        .map(|p| crate::output::files::Target::resolve(p, true))
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(m) => {
+            let path = args
+                .json_output
+                .as_ref()
+                .expect("resolved from it")
+                .display();
+            return error(format!("--json-output {path}: {m}"));
         }
-    }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let options = ReadOptions {
         run_dir: args.run_dir.clone(),
@@ -80,10 +91,14 @@ pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
     if args.protocol {
         return 0;
     }
-    print!("{}", output::console::render_reader(&outcome));
-    if let Some(path) = &args.json_output {
-        if let Err(e) = output::json::write_value(&outcome, path) {
-            return error(format!("--json-output {}: {e}", path.display()));
+    let report = output::console::render_reader(&outcome);
+    match &json {
+        Some(t) if t.is_stdout() => eprint!("{report}"),
+        _ => print!("{report}"),
+    }
+    if let Some(t) = &json {
+        if let Err(e) = output::json::write_value(&outcome, t) {
+            return error(format!("--json-output {}: {e}", t.path().display()));
         }
     }
     let failed = outcome

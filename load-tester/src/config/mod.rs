@@ -79,10 +79,6 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         Some(path) => Targets::load(path).map_err(|e| ConfigError(format!("--targets {e}")))?,
         None => args.scenario_targets.clone().unwrap_or_default(),
     };
-    if let Some(path) = &args.json_output {
-        crate::output::files::check_writable(path)
-            .map_err(|m| ConfigError(format!("--json-output {}: {m}", path.display())))?;
-    }
 
     let clock = match args.clock {
         ClockArg::Monotonic => ClockSource::Monotonic,

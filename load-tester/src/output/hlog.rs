@@ -24,7 +24,6 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -36,6 +35,8 @@ use crate::report::histogram::new_histogram;
 use crate::report::observe::{Observer, RunStart};
 use crate::report::{IntervalReport, Kind, SourceReport};
 use crate::results::Results;
+
+use super::files::Target;
 
 /// The log format version this writer follows (that of HdrHistogram's Java `HistogramLogWriter`).
 pub const LOG_FORMAT_VERSION: &str = "1.3";
@@ -53,13 +54,44 @@ pub fn tag(stream: Stream, kind: Kind) -> String {
     format!("{}.{}", stream.name(), kind.name())
 }
 
+/// Where the log's lines go.
+enum Sink {
+    /// A regular file: a temporary file beside it until the load starts, renamed over it then,
+    /// so a run that fails before its load starts leaves an existing log untouched.
+    File {
+        /// The temporary file, while it has not been renamed; `None` once it has.
+        tmp: Option<PathBuf>,
+        /// The real file the temporary one becomes.
+        real: PathBuf,
+        /// The open file (the same open file before and after the rename).
+        file: File,
+    },
+    /// Standard output or a device, written in place.
+    Stream(Box<dyn Write + Send>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File { file, .. } => file.write(buf),
+            Sink::Stream(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File { file, .. } => file.flush(),
+            Sink::Stream(w) => w.flush(),
+        }
+    }
+}
+
 /// Writes an HdrHistogram interval log while the run goes. An [`Observer`]: tee it with the
 /// progress view.
 pub struct HlogWriter {
-    /// Where the log is: the temporary file was renamed over it at creation.
+    /// The log's path as the user gave it (`-` for standard output).
     path: PathBuf,
-    /// The log file, buffered; flushed after the header and after every interval's lines.
-    out: BufWriter<File>,
+    /// The log, buffered; flushed after the header and after every interval's lines.
+    out: BufWriter<Sink>,
     /// The first error writing, flushing or serializing; once set nothing more is written, and
     /// `finish` returns it.
     error: Option<std::io::Error>,
@@ -79,33 +111,27 @@ pub struct HlogWriter {
 }
 
 impl HlogWriter {
-    /// Creates the log at `path` (atomically: a new file beside it renamed over `path`, so never
-    /// through a planted symlink) with its first comment lines; the rest of the header follows
-    /// when the run starts.
-    pub fn create(path: &Path) -> std::io::Result<Self> {
-        let tmp = super::files::temp_beside(path);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let mut out = BufWriter::new(file);
-        let header = format!(
-            "#[Logged with {} {}]\n#[Histogram log format version {LOG_FORMAT_VERSION}]\n",
-            env!("CARGO_PKG_NAME"),
-            env!("CARGO_PKG_VERSION")
-        );
-        let created = out
-            .write_all(header.as_bytes())
-            .and_then(|()| out.flush())
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = created {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
+    /// Prepares the log at `target`: for a file, a temporary file beside it that replaces it
+    /// when the load starts ([`Observer::started`]); a device or standard output is written in
+    /// place from then on.
+    pub fn create(target: &Target) -> std::io::Result<Self> {
+        let sink = match target {
+            Target::File { real, mode, .. } => {
+                let (tmp, file) = super::files::create_temp(real, *mode)?;
+                Sink::File {
+                    tmp: Some(tmp),
+                    real: real.clone(),
+                    file,
+                }
+            }
+            Target::Device { path } => Sink::Stream(Box::new(
+                std::fs::OpenOptions::new().write(true).open(path)?,
+            )),
+            Target::Stdout => Sink::Stream(Box::new(std::io::stdout())),
+        };
         Ok(Self {
-            path: path.to_path_buf(),
-            out,
+            path: target.path().to_path_buf(),
+            out: BufWriter::new(sink),
             error: None,
             serializer: V2DeflateSerializer::new(),
             scratch: Vec::new(),
@@ -116,7 +142,7 @@ impl HlogWriter {
         })
     }
 
-    /// Where the log goes.
+    /// Where the log goes, as the user named it.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -128,8 +154,22 @@ impl HlogWriter {
             return Err(e);
         }
         self.out.flush()?;
-        self.out.get_ref().sync_all()?;
+        if let Sink::File { file, .. } = self.out.get_ref() {
+            file.sync_all()?;
+        }
         Ok(self.intervals)
+    }
+
+    /// Puts the log in place: the temporary file replaces the real one.
+    fn publish(&mut self) {
+        if let Sink::File { tmp, real, .. } = self.out.get_mut() {
+            if let Some(t) = tmp.take() {
+                if let Err(e) = std::fs::rename(&t, &*real) {
+                    let _ = std::fs::remove_file(&t);
+                    self.error.get_or_insert(e);
+                }
+            }
+        }
     }
 
     fn write(&mut self, text: &str) {
@@ -171,6 +211,7 @@ impl HlogWriter {
 
 impl Observer for HlogWriter {
     fn started(&mut self, plan: &Plan, start: &RunStart) {
+        self.publish();
         let at = start.started_unix_ms as f64 / 1e3;
         self.e2e = plan.consumers > 0;
         let mut tags: Vec<String> = Stream::ALL
@@ -181,12 +222,16 @@ impl Observer for HlogWriter {
             tags.extend(Stream::ALL.iter().map(|&s| tag(s, Kind::E2e)));
         }
         let header = format!(
-            "#[StartTime: {at:.3} (seconds since epoch)]\n\
+            "#[Logged with {} {}]\n\
+             #[Histogram log format version {LOG_FORMAT_VERSION}]\n\
+             #[StartTime: {at:.3} (seconds since epoch)]\n\
              #[BaseTime: {at:.3} (seconds since epoch)]\n\
              #[Values in nanoseconds; interval max column in milliseconds]\n\
              #[Tags: {}; the untagged histogram is the service time of both streams]\n\
              #[Warm-up: intervals starting before {:.3} s are warm-up, kept out of the verdict]\n\
              {LEGEND}\n",
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION"),
             tags.join(" "),
             plan.warmup_secs as f64 * plan.interval_ns as f64 / 1e9
         );
@@ -368,16 +413,28 @@ pub fn hgrm_files(results: &Results) -> Result<Vec<(String, String)>, String> {
     Ok(files)
 }
 
-/// Writes the `.hgrm` files of [`hgrm_files`] into `dir`, each atomically; returns their paths.
+/// Writes the `.hgrm` files of [`hgrm_files`] into `dir`, each as any output file is written
+/// (see [`Target`]); returns their paths.
 pub fn write_hgrm_dir(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
     for (name, text) in hgrm_files(results)? {
         let path = dir.join(name);
-        super::files::write_atomic(&path, text.as_bytes())
+        Target::resolve(&path, false)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .write(text.as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))?;
         written.push(path);
     }
     Ok(written)
+}
+
+impl Drop for HlogWriter {
+    fn drop(&mut self) {
+        // Never put in place: the run failed before its load started; the old log stays.
+        if let Sink::File { tmp: Some(t), .. } = self.out.get_ref() {
+            let _ = std::fs::remove_file(t);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -430,7 +487,7 @@ mod tests {
     fn interval_log_is_readable_and_holds_every_value() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.hlog");
-        let mut w = HlogWriter::create(&path).unwrap();
+        let mut w = HlogWriter::create(&Target::resolve(&path, false).unwrap()).unwrap();
         w.started(&plan(), &start(dir.path()));
         w.interval(&report(0, &[100, 200, 300], &[5_000]));
         // An interval where the book stream wrote nothing.
@@ -490,10 +547,28 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_never_started_leaves_an_existing_log_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.hlog");
+        std::fs::write(&path, "an earlier run's log").unwrap();
+        let w = HlogWriter::create(&Target::resolve(&path, false).unwrap()).unwrap();
+        drop(w);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "an earlier run's log"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+
+    #[test]
     fn a_crash_leaves_every_finished_interval() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.hlog");
-        let mut w = HlogWriter::create(&path).unwrap();
+        let mut w = HlogWriter::create(&Target::resolve(&path, false).unwrap()).unwrap();
         w.started(&plan(), &start(dir.path()));
         w.interval(&report(0, &[100], &[]));
         // No finish: the file must already hold the interval.

@@ -11,7 +11,6 @@
 //! `data-rendered="error"`), never swallowed.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde_json::json;
 
@@ -722,9 +721,13 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
     out
 }
 
-/// Writes the report atomically to `path`.
-pub fn write(r: &Results, comparison: Option<&Comparison>, path: &Path) -> std::io::Result<()> {
-    super::files::write_atomic(path, render(r, comparison).as_bytes())
+/// Writes the report to `target` (see [`super::files::Target::write`]).
+pub fn write(
+    r: &Results,
+    comparison: Option<&Comparison>,
+    target: &super::files::Target,
+) -> std::io::Result<()> {
+    target.write(render(r, comparison).as_bytes())
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 //! or `<skipped>`.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use super::format::{escape, format_change, format_threshold, format_value, iso8601_utc};
 use crate::results::compare::{Comparison, Status};
@@ -215,9 +214,13 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
     out
 }
 
-/// Writes the JUnit XML atomically to `path`.
-pub fn write(r: &Results, comparison: Option<&Comparison>, path: &Path) -> std::io::Result<()> {
-    super::files::write_atomic(path, render(r, comparison).as_bytes())
+/// Writes the JUnit XML to `target` (see [`super::files::Target::write`]).
+pub fn write(
+    r: &Results,
+    comparison: Option<&Comparison>,
+    target: &super::files::Target,
+) -> std::io::Result<()> {
+    target.write(render(r, comparison).as_bytes())
 }
 
 #[cfg(test)]

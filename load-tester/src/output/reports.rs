@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use super::files::{check_dir_writable, check_writable};
+use super::files::{check_dir_writable, check_distinct, Target};
 use crate::plan::Plan;
 use crate::results::compare::{self, Comparison, Thresholds};
 use crate::results::file::{self, Loaded};
@@ -50,14 +50,16 @@ pub struct OutputRequest {
 pub struct Reports {
     /// The interval log, written while the run goes: tee it with the progress view.
     pub hlog: Option<HlogWriter>,
-    /// `--json-output`: checked, before the run, to be creatable and no other output's file.
-    json: Option<PathBuf>,
+    /// `--json-output`: resolved before the run, and no other output's file.
+    json: Option<Target>,
     /// `--hgrm-dir`: checked, before the run, to be a directory files can be created in.
     hgrm_dir: Option<PathBuf>,
-    /// `--html-report`: checked as `json` is.
-    html: Option<PathBuf>,
-    /// `--junit`: checked as `json` is.
-    junit: Option<PathBuf>,
+    /// `--html-report`: resolved as `json` is.
+    html: Option<Target>,
+    /// `--junit`: resolved as `json` is.
+    junit: Option<Target>,
+    /// Whether an output goes to standard output, so the human-readable report must not.
+    stdout_taken: bool,
     /// `--baseline`, loaded and found comparable with this run's plan before the run.
     baseline: Option<Baseline>,
 }
@@ -66,29 +68,28 @@ impl Reports {
     /// Checks every output path, the baseline and the thresholds of `args`, and creates the
     /// interval log. Errors are one line naming the flag.
     pub fn prepare(args: &OutputRequest, plan: &Plan) -> Result<Self, String> {
-        let files = [
-            ("--json-output", &args.json),
-            ("--hlog", &args.hlog),
-            ("--html-report", &args.html),
-            ("--junit", &args.junit),
-        ];
-        for (flag, path) in files {
-            if let Some(p) = path {
-                check_writable(p).map_err(|m| format!("{flag} {}: {m}", p.display()))?;
-            }
-        }
-        let mut seen: Vec<(&str, &PathBuf)> = Vec::new();
-        for (flag, path) in files.iter() {
-            if let Some(p) = path {
-                if let Some((other, _)) = seen.iter().find(|(_, q)| *q == p) {
-                    return Err(format!(
-                        "{flag} and {other} name the same file {}; give each output its own file",
-                        p.display()
-                    ));
-                }
-                seen.push((flag, p));
-            }
-        }
+        let resolve = |flag: &str, path: &Option<PathBuf>| -> Result<Option<Target>, String> {
+            path.as_ref()
+                .map(|p| {
+                    Target::resolve(p, true).map_err(|m| format!("{flag} {}: {m}", p.display()))
+                })
+                .transpose()
+        };
+        let json = resolve("--json-output", &args.json)?;
+        let hlog = resolve("--hlog", &args.hlog)?;
+        let html = resolve("--html-report", &args.html)?;
+        let junit = resolve("--junit", &args.junit)?;
+        let named: Vec<(&str, &Target)> = [
+            ("--json-output", &json),
+            ("--hlog", &hlog),
+            ("--html-report", &html),
+            ("--junit", &junit),
+        ]
+        .into_iter()
+        .filter_map(|(flag, t)| t.as_ref().map(|t| (flag, t)))
+        .collect();
+        check_distinct(&named)?;
+        let stdout_taken = named.iter().any(|(_, t)| t.is_stdout());
         if let Some(dir) = &args.hgrm_dir {
             check_dir_writable(dir).map_err(|m| format!("--hgrm-dir {}: {m}", dir.display()))?;
         }
@@ -110,20 +111,27 @@ impl Reports {
                 })
             }
         };
-        let hlog = match &args.hlog {
-            Some(p) => {
-                Some(HlogWriter::create(p).map_err(|e| format!("--hlog {}: {e}", p.display()))?)
-            }
+        let hlog = match &hlog {
+            Some(t) => Some(
+                HlogWriter::create(t).map_err(|e| format!("--hlog {}: {e}", t.path().display()))?,
+            ),
             None => None,
         };
         Ok(Self {
             hlog,
-            json: args.json.clone(),
+            json,
             hgrm_dir: args.hgrm_dir.clone(),
-            html: args.html.clone(),
-            junit: args.junit.clone(),
+            html,
+            junit,
+            stdout_taken,
             baseline,
         })
+    }
+
+    /// Whether one of the outputs writes to standard output (`-`): the console report then goes
+    /// to standard error, so that standard output carries that output alone.
+    pub fn stdout_taken(&self) -> bool {
+        self.stdout_taken
     }
 
     /// After the verdict: writes the JSON results, closes the interval log, compares with the
@@ -132,10 +140,11 @@ impl Reports {
     /// written. Returns the comparison, if any, and one line per output that failed.
     pub fn finish(self, results: &Results) -> (Option<Comparison>, Vec<String>) {
         let mut errors = Vec::new();
-        if let Some(path) = &self.json {
-            match super::json::write(results, path) {
-                Ok(()) => eprintln!("Results written to {}", path.display()),
-                Err(e) => errors.push(format!("--json-output {}: {e}", path.display())),
+        if let Some(t) = &self.json {
+            match super::json::write(results, t) {
+                Ok(()) if t.is_stdout() => {}
+                Ok(()) => eprintln!("Results written to {}", t.path().display()),
+                Err(e) => errors.push(format!("--json-output {}: {e}", t.path().display())),
             }
         }
         if let Some(h) = self.hlog {
@@ -163,7 +172,12 @@ impl Reports {
             Some(b) => match Loaded::new("this run".into(), results.clone()) {
                 Ok(current) => {
                     let c = compare::compare(&b.loaded, &current, &b.thresholds, b.warnings);
-                    print!("{}", super::comparison::render(&c));
+                    let table = super::comparison::render(&c);
+                    if self.stdout_taken {
+                        eprint!("{table}");
+                    } else {
+                        print!("{table}");
+                    }
                     Some(c)
                 }
                 Err(e) => {
@@ -172,16 +186,18 @@ impl Reports {
                 }
             },
         };
-        if let Some(path) = &self.html {
-            match super::html::write(results, comparison.as_ref(), path) {
-                Ok(()) => eprintln!("HTML report written to {}", path.display()),
-                Err(e) => errors.push(format!("--html-report {}: {e}", path.display())),
+        if let Some(t) = &self.html {
+            match super::html::write(results, comparison.as_ref(), t) {
+                Ok(()) if t.is_stdout() => {}
+                Ok(()) => eprintln!("HTML report written to {}", t.path().display()),
+                Err(e) => errors.push(format!("--html-report {}: {e}", t.path().display())),
             }
         }
-        if let Some(path) = &self.junit {
-            match super::junit::write(results, comparison.as_ref(), path) {
-                Ok(()) => eprintln!("JUnit XML written to {}", path.display()),
-                Err(e) => errors.push(format!("--junit {}: {e}", path.display())),
+        if let Some(t) = &self.junit {
+            match super::junit::write(results, comparison.as_ref(), t) {
+                Ok(()) if t.is_stdout() => {}
+                Ok(()) => eprintln!("JUnit XML written to {}", t.path().display()),
+                Err(e) => errors.push(format!("--junit {}: {e}", t.path().display())),
             }
         }
         (comparison, errors)

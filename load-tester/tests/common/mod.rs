@@ -1,5 +1,8 @@
 //! What the binary-level tests share: a private base directory for run directories under
-//! /dev/shm, so that a test can check what the tester leaves behind.
+//! /dev/shm, so that a test can check what the tester leaves behind, the tester run against it,
+//! and the checks every test makes of a child's output.
+// Each test crate uses a part of this module.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -36,4 +39,87 @@ pub fn assert_empty(base: &Path) {
         "left behind in {}: {left:?}",
         base.display()
     );
+}
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_load-tester");
+
+/// Longest any child process may live before it is killed and the test fails.
+pub const CHILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A private base directory for run directories (see [`shm_base`]), and the tester run against
+/// it with a clean colour environment and a timeout.
+pub struct Shm {
+    /// The temporary directory under /dev/shm; removed on drop.
+    pub root: tempfile::TempDir,
+    /// `<root>/alphapulse`, the base directory the tester is pointed at.
+    pub base: PathBuf,
+}
+
+impl Shm {
+    /// A new base under /dev/shm, named after `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        let (root, base) = shm_base(prefix);
+        Self { root, base }
+    }
+
+    /// The tester with this base directory (`--shm-dir` is not added: see [`Self::run`]).
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::new(BIN);
+        c.timeout(CHILD_TIMEOUT)
+            .env("ALPHAPULSE_SHM_DIR", &self.base)
+            // A panic would then print a backtrace, which `assert_no_panic` refuses.
+            .env("RUST_BACKTRACE", "1")
+            .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    /// `load-tester --shm-dir <base> <args>`, to the end.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd()
+            .arg("--shm-dir")
+            .arg(&self.base)
+            .args(args)
+            .output()
+            .expect("running load-tester")
+    }
+
+    /// Fails the test if anything is left in the base directory.
+    pub fn assert_empty(&self) {
+        assert_empty(&self.base);
+    }
+}
+
+/// The output of a child as text: status, stdout and stderr, for assertion messages.
+pub fn describe(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Fails the test if `stderr` shows a panic or a backtrace.
+pub fn assert_no_panic(stderr: &str) {
+    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+        assert!(!stderr.contains(bad), "{bad} in stderr:\n{stderr}");
+    }
+}
+
+/// Whether the external `tool` a test needs is there. Outside CI a missing tool prints
+/// `SKIPPED <test>: <why>` and the test passes; in CI (`CI=true`, where `.ci/run` installs every
+/// tool) a missing tool fails the test.
+pub fn have_tool(test: &str, found: bool, why: &str) -> bool {
+    if found {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {why}; CI=true, where .ci/run installs it, so this is a failure");
+    }
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+    false
 }
