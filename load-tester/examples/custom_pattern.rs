@@ -4,7 +4,6 @@
 //! exchange's trades alternate between 20,000/s and 2,000/s each half second, book updates
 //! stay at their constant rate, and the report is the tester's own.
 
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use alphapulse_load_tester::config;
@@ -62,7 +61,7 @@ fn main() {
             }) as Box<dyn LoadPattern>
         })
     };
-    let stop = AtomicBool::new(false);
+    let stop = alphapulse_load_tester::run::Stop::default();
     // The results are built from the interval reports as the run streams them.
     let mut results = RunAccumulator::new(&plan);
     let end = engine::run_with_patterns(

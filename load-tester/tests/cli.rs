@@ -585,6 +585,64 @@ fn sigterm_stops_the_run_with_143_and_a_report() {
     interrupted_run(libc::SIGTERM, "SIGTERM", 143);
 }
 
+/// Two SIGTERMs in a row (as `timeout` and then a kill deliver them) while the tester waits for
+/// a slow reader to drain: the second ends the run at once, still removes the shared memory,
+/// writes no results and says so.
+#[test]
+fn a_second_signal_ends_the_run_at_once_and_still_cleans_up() {
+    let shm = Shm::new();
+    let out_dir = tempfile::tempdir().unwrap();
+    let json = out_dir.path().join("results.json");
+    let started = Instant::now();
+    let mut child = shm
+        .std_cmd()
+        .args([
+            "-d",
+            "30",
+            "--warmup-secs",
+            "0",
+            "-e",
+            "1",
+            "-t",
+            "2000",
+            "-o",
+            "1000",
+        ])
+        // A reader that needs seconds to drain what was written: the tester is waiting for it
+        // when the second signal comes.
+        .args(["--reader-delay-ns", "2000000", "--ring-capacity", "65536"])
+        .arg("--json-output")
+        .arg(&json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting load-tester");
+    wait_for_run(&shm, &mut child, started, Duration::from_millis(1500));
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    for _ in 0..2 {
+        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let signalled = Instant::now();
+    let status = wait_bounded(&mut child, Duration::from_secs(10));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let what = format!("status {status:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert_eq!(status.code(), Some(143), "{what}");
+    assert!(stderr.contains("no results were written"), "{what}");
+    assert!(!stdout.contains("LOAD TEST RESULTS"), "{what}");
+    assert!(!json.exists(), "{what}");
+    assert_no_panic(&stderr);
+    shm.assert_empty();
+}
+
 #[test]
 fn keep_shm_leaves_the_rings_and_clean_removes_them() {
     let shm = Shm::new();

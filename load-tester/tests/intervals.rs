@@ -3,8 +3,6 @@
 //! back in another order, give exactly the results the run produced. This is what a coordinator
 //! does with its workers' reports.
 
-use std::sync::atomic::AtomicBool;
-
 use alphapulse_load_tester::config::cli::Cli;
 use alphapulse_load_tester::report::end::RunEnd;
 use alphapulse_load_tester::report::observe::{Observer, Tee};
@@ -65,7 +63,7 @@ fn results_are_rebuilt_from_the_streamed_intervals_alone() {
         "1",
     ]);
     let (plan, settings) = config::build(&cli.run).expect("a valid configuration");
-    let stop = AtomicBool::new(false);
+    let stop = alphapulse_load_tester::run::Stop::default();
     let mut live = RunAccumulator::new(&plan);
     let mut recorder = Recorder::default();
     let end = run::engine::run(
@@ -126,7 +124,7 @@ fn every_received_record_gives_one_end_to_end_value() {
         "200000",
     ]);
     let (plan, _) = config::build(&cli.run).unwrap();
-    let stop = AtomicBool::new(false);
+    let stop = alphapulse_load_tester::run::Stop::default();
     let mut acc = RunAccumulator::new(&plan);
     let end = run::engine::run(&plan, &base, false, &stop, &mut Tee(vec![&mut acc])).unwrap();
     let results = acc.finish(&end, None, true);

@@ -629,6 +629,66 @@ fn slow_reader_loses_exactly_in_overwrite_and_blocks_in_backpressure() {
 // ---------------------------------------------------------------------------------------------
 // Standalone readers
 
+/// A standalone reader slowed to one record a second still obeys its time limit and SIGTERM at
+/// once: both are checked between records, not between batches.
+#[test]
+fn a_slow_standalone_reader_obeys_its_time_limit_and_sigterm() {
+    let _serial = serial();
+    let shm = Shm::new();
+    let mut tester = shm.tester(
+        "tester",
+        &[
+            "-d",
+            "30",
+            "--consumers",
+            "0",
+            "-e",
+            "1",
+            "-t",
+            "2000",
+            "-o",
+            "1000",
+        ],
+    );
+    let run_dir = shm.wait_for_run(&mut tester);
+    let mut limited = shm.reader(
+        "limited",
+        &run_dir,
+        &["--delay-ns", "1000000000", "-d", "1"],
+    );
+    limited.wait(Duration::from_secs(10));
+    let took = limited.started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?}\n{}",
+        limited.describe()
+    );
+    assert!(
+        limited.stdout().contains("Ended: time limit"),
+        "{}",
+        limited.describe()
+    );
+    let mut stopped = shm.reader("stopped", &run_dir, &["--delay-ns", "1000000000"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let signalled = Instant::now();
+    signal(stopped.pid(), libc::SIGTERM);
+    stopped.wait(Duration::from_secs(10));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "took {:?}\n{}",
+        signalled.elapsed(),
+        stopped.describe()
+    );
+    assert!(
+        stopped.stdout().contains("Ended: stopped"),
+        "{}",
+        stopped.describe()
+    );
+    signal(tester.pid(), libc::SIGINT);
+    tester.wait(RUN_LIMIT);
+    shm.assert_empty();
+}
+
 /// The writer SIGKILLed under a standalone reader: the reader notices within a second or two,
 /// reports "writer died" having accounted for every published record, and exits 0 (nothing
 /// lost, no violation); `load-tester clean` then removes the dead run.

@@ -1,13 +1,15 @@
 //! The load test: configuration, plan, run, results, outputs, exit status.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::error;
 use crate::output;
 use crate::report::observe::{Observer, Tee};
 use crate::results::accumulate::RunAccumulator;
+use crate::run::engine::EngineError;
+use crate::run::{Stop, StopRequest};
 
 /// Runs the load test `args` describe; returns the exit status.
 pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
@@ -29,17 +31,26 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
             .try_init();
     }
 
-    // First signal: stop the run and report. A second SIGINT/SIGTERM while stopping exits at once
-    // (`load-tester clean` removes what that leaves in /dev/shm).
-    let stop = Arc::new(AtomicBool::new(false));
+    // First signal: stop the load and report what was measured. Second: end the run at once
+    // (readers killed, shared memory removed, no results). A third, should the run still not
+    // end, exits on the spot.
+    let stop = Arc::new(Stop::default());
     let which = Arc::new(AtomicUsize::new(0));
     for (signal, code) in [
         (signal_hook::consts::SIGINT, crate::exit::SIGINT),
         (signal_hook::consts::SIGTERM, crate::exit::SIGTERM),
     ] {
-        let _ = signal_hook::flag::register_conditional_shutdown(signal, code, Arc::clone(&stop));
-        let _ = signal_hook::flag::register_usize(signal, Arc::clone(&which), signal as usize);
-        let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+        let (stop, which) = (Arc::clone(&stop), Arc::clone(&which));
+        let handler = move || {
+            // Only the first signal names the interruption.
+            let _ = which.compare_exchange(0, signal as usize, Ordering::SeqCst, Ordering::SeqCst);
+            if stop.request() == StopRequest::Again {
+                signal_hook::low_level::exit(code);
+            }
+        };
+        // SAFETY: the handler does only atomic operations and, at the third signal, `_exit`,
+        // all async-signal-safe; it allocates and locks nothing.
+        let _ = unsafe { signal_hook::low_level::register(signal, handler) };
     }
 
     eprintln!("🚀 Starting AlphaPulse Load Tester");
@@ -61,8 +72,24 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         &stop,
         &mut Tee(observers),
     );
+    let signal_name = |which: usize| {
+        if which == signal_hook::consts::SIGTERM as usize {
+            ("SIGTERM", crate::exit::SIGTERM)
+        } else {
+            ("SIGINT", crate::exit::SIGINT)
+        }
+    };
     let end = match run {
         Ok(d) => d,
+        Err(EngineError::Aborted) => {
+            progress.finish();
+            let (name, code) = signal_name(which.load(Ordering::Relaxed));
+            eprintln!(
+                "Stopped at once by {name}: readers killed, shared memory removed; \
+                 no results were written"
+            );
+            return code;
+        }
         Err(e) => {
             progress.finish();
             return error(e);

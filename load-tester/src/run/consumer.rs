@@ -167,7 +167,15 @@ fn delay(clock: &mut Clock, ns: u64) {
 
 impl Ring {
     /// Reads up to `batch` records; returns how many were taken (records or losses).
-    fn poll(&mut self, batch: usize, clock: &mut Clock, delay_ns: u64) -> usize {
+    /// Reads up to `batch` records, or until `halt` says to stop (checked between records, so
+    /// that a slow reader still obeys a stop request or a time limit at once).
+    fn poll(
+        &mut self,
+        batch: usize,
+        clock: &mut Clock,
+        delay_ns: u64,
+        halt: &mut dyn FnMut(u64) -> bool,
+    ) -> usize {
         let e2e = &mut self.e2e;
         let mut n = 0;
         while n < batch {
@@ -216,6 +224,9 @@ impl Ring {
             }
             n += 1;
             delay(clock, delay_ns);
+            if delay_ns > 0 && halt(clock.now()) {
+                break;
+            }
         }
         n
     }
@@ -407,11 +418,12 @@ pub fn read_run(
             ring.ship_into(report);
         }
     };
+    let mut halt = |now: u64| stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d);
     let ended;
     loop {
         let mut taken = 0;
         for ring in rings.iter_mut().filter(|r| !r.finished) {
-            taken += ring.poll(64, &mut clock, options.delay_ns);
+            taken += ring.poll(64, &mut clock, options.delay_ns, &mut halt);
         }
         let now = clock.now();
         if now >= boundary {
@@ -426,7 +438,8 @@ pub fn read_run(
             boundary = boundary_of(&start, index);
             report.reset(index);
         }
-        if taken == 0 && now >= next_status {
+        // Idle, or told to stop: a slow reader may never be idle.
+        if (taken == 0 || halt(now)) && now >= next_status {
             next_status = now + 20_000_000;
             for ring in rings.iter_mut().filter(|r| !r.finished) {
                 ring.refresh_status(options.stale_after);
@@ -435,7 +448,7 @@ pub fn read_run(
                 if matches!(
                     ring.writer,
                     WriterStatus::Closed | WriterStatus::Dead | WriterStatus::Replaced
-                ) && ring.poll(usize::MAX, &mut clock, options.delay_ns) == 0
+                ) && ring.poll(usize::MAX, &mut clock, options.delay_ns, &mut halt) == 0
                 {
                     ring.finished = true;
                 }

@@ -3,7 +3,6 @@
 //! interval to the observer. What only the end knows comes back as a [`RunEnd`].
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use crate::run::pacing::{ConstantRate, Schedule};
 use crate::run::reader_wire::{Start, ToTester};
 use crate::run::readers::{self, ReaderChild, ReaderLine, ReaderSpec};
 use crate::run::sampler;
+use crate::run::Stop;
 use crate::source::market::ExchangeSim;
 use crate::transport::bus::BusRun;
 use crate::transport::Transport;
@@ -34,6 +34,10 @@ pub enum EngineError {
     /// A reader process could not be started or did not attach.
     #[error("{0}")]
     Readers(String),
+    /// A second stop request ended the run at once: readers were killed, the transport removed,
+    /// and nothing is left to report.
+    #[error("the run was ended at once by a second stop request")]
+    Aborted,
 }
 
 /// Everything the engine hears, from generator threads and reader processes.
@@ -86,12 +90,12 @@ fn schedule_for(
 }
 
 /// Runs `plan` on the bus under `shm_dir`, handing every complete interval to `observer`.
-/// Stops early when `stop` is set.
+/// Stops early when `stop` is requested: once, gracefully; twice, at once ([`EngineError::Aborted`]).
 pub fn run(
     plan: &Plan,
     shm_dir: &Path,
     keep_shm: bool,
-    stop: &AtomicBool,
+    stop: &Stop,
     observer: &mut dyn Observer,
 ) -> Result<RunEnd, EngineError> {
     run_with_patterns(plan, shm_dir, keep_shm, stop, observer, None)
@@ -103,7 +107,7 @@ pub fn run_with_patterns(
     plan: &Plan,
     shm_dir: &Path,
     keep_shm: bool,
-    stop: &AtomicBool,
+    stop: &Stop,
     observer: &mut dyn Observer,
     custom: Option<PatternFactory>,
 ) -> Result<RunEnd, EngineError> {
@@ -144,7 +148,7 @@ pub fn run_with_patterns(
         },
     )
     .map_err(EngineError::Readers)?;
-    wait_ready(&rx, &mut readers)?;
+    wait_ready(&rx, &mut readers, stop)?;
 
     let interval_ns = plan.interval_ns;
     let intervals = plan.intervals();
@@ -199,6 +203,7 @@ pub fn run_with_patterns(
         garbage_lines: 0,
     };
     let mut refused = 0u64;
+    let mut aborted = false;
     let mut digests = Digests::default();
     std::thread::scope(|scope| {
         let mut spares = Vec::new();
@@ -221,7 +226,7 @@ pub fn run_with_patterns(
                     generator::run(
                         config,
                         works,
-                        stop,
+                        stop.flag(),
                         |m| {
                             let _ = tx.send(Event::Generator(m));
                         },
@@ -237,6 +242,14 @@ pub fn run_with_patterns(
         let mut finish_deadline = None;
         let mut emit = |r: &IntervalReport| observer.interval(r);
         loop {
+            if stop.aborted() {
+                // The generators watch the same request and return within MAX_WAIT_NS.
+                for r in &mut readers {
+                    r.reap();
+                }
+                aborted = true;
+                break;
+            }
             if running == 0 && !readers.iter().any(ReaderChild::running) {
                 break;
             }
@@ -358,8 +371,13 @@ pub fn run_with_patterns(
             }
             collector.drain(&mut emit);
         }
-        collector.finish(&mut emit);
+        if !aborted {
+            collector.finish(&mut emit);
+        }
     });
+    if aborted {
+        return Err(EngineError::Aborted);
+    }
     for r in &mut readers {
         r.stop();
         r.reap();
@@ -429,11 +447,19 @@ fn keep_off_generator_cores(generator_cores: &[usize]) {
 }
 
 /// Waits until every reader said it attached, or fails with what the failing one said.
-fn wait_ready(rx: &mpsc::Receiver<Event>, readers: &mut [ReaderChild]) -> Result<(), EngineError> {
+fn wait_ready(
+    rx: &mpsc::Receiver<Event>,
+    readers: &mut [ReaderChild],
+    stop: &Stop,
+) -> Result<(), EngineError> {
     let deadline = std::time::Instant::now() + READER_ATTACH_TIMEOUT;
     while readers.iter().any(|r| !r.ready) {
+        if stop.stopping() {
+            // Nothing was measured yet: a stop now, graceful or not, ends the run.
+            return Err(EngineError::Aborted);
+        }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
             Ok(Event::Reader(i, ReaderLine::Message(m)))
                 if matches!(*m, ToTester::Ready { .. }) =>
             {
@@ -447,6 +473,7 @@ fn wait_ready(rx: &mpsc::Receiver<Event>, readers: &mut [ReaderChild]) -> Result
                 )));
             }
             Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) if std::time::Instant::now() < deadline => {}
             Err(_) => {
                 return Err(EngineError::Readers(format!(
                     "reader processes did not attach within {} s",
