@@ -297,7 +297,7 @@ def checks(results: dict, targets: dict, warnings: list[str]) -> list[dict]:
         below("Write Latency P50", measured["p50"], t["write_p50_ns"], "ns"),
         below("Write Latency P99", measured["p99"], t["write_p99_ns"], "ns"),
         below("Write Latency P99.9", measured["p999"], t["write_p999_ns"], "ns"),
-        below("CPU Usage (avg, % of one core)", number(results, "resources", "cpu_avg_pct"), t["max_cpu_pct"], "%"),
+        below("CPU Usage (avg working, % of one core)", number(results, "resources", "cpu_working_avg_pct"), t["max_cpu_pct"], "%"),
         below("Memory Usage (peak RSS)", number(results, "resources", "rss_peak_mib"), t["max_memory_mib"], "MiB"),
         below("Error Rate", number(results, "errors", "error_rate_pct"), max(t["max_error_rate_pct"], sys.float_info.min), "%"),
     ]

@@ -122,6 +122,9 @@ fn every_received_record_gives_one_end_to_end_value() {
         "0",
         "--reader-delay-ns",
         "200000",
+        // Room for every record of the run: the slow reader falls behind but is never lapped.
+        "--ring-capacity",
+        "32768",
     ]);
     let (plan, _) = config::build(&cli.run).unwrap();
     let stop = alphapulse_load_tester::run::Stop::default();

@@ -54,6 +54,9 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     }
 
     eprintln!("🚀 Starting AlphaPulse Load Tester");
+    for note in &settings.notes {
+        eprintln!("note: {note}");
+    }
     tracing::info!(
         exchanges = plan.exchanges.len(),
         rate = plan.total_target_rate(),

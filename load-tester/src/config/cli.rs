@@ -105,11 +105,15 @@ pub struct CompareArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PacingArg {
-    /// Sleep until shortly before the send time, then spin: modest CPU, wake-up jitter of a few
-    /// microseconds shows in lag and response time.
+    /// Sleep until shortly before the send time (as long before as this machine's sleeps end
+    /// late, calibrated), then spin: a lag of a few microseconds; the spinning shows in the
+    /// process CPU, and the CPU target judges the time spent working.
     Hybrid,
     /// Spin on the clock: one core at 100%, the lowest lag.
     Spin,
+    /// Sleep until each send time, never spin: the least CPU, and every send late by the
+    /// machine's wake-up latency (tens of microseconds on a VM).
+    Sleep,
 }
 
 /// Which clock the generator reads.
@@ -122,6 +126,15 @@ pub enum ClockArg {
     Tsc,
     /// clock_gettime(CLOCK_MONOTONIC) for every timestamp.
     Monotonic,
+}
+
+/// Where threads and readers run when no core is named for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlacementArg {
+    /// One core each, generator threads on the highest cores, when there are enough.
+    Auto,
+    /// Wherever the scheduler puts them.
+    None,
 }
 
 /// How this process takes part in a run (the original design's distributed mode).
@@ -150,6 +163,7 @@ impl From<PacingArg> for PacingMode {
         match p {
             PacingArg::Hybrid => PacingMode::Hybrid,
             PacingArg::Spin => PacingMode::Spin,
+            PacingArg::Sleep => PacingMode::Sleep,
         }
     }
 }
@@ -229,9 +243,9 @@ pub struct RunArgs {
     pub pacing: PacingArg,
 
     /// Hybrid pacing: spin (instead of sleeping) this many microseconds before each send time
-    #[arg(long, value_name = "US", default_value_t = 10,
-          value_parser = |s: &str| whole(s, 0, MAX_SPIN_US))]
-    pub spin_us: u64,
+    /// [default: calibrated from this machine's wake-up latency, and kept up to date]
+    #[arg(long, value_name = "US", value_parser = |s: &str| whole(s, 0, MAX_SPIN_US))]
+    pub spin_us: Option<u64>,
 
     /// Clock of the generator's timestamps
     #[arg(long, value_enum, default_value_t = ClockArg::Auto)]
@@ -246,6 +260,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "CORES", value_delimiter = ',',
           value_parser = |s: &str| whole(s, 0, MAX_CORE))]
     pub pin_cores: Vec<u64>,
+
+    /// Without --pin-cores and --reader-pin-cores: give each generator thread and reader a core
+    /// of its own when there are enough (auto), or leave them to the scheduler (none)
+    #[arg(long, value_enum, default_value_t = PlacementArg::Auto)]
+    pub placement: PlacementArg,
 
     /// What writers do when a reader falls a whole ring behind
     #[arg(long, value_enum, default_value_t = WriterModeArg::Overwrite)]

@@ -6,7 +6,7 @@ pub mod scenario;
 
 use std::path::PathBuf;
 
-use crate::config::cli::{ClockArg, RunArgs};
+use crate::config::cli::{ClockArg, PlacementArg, RunArgs};
 use crate::output::reports::OutputRequest;
 use crate::plan::limits::MAX_TOTAL_RATE;
 use crate::plan::patterns::PatternSpec;
@@ -14,6 +14,7 @@ use crate::plan::ClockSource;
 use crate::plan::{default_capacity, ExchangePlan, Pacing, Plan, MAX_POINTS};
 use crate::results::targets::Targets;
 use crate::run::clock::tsc_usable;
+use crate::run::placement;
 use crate::source::market::symbols::{exchange_names, symbol_names};
 
 /// What the user asked for that is not part of the plan: outputs and judgement.
@@ -31,6 +32,8 @@ pub struct Settings {
     pub keep_shm: bool,
     /// Readers may lose records without failing the verdict.
     pub allow_loss: bool,
+    /// What the user should know before the run starts (printed on stderr).
+    pub notes: Vec<String>,
 }
 
 /// A configuration error: one line naming the flag or file and what to do.
@@ -64,9 +67,27 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             args.threads, args.exchanges, args.exchanges
         ));
     }
-    let pin_cores = check_pin_cores("--pin-cores", &args.pin_cores, args.threads)?;
-    let reader_pin_cores =
+    let mut pin_cores = check_pin_cores("--pin-cores", &args.pin_cores, args.threads)?;
+    let mut reader_pin_cores =
         check_pin_cores("--reader-pin-cores", &args.reader_pin_cores, args.consumers)?;
+    let mut notes = Vec::new();
+    if args.placement == PlacementArg::Auto && pin_cores.is_empty() && reader_pin_cores.is_empty() {
+        let cores = placement::available_cores();
+        match placement::auto(args.threads as usize, args.consumers as usize, &cores) {
+            Some((generators, readers)) => {
+                pin_cores = generators;
+                reader_pin_cores = readers;
+            }
+            None if cores.len() > 1 => notes.push(format!(
+                "{} generator thread(s) and {} reader(s) do not get a core each on {} cores: \
+                 the scheduler places them, and their contention may show as lag",
+                args.threads,
+                args.consumers,
+                cores.len()
+            )),
+            None => {}
+        }
+    }
     if let Some(c) = args.ring_capacity {
         if !c.is_power_of_two() {
             return fail(format!(
@@ -128,7 +149,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         pin_cores,
         pacing: Pacing {
             mode: args.pacing.into(),
-            spin_ns: args.spin_us * 1_000,
+            spin_ns: args.spin_us.map(|us| us * 1_000),
         },
         clock,
         writer_mode: args.writer_mode.into(),
@@ -165,6 +186,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             .unwrap_or_else(alphapulse_bus::default_base_dir),
         keep_shm: args.keep_shm,
         allow_loss: args.allow_loss,
+        notes,
     };
     Ok((plan, settings))
 }
@@ -178,6 +200,15 @@ fn check_pin_cores(flag: &str, cores: &[u64], threads: u64) -> Result<Vec<usize>
             "{flag} lists {} cores for {threads} threads or processes; list one core for each",
             cores.len()
         )));
+    }
+    let mut seen = Vec::new();
+    for &c in cores {
+        if seen.contains(&c) {
+            return Err(ConfigError(format!(
+                "{flag} lists core {c} twice; give each thread or process a core of its own"
+            )));
+        }
+        seen.push(c);
     }
     let allowed = rustix::thread::sched_getaffinity(None)
         .map_err(|e| ConfigError(format!("{flag}: cannot read this process's CPU set: {e}")))?;

@@ -181,7 +181,19 @@ pub fn apply(
     number!(seed, 0, i64::MAX);
     number!(consumers, 0, MAX_CONSUMERS);
     number!(threads, 1, MAX_THREADS);
-    number!(spin_us, 0, MAX_SPIN_US);
+    if let Some(v) = &sc.spin_us {
+        let value = *v.get_ref();
+        if !(0..=MAX_SPIN_US as i64).contains(&value) {
+            return Err(fail(
+                Some(v.span()),
+                "spin_us",
+                format!("{value}: must be a whole number from 0 to {MAX_SPIN_US}"),
+            ));
+        }
+        if !from_cli("spin_us") {
+            args.spin_us = Some(value as u64);
+        }
+    }
     number!(lag_budget_us, 1, MAX_LAG_BUDGET_US);
     if let Some(v) = &sc.ring_capacity {
         let value = *v.get_ref();

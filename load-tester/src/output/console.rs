@@ -89,9 +89,8 @@ pub fn render(r: &Results, verbose: bool) -> String {
     if verbose {
         let _ = writeln!(
             out,
-            "  Pacing: {:?} (spin {} us), threads {}, mode {}, seed {}",
-            plan.pacing.mode,
-            plan.pacing.spin_ns / 1000,
+            "  Pacing: {}, threads {}, writer mode {}, seed {}",
+            plan.pacing.describe(),
             plan.threads,
             match plan.writer_mode {
                 crate::plan::WriterMode::Backpressure => "backpressure",

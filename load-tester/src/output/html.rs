@@ -388,11 +388,10 @@ fn section_config(out: &mut String, r: &Results) {
         (
             "Generator",
             format!(
-                "{} thread(s), pacing {:?} (spin {} ns), clock {:?}{}",
+                "{} thread(s), pacing {}, clock {}{}",
                 p.threads,
-                p.pacing.mode,
-                p.pacing.spin_ns,
-                p.clock,
+                p.pacing.describe(),
+                p.clock.name(),
                 if p.pin_cores.is_empty() {
                     String::new()
                 } else {

@@ -89,6 +89,9 @@ pub enum PacingMode {
     Hybrid,
     /// Spin on the clock the whole time.
     Spin,
+    /// Sleep until the send time, never spin: the least CPU, and every send late by the
+    /// machine's wake-up latency.
+    Sleep,
 }
 
 impl PacingMode {
@@ -97,6 +100,19 @@ impl PacingMode {
         match self {
             PacingMode::Hybrid => "hybrid",
             PacingMode::Spin => "spin",
+            PacingMode::Sleep => "sleep",
+        }
+    }
+}
+
+impl Pacing {
+    /// The pacing as the reports name it: `hybrid (spin window calibrated)`,
+    /// `hybrid (spin 10 us)`, `spin`, `sleep`.
+    pub fn describe(&self) -> String {
+        match (self.mode, self.spin_ns) {
+            (PacingMode::Hybrid, None) => "hybrid (spin window calibrated)".into(),
+            (PacingMode::Hybrid, Some(ns)) => format!("hybrid (spin {} us)", ns / 1_000),
+            (mode, _) => mode.name().into(),
         }
     }
 }
@@ -124,10 +140,11 @@ impl ClockSource {
 /// How the generator threads wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pacing {
-    /// Hybrid or spin.
+    /// Hybrid, spin or sleep.
     pub mode: PacingMode,
-    /// Hybrid: how long before a send time to stop sleeping and spin, ns.
-    pub spin_ns: u64,
+    /// Hybrid: how long before a send time to stop sleeping and spin, ns; `None` to calibrate
+    /// it on the machine (see [`crate::run::pacing::Pacer`]).
+    pub spin_ns: Option<u64>,
 }
 
 /// Everything a run needs to know to generate load; derived from the configuration.

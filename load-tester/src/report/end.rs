@@ -69,6 +69,17 @@ pub struct ReaderProcessEnd {
     pub died: Option<String>,
 }
 
+/// What the pacer of one thread ended up doing, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacingReport {
+    /// The spin window at the end, ns (0 in sleep mode; the whole wait in spin mode).
+    pub window_ns: u64,
+    /// The 99th percentile of how late sleeps ended, last measured, ns (0 if it never slept).
+    pub late_p99_ns: u64,
+    /// Whether the window was calibrated (not fixed by `--spin-us`).
+    pub calibrated: bool,
+}
+
 /// The facts of a run that are not measurements of an interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEnd {
@@ -80,6 +91,10 @@ pub struct RunEnd {
     pub clock: ClockSource,
     /// Cost of one clock read, ns (measured at start).
     pub clock_cost_ns: f64,
+    /// How each generator thread paced, by thread index.
+    pub pacing: Vec<PacingReport>,
+    /// CPU cores the tester process could run on.
+    pub cores: usize,
     /// Whether the run was stopped before its planned end.
     pub interrupted: bool,
     /// Things that went wrong without stopping the run.

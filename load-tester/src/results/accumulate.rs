@@ -45,8 +45,9 @@ pub struct RunAccumulator {
     measured_ns: u64,
     /// Generator time over the measured intervals.
     generator: GeneratorTime,
-    /// The tester's resource samples of the measured intervals.
-    tester: Vec<ProcessUsage>,
+    /// The tester's resource samples of the measured intervals, each with the generator's
+    /// spinning in that interval, ns.
+    tester: Vec<(ProcessUsage, u64)>,
     /// Each reader's resource samples of the measured intervals, by process name.
     readers: BTreeMap<String, Vec<ProcessUsage>>,
     /// Per stream, latencies of the measured intervals inside bursts (sources with a burst
@@ -118,7 +119,7 @@ impl RunAccumulator {
             }
             for (name, u) in &r.processes {
                 if name == TESTER_PROCESS {
-                    self.tester.push(*u);
+                    self.tester.push((*u, r.generator.spin_ns));
                 } else {
                     self.readers.entry(name.clone()).or_default().push(*u);
                 }
@@ -225,6 +226,7 @@ impl RunAccumulator {
         };
         let thread_ns = self.generator.thread_ns.max(1) as f64;
         let wait_pct = 100.0 * self.generator.wait_ns as f64 / thread_ns;
+        let spin_pct = 100.0 * self.generator.spin_ns as f64 / thread_ns;
         let write_pct = 100.0 * self.generator.write_ns as f64 / thread_ns;
         let mut warm_all = SourceReport::default();
         for s in self.warmup.values() {
@@ -254,15 +256,27 @@ impl RunAccumulator {
                 lag: kind_report(Kind::Lag),
             },
             errors,
-            resources: Resources::of(&self.tester),
+            resources: Resources::of_tester(&self.tester),
             generator: GeneratorHealth {
                 threads: plan.threads,
                 clock_cost_ns: end.clock_cost_ns,
                 wait_pct,
+                spin_pct,
                 write_pct,
                 overhead_pct: (100.0 - wait_pct - write_pct).max(0.0),
                 lag_budget_ns: plan.lag_budget_ns,
                 backlog: all.writer.backlog,
+                spin_window_ns: end
+                    .pacing
+                    .iter()
+                    .filter(|p| {
+                        plan.pacing.mode == crate::plan::PacingMode::Hybrid && p.window_ns > 0
+                    })
+                    .map(|p| p.window_ns)
+                    .max()
+                    .unwrap_or(0),
+                sleep_late_p99_ns: end.pacing.iter().map(|p| p.late_p99_ns).max().unwrap_or(0),
+                cores: end.cores,
             },
             degradation: degradation(&self.series),
             warmup: Warmup {

@@ -279,8 +279,8 @@ pub fn config_diff(base: &Plan, cur: &Plan) -> ConfigDiff {
     diff(
         false,
         "pacing",
-        format!("{:?}/{} ns", base.pacing.mode, base.pacing.spin_ns),
-        format!("{:?}/{} ns", cur.pacing.mode, cur.pacing.spin_ns),
+        base.pacing.describe(),
+        cur.pacing.describe(),
     );
     diff(
         false,

@@ -181,6 +181,11 @@ pub struct Resources {
     pub cpu_avg_pct: f64,
     /// Highest one-second process CPU, percent of one core.
     pub cpu_peak_pct: f64,
+    /// Average CPU the process spent working: its CPU less the time its generator threads spun
+    /// waiting for send times, percent of one core. The CPU target judges this.
+    pub cpu_working_avg_pct: f64,
+    /// Highest one-second working CPU, percent of one core.
+    pub cpu_working_peak_pct: f64,
     /// Average machine CPU, percent of all cores.
     pub system_cpu_avg_pct: f64,
     /// Average resident memory, MiB.
@@ -205,7 +210,30 @@ pub struct Resources {
 const MIB: f64 = (1u64 << 20) as f64;
 
 impl Resources {
-    /// Summarizes one process's samples, one per interval.
+    /// Summarizes the tester's samples, one per interval, each with the time its generator
+    /// threads spun in that interval, ns.
+    pub fn of_tester(samples: &[(ProcessUsage, u64)]) -> Self {
+        let usage: Vec<ProcessUsage> = samples.iter().map(|(u, _)| *u).collect();
+        let working: Vec<f64> = samples
+            .iter()
+            .map(|(u, spin)| {
+                if u.wall_ns == 0 {
+                    0.0
+                } else {
+                    100.0 * u.cpu_ns.saturating_sub(*spin) as f64 / u.wall_ns as f64
+                }
+            })
+            .collect();
+        let n = working.len().max(1) as f64;
+        Self {
+            cpu_working_avg_pct: working.iter().fold(0.0, |a, b| a + b) / n,
+            cpu_working_peak_pct: working.iter().copied().fold(0.0, f64::max),
+            ..Self::of(&usage)
+        }
+    }
+
+    /// Summarizes one process's samples, one per interval; a process without generator
+    /// threads works all the CPU time it uses.
     pub fn of(samples: &[ProcessUsage]) -> Self {
         let n = samples.len().max(1) as f64;
         let max = |f: fn(&ProcessUsage) -> f64| samples.iter().map(f).fold(0.0, f64::max);
@@ -216,6 +244,8 @@ impl Resources {
             samples: samples.len(),
             cpu_avg_pct: avg(ProcessUsage::cpu_pct),
             cpu_peak_pct: max(ProcessUsage::cpu_pct),
+            cpu_working_avg_pct: avg(ProcessUsage::cpu_pct),
+            cpu_working_peak_pct: max(ProcessUsage::cpu_pct),
             system_cpu_avg_pct: avg(ProcessUsage::machine_cpu_pct),
             rss_avg_mib: avg(|s| s.rss_bytes as f64 / MIB),
             rss_peak_mib: max(|s| s.rss_bytes as f64 / MIB),
@@ -238,6 +268,9 @@ pub struct GeneratorHealth {
     pub clock_cost_ns: f64,
     /// Share of generator thread time spent waiting for send times, percent.
     pub wait_pct: f64,
+    /// Of the waiting, the share spent spinning on the clock (the rest asleep), percent of
+    /// generator thread time.
+    pub spin_pct: f64,
     /// Share spent inside write calls, percent.
     pub write_pct: f64,
     /// Share spent generating, measuring and scheduling, percent.
@@ -246,6 +279,13 @@ pub struct GeneratorHealth {
     pub lag_budget_ns: u64,
     /// Messages due but never sent, all sources.
     pub backlog: u64,
+    /// Hybrid pacing: the widest spin window a thread ended with, ns (0 without hybrid pacing).
+    pub spin_window_ns: u64,
+    /// How late this machine's sleeps ended, 99th percentile as the pacer last measured it, ns
+    /// (0 when the generator never slept).
+    pub sleep_late_p99_ns: u64,
+    /// CPU cores this process could run on.
+    pub cores: usize,
 }
 
 /// Change between the first and the last tenth of the measured time series.

@@ -11,7 +11,7 @@ use alphapulse_bus::now_ns;
 use crate::plan::patterns::LoadPattern;
 use crate::plan::{ExchangePlan, Plan, Stream};
 use crate::report::collect::{Collector, ProducerId};
-use crate::report::end::{ReaderProcessEnd, RunEnd};
+use crate::report::end::{PacingReport, ReaderProcessEnd, RunEnd};
 use crate::report::observe::{Observer, RunStart};
 use crate::report::{reader_process, IntervalReport, TESTER_PROCESS};
 use crate::run::consumer::{Digests, DIGESTS_NAME};
@@ -133,6 +133,8 @@ pub fn run_with_patterns(
         });
     }
 
+    // Counted before this thread moves off the generators' cores, which narrows its CPU set.
+    let cores = crate::run::placement::available_cores().len();
     keep_off_generator_cores(&plan.pin_cores);
     let (tx, rx) = mpsc::channel::<Event>();
     let reader_tx = tx.clone();
@@ -197,6 +199,8 @@ pub fn run_with_patterns(
         location: run_dir.display().to_string(),
         clock: plan.clock,
         clock_cost_ns,
+        pacing: vec![PacingReport::default(); plan.threads],
+        cores,
         interrupted: false,
         warnings: Vec::new(),
         readers: Vec::new(),
@@ -281,6 +285,9 @@ pub fn run_with_patterns(
                     collector.done(generator_ids[summary.thread]);
                     running -= 1;
                     end.interrupted |= summary.interrupted;
+                    if let Some(p) = end.pacing.get_mut(summary.thread) {
+                        *p = summary.pacing;
+                    }
                     digests.exchanges.extend(summary.digests);
                     if let Some(e) = summary.pin_error {
                         end.warnings

@@ -15,6 +15,7 @@ use std::sync::mpsc::Receiver;
 use alphapulse_bus::{BookUpdate, Record, Trade};
 
 use crate::plan::{Pacing, Stream};
+use crate::report::end::PacingReport;
 use crate::report::{GeneratorTime, IntervalReport, Kind, SourceId, SourceReport, WriterCounters};
 use crate::run::clock::{Clock, ClockSource};
 use crate::run::measure::LatencySet;
@@ -71,6 +72,8 @@ pub struct ThreadSummary {
     pub interrupted: bool,
     /// Why pinning failed, if it was asked for and failed.
     pub pin_error: Option<String>,
+    /// How the thread paced.
+    pub pacing: PacingReport,
     /// Per exchange, per symbol: the last published book version and its digest.
     pub digests: Vec<(u16, Vec<(u64, u64)>)>,
 }
@@ -191,8 +194,8 @@ pub fn run(
     spare: Receiver<IntervalReport>,
 ) {
     let pin_error = config.pin_core.and_then(|core| pin(core).err());
-    let pacer = Pacer::new(config.pacing);
     let mut clock = Clock::new(config.clock);
+    let mut pacer = Pacer::new(config.pacing, &mut clock);
     let mut sources = Vec::new();
     for (w, work) in works.iter_mut().enumerate() {
         for (stream, schedule) in [
@@ -357,6 +360,7 @@ pub fn run(
         thread: config.index,
         interrupted,
         pin_error,
+        pacing: pacer.report(),
         digests,
     }));
     drop(works);

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod generator;
 pub mod measure;
 pub mod pacing;
+pub mod placement;
 pub mod reader_wire;
 pub mod readers;
 pub mod sampler;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::plan::patterns::LoadPattern;
 use crate::plan::{Pacing, PacingMode};
+use crate::report::end::PacingReport;
 use crate::run::clock::Clock;
 
 /// The intended send times of one source at a constant rate.
@@ -180,37 +181,117 @@ impl Schedule {
 }
 
 /// How a generator thread waits until an intended send time.
-#[derive(Debug, Clone, Copy)]
+///
+/// Hybrid pacing sleeps until `window_ns` before the send time and spins the rest: a sleep
+/// ends late by the machine's wake-up latency (20 to 40 us on a busy VM), and spinning the
+/// last stretch keeps that lateness out of the schedule. Unless the window is fixed
+/// (`--spin-us`), it is calibrated: before the run from a series of short sleeps, and during it
+/// from every sleep the pacer takes, as the 99th percentile of how late sleeps ended plus a
+/// margin, so the window follows the machine.
+#[derive(Debug, Clone)]
 pub struct Pacer {
-    /// Hybrid mode: how long before a due time sleeping stops and spinning starts, ns.
-    spin_ns: u64,
-    /// Spin mode: never sleep, spin the whole wait.
-    spin_only: bool,
+    /// The pacing mode.
+    mode: PacingMode,
+    /// Hybrid: how long before a due time sleeping stops and spinning starts, ns; between
+    /// [`MIN_WINDOW_NS`] and [`MAX_WINDOW_NS`] when calibrated.
+    window_ns: u64,
+    /// Whether the window was fixed by the user (never recalibrated).
+    fixed: bool,
+    /// How late the last sleeps ended, ns (saturated at `u32::MAX`); `count` of them are valid.
+    late: [u32; LATE_SAMPLES],
+    /// Valid entries of `late`, at most [`LATE_SAMPLES`]; the window is recomputed when full.
+    count: usize,
+    /// The 99th percentile of lateness the window was last computed from, ns.
+    late_p99_ns: u64,
 }
 
 /// Longest a generator sleeps in one go, so that it notices a stop request and keeps heartbeats
 /// and measurement intervals going while a slow source waits.
 pub const MAX_WAIT_NS: u64 = 50_000_000;
+/// Smallest calibrated spin window, ns.
+pub const MIN_WINDOW_NS: u64 = 2_000;
+/// Largest calibrated spin window, ns: beyond it the machine is too busy to pace by sleeping.
+pub const MAX_WINDOW_NS: u64 = 2_000_000;
+/// What the calibrated window adds to the lateness percentile, ns.
+const WINDOW_MARGIN_NS: u64 = 5_000;
+/// Sleeps the window is computed from.
+const LATE_SAMPLES: usize = 256;
+/// Sleeps taken to calibrate before the run, and how long each asks for.
+const CALIBRATION_SLEEPS: usize = 64;
+const CALIBRATION_SLEEP_NS: u64 = 50_000;
 
 impl Pacer {
-    /// A pacer for `pacing`. In hybrid mode it also lowers this thread's timer slack to 1 ns, so
-    /// that sleeps end when asked rather than up to 50 us later.
-    pub fn new(pacing: Pacing) -> Self {
-        let spin_only = pacing.mode == PacingMode::Spin;
-        if !spin_only {
+    /// A pacer for `pacing`, calibrated on this thread if the window is not fixed. Unless it
+    /// only spins, it also lowers this thread's timer slack to 1 ns, so that sleeps end when
+    /// asked rather than up to 50 us later.
+    pub fn new(pacing: Pacing, clock: &mut Clock) -> Self {
+        if pacing.mode != PacingMode::Spin {
             // Best effort: without it sleeps are just less precise, and the lag shows it.
             let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
         }
-        Self {
-            spin_ns: pacing.spin_ns,
-            spin_only,
+        let (window_ns, fixed) = match (pacing.mode, pacing.spin_ns) {
+            (PacingMode::Sleep, _) => (0, true),
+            (_, Some(ns)) => (ns, true),
+            (_, None) => (MIN_WINDOW_NS, false),
+        };
+        let mut p = Self {
+            mode: pacing.mode,
+            window_ns,
+            fixed,
+            late: [0; LATE_SAMPLES],
+            count: 0,
+            late_p99_ns: 0,
+        };
+        if pacing.mode != PacingMode::Spin {
+            for _ in 0..CALIBRATION_SLEEPS {
+                let before = clock.now();
+                std::thread::sleep(Duration::from_nanos(CALIBRATION_SLEEP_NS));
+                let late = clock.now().saturating_sub(before + CALIBRATION_SLEEP_NS);
+                p.observe(late);
+            }
+            p.recalibrate();
+        }
+        p
+    }
+
+    /// What the pacer does now, for the report.
+    pub fn report(&self) -> PacingReport {
+        PacingReport {
+            window_ns: self.window_ns,
+            late_p99_ns: self.late_p99_ns,
+            calibrated: !self.fixed,
+        }
+    }
+
+    fn observe(&mut self, late_ns: u64) {
+        if self.count < LATE_SAMPLES {
+            self.late[self.count] = late_ns.min(u64::from(u32::MAX)) as u32;
+            self.count += 1;
+        }
+        if self.count == LATE_SAMPLES {
+            self.recalibrate();
+        }
+    }
+
+    #[cold]
+    fn recalibrate(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let samples = &mut self.late[..self.count];
+        samples.sort_unstable();
+        let p99 = u64::from(samples[(samples.len() * 99).div_ceil(100) - 1]);
+        self.late_p99_ns = p99;
+        self.count = 0;
+        if !self.fixed {
+            self.window_ns = (p99 + WINDOW_MARGIN_NS).clamp(MIN_WINDOW_NS, MAX_WINDOW_NS);
         }
     }
 
     /// Waits until `clock.now() >= due`; returns that time and how long of the wait was spent
     /// spinning (which, unlike sleeping, costs CPU).
     #[inline]
-    pub fn wait_until(&self, clock: &mut Clock, due: u64) -> Woke {
+    pub fn wait_until(&mut self, clock: &mut Clock, due: u64) -> Woke {
         let mut spin_from = None;
         loop {
             let now = clock.now();
@@ -221,8 +302,11 @@ impl Pacer {
                 };
             }
             let remaining = due - now;
-            if !self.spin_only && remaining > self.spin_ns {
-                std::thread::sleep(Duration::from_nanos(remaining - self.spin_ns));
+            if self.mode != PacingMode::Spin && remaining > self.window_ns {
+                let asked = remaining - self.window_ns;
+                std::thread::sleep(Duration::from_nanos(asked));
+                let late = clock.now().saturating_sub(now + asked);
+                self.observe(late);
                 spin_from = None;
             } else {
                 spin_from.get_or_insert(now);

@@ -1,0 +1,46 @@
+//! Where the tester's threads and reader processes run.
+//!
+//! On a machine with few cores, the scheduler moving a spinning generator and a spinning reader
+//! onto one core, or the engine thread preempting the generator, shows up as generator lag and
+//! end-to-end latency that measure the tester, not the bus. When there are enough cores and the
+//! user pinned nothing, the run places them itself: generator threads on the highest cores, one
+//! each, then the readers below them, leaving core 0 (where the engine thread, the kernel's
+//! housekeeping and everything else gather) free when there is room.
+
+/// The cores this process may run on, in ascending order.
+pub fn available_cores() -> Vec<usize> {
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| set.is_set(c))
+            .collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+/// Cores for `threads` generator threads and `readers` reader processes out of `cores`
+/// (ascending), or `None` when there are not enough to give each its own. Generators get the
+/// highest cores, readers the ones below.
+pub fn auto(threads: usize, readers: usize, cores: &[usize]) -> Option<(Vec<usize>, Vec<usize>)> {
+    let needed = threads + readers;
+    if needed == 0 || cores.len() < needed || cores.len() < 2 {
+        return None;
+    }
+    let mut from_top = cores.iter().rev().copied();
+    let generators: Vec<usize> = from_top.by_ref().take(threads).collect();
+    let readers: Vec<usize> = from_top.take(readers).collect();
+    Some((generators, readers))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::run::placement::auto;
+
+    #[test]
+    fn generators_take_the_top_cores_and_leave_core_0_when_they_can() {
+        assert_eq!(auto(1, 1, &[0, 1]), Some((vec![1], vec![0])));
+        assert_eq!(auto(1, 1, &[0, 1, 2, 3]), Some((vec![3], vec![2])));
+        assert_eq!(auto(2, 0, &[0, 1, 2]), Some((vec![2, 1], vec![])));
+        assert_eq!(auto(2, 1, &[0, 1]), None, "not enough cores");
+        assert_eq!(auto(1, 0, &[0]), None, "one core: nothing to place");
+    }
+}
