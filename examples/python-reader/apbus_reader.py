@@ -15,7 +15,7 @@ Usage:
 Exit status: 0 every record intact and nothing lost; 1 records lost or invalid (bad checksum,
 out of order, bad fields); 2 the directory is not a usable run (an "error:" line on stderr).
 
-Standard library only: os, mmap, struct, json, fcntl, time, sys.
+Standard library only: os, mmap, struct, json, fcntl, time, sys, argparse.
 """
 
 import fcntl
@@ -460,38 +460,39 @@ def self_test():
     return 1 if failed else 0
 
 
+def parse_args(args):
+    """The command line, parsed with the standard library's argparse: `--help` prints the
+    usage and exits 0, a bad argument prints it and exits 2."""
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="apbus_reader.py",
+        description="Read every ring of an AlphaPulse bus run and print a JSON summary.",
+        epilog="Exit status: 0 every record intact and nothing lost; 1 records lost or invalid; "
+        "2 not a usable run or a bad argument.",
+    )
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
+                   help="the run directory (it holds manifest.json)")
+    p.add_argument("--start", choices=("oldest", "latest"), default="oldest",
+                   help="read from the oldest record still in each ring, or only new ones")
+    p.add_argument("--max-secs", type=float, default=None, metavar="S",
+                   help="stop after S seconds even if writers are still open")
+    p.add_argument("--stale-ms", type=int, default=1000, metavar="MS",
+                   help="a writer silent this long counts as stopped")
+    p.add_argument("--self-test", action="store_true",
+                   help="check the checksum against the examples of docs/bus-format.md")
+    opts = p.parse_args(args)
+    if not opts.self_test and opts.run_dir is None:
+        p.error("RUN_DIR is required (or --self-test)")
+    return opts
+
+
 def main(argv):
-    args = argv[1:]
-    if args == ["--self-test"]:
+    opts = parse_args(argv[1:])
+    if opts.self_test:
         return self_test()
-    opts = {"start": "oldest", "max_secs": None, "stale_ms": 1000}
-    run_dir = None
-    i = 0
-    try:
-        while i < len(args):
-            a = args[i]
-            if a == "--start":
-                opts["start"] = args[i + 1]
-                if opts["start"] not in ("oldest", "latest"):
-                    raise ValueError(a)
-                i += 2
-            elif a == "--max-secs":
-                opts["max_secs"] = float(args[i + 1])
-                i += 2
-            elif a == "--stale-ms":
-                opts["stale_ms"] = int(args[i + 1])
-                i += 2
-            elif a.startswith("-") or run_dir is not None:
-                raise ValueError(a)
-            else:
-                run_dir = a
-                i += 1
-        if run_dir is None:
-            raise ValueError("RUN_DIR")
-    except (ValueError, IndexError) as e:
-        print(f"error: bad argument {e}; usage: {__doc__.split('Usage:')[1].split('Exit')[0]}",
-              file=sys.stderr)
-        return 2
+    run_dir = opts.run_dir
+    opts = {"start": opts.start, "max_secs": opts.max_secs, "stale_ms": opts.stale_ms}
     try:
         out = read_run(
             run_dir,

@@ -4,19 +4,15 @@
 //! a failure.
 //!
 //! Without Chromium (Debian package `chromium`; `.ci/run` installs it) the tests print SKIPPED
-//! on the terminal and pass; with `CI_REQUIRE_CHROMIUM=1` they fail instead.
+//! on the terminal and pass; with `CI=true` (as `.ci/run` sets it) they fail instead.
 
-use std::io::Write as _;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_load-tester");
-
-/// Printed straight to the terminal: the test harness captures `println!`.
-fn say(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{message}");
-}
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CHROMIUM") {
@@ -34,22 +30,16 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-/// Chromium, or `None` after printing why the test is skipped.
+/// Chromium, or `None` after printing why the test is skipped (in CI, where `.ci/run` installs
+/// it, a missing Chromium fails the test instead).
 fn chromium_or_skip(test: &str) -> Option<PathBuf> {
-    match chromium() {
-        Some(c) => Some(c),
-        None => {
-            assert!(
-                std::env::var_os("CI_REQUIRE_CHROMIUM").is_none(),
-                "CI_REQUIRE_CHROMIUM is set but no chromium was found on PATH"
-            );
-            say(&format!(
-                "SKIPPED {test}: chromium not found on PATH (apt-get install chromium); \
-                 the HTML report was NOT checked in a browser"
-            ));
-            None
-        }
-    }
+    let found = chromium();
+    common::have_tool(
+        test,
+        found.is_some(),
+        "chromium not found on PATH (apt-get install chromium); the HTML report was NOT checked in a browser",
+    )
+    .then(|| found.expect("found"))
 }
 
 /// Runs `cmd` with a deadline; returns (status code, stdout, stderr).

@@ -5,7 +5,8 @@
 //!
 //! One real run (3 s) is shared by the tests that only read its files.
 
-use std::io::Write as _;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -17,10 +18,6 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_load-tester");
-
-fn say(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{message}");
-}
 
 struct Out {
     code: Option<i32>,
@@ -222,12 +219,16 @@ fn hdrhistogram_jar() -> Option<PathBuf> {
 #[test]
 fn hdrhistogram_log_processor_reads_the_log_and_agrees_with_the_hgrm_files() {
     let s = shared();
-    let Some(jar) = hdrhistogram_jar() else {
-        say("SKIPPED hdrhistogram_log_processor_reads_the_log: java or /usr/share/java/hdrhistogram.jar \
-             missing (apt-get install default-jre-headless libhdrhistogram-java); the log was checked \
-             with the Rust reader only");
+    let jar = hdrhistogram_jar();
+    if !common::have_tool(
+        "hdrhistogram_log_processor_reads_the_log",
+        jar.is_some(),
+        "java or /usr/share/java/hdrhistogram.jar missing (apt-get install default-jre-headless \
+         libhdrhistogram-java); the log was checked with the Rust reader only",
+    ) {
         return;
-    };
+    }
+    let jar = jar.expect("found");
     for (tag, file) in [
         (Some("trades.service"), "trades.service.hgrm"),
         (Some("book.response"), "book.response.hgrm"),
@@ -588,10 +589,15 @@ fn python() -> Option<&'static str> {
 #[test]
 fn check_performance_script_agrees_with_the_verdict() {
     let s = shared();
-    let Some(python) = python() else {
-        say("SKIPPED check_performance_script_agrees_with_the_verdict: python3 not found");
+    let found = python();
+    if !common::have_tool(
+        "check_performance_script_agrees_with_the_verdict",
+        found.is_some(),
+        "python3 not found",
+    ) {
         return;
-    };
+    }
+    let python = found.expect("found");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/check-performance.py");
     let text = std::fs::read_to_string(&script).unwrap();
     assert!(

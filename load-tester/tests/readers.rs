@@ -1014,18 +1014,38 @@ fn record_words(path: &Path, seq: u64) -> Vec<u64> {
         .collect()
 }
 
-/// The Python reader computes the document's reference checksums.
+/// The Python reader computes the document's reference checksums, and answers `--help`.
 #[test]
 fn python_reader_self_test() {
-    let Some(python) = python3() else {
-        println!("SKIPPED: python3 not found");
+    let python = python3();
+    if !common::have_tool(
+        "python_reader_self_test",
+        python.is_some(),
+        "python3 not found",
+    ) {
         return;
-    };
+    }
+    let python = python.unwrap();
     let shm = Shm::new();
     let mut p = run_python(&shm, "self-test", &python, &[OsArg::new("--self-test")]);
     let status = p.wait(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{}", p.describe());
     assert!(p.stdout().contains("\"passed\""), "{}", p.describe());
+    let mut help = run_python(&shm, "help", &python, &[OsArg::new("--help")]);
+    assert_eq!(
+        help.wait(Duration::from_secs(30)).code(),
+        Some(0),
+        "{}",
+        help.describe()
+    );
+    assert!(help.stdout().contains("RUN_DIR"), "{}", help.describe());
+    let mut bad = run_python(&shm, "bad", &python, &[OsArg::new("--bogus")]);
+    assert_eq!(
+        bad.wait(Duration::from_secs(30)).code(),
+        Some(2),
+        "{}",
+        bad.describe()
+    );
 }
 
 /// The Python reader, attached to a live run as soon as its manifest appears, reads the same
@@ -1034,10 +1054,15 @@ fn python_reader_self_test() {
 /// afterwards is then caught by both.
 #[test]
 fn python_reader_reads_the_same_records_as_the_rust_readers() {
-    let Some(python) = python3() else {
-        println!("SKIPPED: python3 not found");
+    let python = python3();
+    if !common::have_tool(
+        "python_reader_reads_the_same_records_as_the_rust_readers",
+        python.is_some(),
+        "python3 not found",
+    ) {
         return;
-    };
+    }
+    let python = python.unwrap();
     let _serial = serial();
     let shm = Shm::new();
     let results = shm.file("results.json");

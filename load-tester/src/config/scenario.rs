@@ -154,6 +154,9 @@ pub fn apply(
         ))
     })?;
     let from_cli = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    // The scenario's keys that flags on the command line override, as those flags.
+    let mut overridden: Vec<String> = Vec::new();
+    let flag = |field: &str| format!("--{}", field.replace('_', "-"));
 
     macro_rules! number {
         ($field:ident, $min:expr, $max:expr) => {
@@ -168,6 +171,8 @@ pub fn apply(
                 }
                 if !from_cli(stringify!($field)) {
                     args.$field = value as u64;
+                } else if args.$field != value as u64 {
+                    overridden.push(format!("{} {}", flag(stringify!($field)), args.$field));
                 }
             }
         };
@@ -192,6 +197,8 @@ pub fn apply(
         }
         if !from_cli("spin_us") {
             args.spin_us = Some(value as u64);
+        } else if args.spin_us != Some(value as u64) {
+            overridden.push(format!("--spin-us {}", args.spin_us.unwrap_or(0)));
         }
     }
     number!(lag_budget_us, 1, MAX_LAG_BUDGET_US);
@@ -208,11 +215,18 @@ pub fn apply(
         }
         if !from_cli("ring_capacity") {
             args.ring_capacity = Some(value as u64);
+        } else if args.ring_capacity != Some(value as u64) {
+            overridden.push(format!(
+                "--ring-capacity {}",
+                args.ring_capacity.unwrap_or(0)
+            ));
         }
     }
     if let Some(v) = &sc.pacing {
         if !from_cli("pacing") {
             args.pacing = *v.get_ref();
+        } else if args.pacing != *v.get_ref() {
+            overridden.push(format!("--pacing {:?}", args.pacing).to_lowercase());
         }
     }
     if let Some(v) = &sc.mode {
@@ -230,6 +244,8 @@ pub fn apply(
     if let Some(v) = &sc.writer_mode {
         if !from_cli("writer_mode") {
             args.writer_mode = *v.get_ref();
+        } else if args.writer_mode != *v.get_ref() {
+            overridden.push(format!("--writer-mode {:?}", args.writer_mode).to_lowercase());
         }
     }
     if let Some(v) = sc.allow_loss {
@@ -259,7 +275,15 @@ pub fn apply(
             .map_err(|m| fail(Some(t.span()), "targets", m))?;
         args.scenario_targets = Some(t.get_ref().clone());
     }
-    args.scenario_description = sc.description.or_else(|| Some(origin.to_string()));
+    let description = sc.description.unwrap_or_else(|| origin.to_string());
+    args.scenario_description = Some(if overridden.is_empty() {
+        description
+    } else {
+        format!(
+            "{description} [overridden on the command line: {}]",
+            overridden.join(" ")
+        )
+    });
     Ok(())
 }
 
@@ -288,9 +312,18 @@ mod tests {
 
     #[test]
     fn the_command_line_overrides_the_file() {
-        let args = run(&["-e", "7"], "exchanges = 2\ntrades_per_second = 123\n").unwrap();
+        let args = run(
+            &["-e", "7"],
+            "description = \"two\"\nexchanges = 2\ntrades_per_second = 123\n",
+        )
+        .unwrap();
         assert_eq!(args.exchanges, 7);
         assert_eq!(args.trades_per_second, 123);
+        // The description no longer tells the whole truth: it says what was overridden.
+        assert_eq!(
+            args.scenario_description.as_deref(),
+            Some("two [overridden on the command line: --exchanges 7]")
+        );
     }
 
     #[test]

@@ -26,6 +26,16 @@ fn achievement(pct: f64) -> StyledObject<String> {
     }
 }
 
+/// A duration beside its exact nanoseconds, in the unit that reads best: `0.487 μs`,
+/// `24.607 μs`, `4.719 ms`, `1.234 s`.
+fn beside(ns: u64) -> String {
+    match ns {
+        0..=999_999 => format!("{:.3} μs", ns as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.3} ms", ns as f64 / 1e6),
+        _ => format!("{:.3} s", ns as f64 / 1e9),
+    }
+}
+
 fn latency_lines(out: &mut String, title: &str, s: &LatencySummary) {
     let _ = writeln!(out, "{title}:");
     for (name, v) in [
@@ -37,11 +47,28 @@ fn latency_lines(out: &mut String, title: &str, s: &LatencySummary) {
     ] {
         let _ = writeln!(
             out,
-            "  {:<7}{:>9} ns ({:.3} μs)",
+            "  {:<7}{:>13} ns ({})",
             format!("{name}:"),
-            v,
-            v as f64 / 1e3
+            thousands(v),
+            beside(v)
         );
+    }
+}
+
+/// The target rate of one stream: `10000 per exchange (30000 total)` for a constant rate,
+/// the pattern otherwise.
+fn target_line(plan: &crate::plan::Plan, stream: crate::plan::Stream) -> String {
+    let Some(first) = plan.exchanges.first() else {
+        return "none".into();
+    };
+    let pattern = first.pattern(stream);
+    match pattern.constant_rate() {
+        Some(_) => format!(
+            "{} per exchange ({} total)",
+            first.rate(stream),
+            plan.target_rate(stream)
+        ),
+        None => format!("{} per exchange", pattern.describe()),
     }
 }
 
@@ -60,8 +87,6 @@ fn stream_row(name: &str, t: &StreamThroughput) -> String {
 pub fn render(r: &Results, verbose: bool) -> String {
     let mut out = String::new();
     let plan = &r.plan;
-    let first = plan.exchanges.first();
-    let per_ex = |f: fn(&crate::plan::ExchangePlan) -> u64| first.map(f).unwrap_or(0);
     let _ = writeln!(out, "\n{RULE}\n       LOAD TEST RESULTS\n{RULE}\n");
     let _ = writeln!(out, "Configuration:");
     if let Some(sc) = &plan.scenario {
@@ -70,15 +95,13 @@ pub fn render(r: &Results, verbose: bool) -> String {
     let _ = writeln!(out, "  Exchanges: {}", plan.exchanges.len());
     let _ = writeln!(
         out,
-        "  Target TPS: {} per exchange ({} total)",
-        per_ex(|e| e.trades_per_sec),
-        plan.target_rate(crate::plan::Stream::Trades)
+        "  Target TPS: {}",
+        target_line(plan, crate::plan::Stream::Trades)
     );
     let _ = writeln!(
         out,
-        "  Target OPS: {} per exchange ({} total)",
-        per_ex(|e| e.book_per_sec),
-        plan.target_rate(crate::plan::Stream::Book)
+        "  Target OPS: {}",
+        target_line(plan, crate::plan::Stream::Book)
     );
     let _ = writeln!(
         out,
@@ -86,11 +109,22 @@ pub fn render(r: &Results, verbose: bool) -> String {
         plan.duration_secs, plan.warmup_secs
     );
     let _ = writeln!(out, "  Symbols: {}", plan.symbols.len());
+    let g = &r.generator;
+    let window = if g.spin_window_ns > 0 {
+        format!(
+            ", spin window {} (sleeps ended up to {} late, p99)",
+            human_ns(g.spin_window_ns),
+            human_ns(g.sleep_late_p99_ns)
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "  Pacing: {}{window}", plan.pacing.describe());
+    let _ = writeln!(out, "  Placement: {}", placement(plan));
     if verbose {
         let _ = writeln!(
             out,
-            "  Pacing: {}, threads {}, writer mode {}, seed {}",
-            plan.pacing.describe(),
+            "  Threads {}, writer mode {}, seed {}",
             plan.threads,
             match plan.writer_mode {
                 crate::plan::WriterMode::Backpressure => "backpressure",
@@ -136,6 +170,26 @@ pub fn render(r: &Results, verbose: bool) -> String {
 
     let _ = writeln!(out);
     latency_lines(&mut out, "Write Latency", &r.latency.service.all);
+    let _ = writeln!(out);
+    latency_lines(
+        &mut out,
+        "Response Time (from intended send time, coordinated omission included)",
+        &r.latency.response.all,
+    );
+    let _ = writeln!(out);
+    latency_lines(
+        &mut out,
+        "Generator Lag (how late the tester started each write)",
+        &r.latency.lag.all,
+    );
+    let _ = writeln!(
+        out,
+        "  Budget: P99 <= {}; generator time {:.0}% waiting, {:.0}% in writes, {:.0}% generating and measuring",
+        human_ns(g.lag_budget_ns),
+        g.wait_pct,
+        g.write_pct,
+        g.overhead_pct
+    );
 
     let res = &r.resources;
     let _ = writeln!(
@@ -144,6 +198,11 @@ pub fn render(r: &Results, verbose: bool) -> String {
     );
     let _ = writeln!(out, "  Peak CPU: {:.1}%", res.cpu_peak_pct);
     let _ = writeln!(out, "  Avg CPU:  {:.1}%", res.cpu_avg_pct);
+    let _ = writeln!(
+        out,
+        "  Avg CPU working: {:.1}% (the rest spinning for send times; the CPU target judges this)",
+        res.cpu_working_avg_pct
+    );
     let _ = writeln!(out, "  Peak Mem: {:.0} MiB", res.rss_peak_mib);
     let _ = writeln!(out, "  Avg Mem:  {:.0} MiB", res.rss_avg_mib);
     if verbose {
@@ -199,71 +258,6 @@ pub fn render(r: &Results, verbose: bool) -> String {
         );
     }
 
-    let _ = writeln!(out, "\nTargets:");
-    for c in &r.verdict.checks {
-        let mark = if c.passed {
-            style("✓".to_string()).green()
-        } else {
-            style("✗".to_string()).red()
-        };
-        let _ = writeln!(
-            out,
-            "  {mark} {:<32} {:>14} {:<6} target {} {}",
-            c.name,
-            match c.unit.as_str() {
-                "%" => format!("{:.3}", c.measured),
-                "MiB" => format!("{:.1}", c.measured),
-                _ => thousands(c.measured.round() as u64),
-            },
-            c.unit,
-            c.target,
-            c.unit
-        );
-    }
-
-    let _ = writeln!(out, "\n{RULE}");
-    let status = match r.verdict.outcome {
-        Outcome::Passed => style("✓ PASSED".to_string()).green().bold(),
-        Outcome::Failed => style("✗ FAILED".to_string()).red().bold(),
-        Outcome::Invalid => style("⚠ INVALID".to_string()).yellow().bold(),
-    };
-    let _ = writeln!(out, "Status: {status}");
-    if let Some(reason) = &r.verdict.invalid_reason {
-        let _ = writeln!(out, "  {reason}");
-    }
-    let _ = writeln!(
-        out,
-        "TPS Achievement: {}",
-        achievement(tp.trades.achievement_pct)
-    );
-    let _ = writeln!(
-        out,
-        "OPS Achievement: {}",
-        achievement(tp.book.achievement_pct)
-    );
-
-    let _ = writeln!(out);
-    latency_lines(
-        &mut out,
-        "Response Time (from intended send time, coordinated omission included)",
-        &r.latency.response.all,
-    );
-    let _ = writeln!(out);
-    latency_lines(
-        &mut out,
-        "Generator Lag (how late the tester started each write)",
-        &r.latency.lag.all,
-    );
-    let g = &r.generator;
-    let _ = writeln!(
-        out,
-        "  Budget: P99 <= {}; generator time {:.0}% waiting, {:.0}% in writes, {:.0}% generating and measuring",
-        human_ns(g.lag_budget_ns),
-        g.wait_pct,
-        g.write_pct,
-        g.overhead_pct
-    );
-
     if verbose {
         let _ = writeln!(out, "\nPer stream:");
         let _ = writeln!(out, "{}", stream_row("trades", &tp.trades));
@@ -300,9 +294,59 @@ pub fn render(r: &Results, verbose: bool) -> String {
             human_ns(r.warmup.service.p99)
         );
     }
+    let _ = writeln!(out, "\nTargets:");
+    for c in &r.verdict.checks {
+        let mark = if c.passed {
+            style("✓".to_string()).green()
+        } else {
+            style("✗".to_string()).red()
+        };
+        let _ = writeln!(
+            out,
+            "  {mark} {:<40} {:>14} {:<7} target {} {}",
+            c.name,
+            match c.unit.as_str() {
+                "%" => format!("{:.3}", c.measured),
+                "MiB" => format!("{:.1}", c.measured),
+                _ => thousands(c.measured.round() as u64),
+            },
+            c.unit,
+            c.target,
+            c.unit
+        );
+    }
+
     for w in &r.warnings {
         let _ = writeln!(out, "{} {w}", style("warning:").yellow());
     }
+    let _ = writeln!(out, "\n{RULE}");
+    // A run cut short passed or failed only on what it measured: it says so.
+    let cut = r.interrupted.as_ref().map_or(String::new(), |signal| {
+        format!(
+            " (interrupted by {signal} after {:.1} of {} s)",
+            r.measured_secs, plan.duration_secs
+        )
+    });
+    let status = match r.verdict.outcome {
+        Outcome::Passed => style(format!("✓ PASSED{cut}")).green().bold(),
+        Outcome::Failed => style(format!("✗ FAILED{cut}")).red().bold(),
+        Outcome::Invalid => style(format!("⚠ INVALID{cut}")).yellow().bold(),
+    };
+    let _ = writeln!(out, "Status: {status}");
+    if let Some(reason) = &r.verdict.invalid_reason {
+        let _ = writeln!(out, "  {reason}");
+    }
+    let _ = writeln!(
+        out,
+        "TPS Achievement: {}",
+        achievement(tp.trades.achievement_pct)
+    );
+    let _ = writeln!(
+        out,
+        "OPS Achievement: {}",
+        achievement(tp.book.achievement_pct)
+    );
+
     out
 }
 
@@ -411,4 +455,25 @@ pub fn render_reader(o: &ReaderEnd) -> String {
         if o.digests_compared { "yes" } else { "no" }
     );
     out
+}
+
+/// Where the generator threads and readers ran.
+fn placement(plan: &crate::plan::Plan) -> String {
+    let list = |cores: &[usize]| {
+        cores
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match (plan.pin_cores.is_empty(), plan.reader_pin_cores.is_empty()) {
+        (true, true) => "left to the scheduler".into(),
+        (false, true) => format!("generator threads on cores {}", list(&plan.pin_cores)),
+        (true, false) => format!("readers on cores {}", list(&plan.reader_pin_cores)),
+        (false, false) => format!(
+            "generator threads on cores {}, readers on cores {}",
+            list(&plan.pin_cores),
+            list(&plan.reader_pin_cores)
+        ),
+    }
 }

@@ -3,18 +3,7 @@
 
 use crate::results::compare::{Better, Metric};
 
-/// `1234567` as `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::plan::text::thousands;
 
 /// A duration in ns, in the unit that reads best: `812 ns`, `12.3 us`, `4.56 ms`, `1.23 s`.
 pub fn human_ns(ns: u64) -> String {

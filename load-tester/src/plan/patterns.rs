@@ -73,6 +73,11 @@ pub struct Stage {
     pub target: f64,
 }
 
+/// A rate as the descriptions spell it: `1234567.0` as `1,234,567`.
+fn group(v: f64) -> String {
+    crate::plan::text::thousands(v.round().max(0.0) as u64)
+}
+
 /// A built-in pattern as a scenario file or the plan spells it. Rates are messages per second;
 /// a missing `rate` is the stream's rate (`--trades-per-second` or
 /// `--orderbook-updates-per-second`).
@@ -148,15 +153,27 @@ pub struct PatternError(pub String);
 fn check_rate(what: &str, r: f64) -> Result<(), PatternError> {
     if !r.is_finite() || r < 0.0 {
         return Err(PatternError(format!(
-            "{what} = {r}: must be a finite rate >= 0"
+            "{what} = {}: must be a finite rate >= 0",
+            show(r)
         )));
     }
     if r > MAX_RATE_PER_STREAM as f64 {
         return Err(PatternError(format!(
-            "{what} = {r}: above the {MAX_RATE_PER_STREAM} msgs/s one stream may target"
+            "{what} = {}: above the {MAX_RATE_PER_STREAM} msgs/s one stream may target",
+            show(r)
         )));
     }
     Ok(())
+}
+
+/// A number from a scenario file as an error message shows it: as written for ordinary values,
+/// in scientific notation for huge or tiny ones (`1e300`, not three hundred digits).
+fn show(v: f64) -> String {
+    if v != 0.0 && v.is_finite() && !(1e-6..1e15).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
 }
 
 impl PatternSpec {
@@ -189,6 +206,49 @@ impl PatternSpec {
                 period_secs: *period_secs,
             },
             other => other.clone(),
+        }
+    }
+
+    /// The pattern in words, rates in messages per second: `10,000/s`, `Poisson, mean 5,000/s`,
+    /// `5,000/s with 2 s bursts of 100,000/s every 10 s`, ... (rates resolved or not).
+    pub fn describe(&self) -> String {
+        let rate = |r: &Option<f64>| match r {
+            Some(r) => format!("{}/s", group(*r)),
+            None => "the stream's rate".into(),
+        };
+        match self {
+            PatternSpec::Constant { rate: r } => rate(r),
+            PatternSpec::Poisson { rate: r } => format!("Poisson, mean {}", rate(r)),
+            PatternSpec::Burst {
+                rate: r,
+                burst_rate,
+                burst_secs,
+                period_secs,
+                offset_secs,
+            } => format!(
+                "{} with {burst_secs} s bursts of {}/s every {period_secs} s (from {offset_secs} s)",
+                rate(r),
+                group(*burst_rate)
+            ),
+            PatternSpec::Ramp { from, to, secs } => {
+                format!("ramp {}/s to {}/s over {secs} s", group(*from), group(*to))
+            }
+            PatternSpec::Stages { start, stages } => {
+                let steps: Vec<String> = stages
+                    .iter()
+                    .map(|s| format!("{}/s over {} s", group(s.target), s.secs))
+                    .collect();
+                format!("stages from {}/s: {}", group(*start), steps.join(", "))
+            }
+            PatternSpec::Sine {
+                rate: r,
+                amplitude,
+                period_secs,
+            } => format!(
+                "sine {} +- {}/s, period {period_secs} s",
+                rate(r),
+                group(*amplitude)
+            ),
         }
     }
 
@@ -294,13 +354,15 @@ impl PatternSpec {
                 check_rate("rate", rate(r))?;
                 if !amplitude.is_finite() || *amplitude < 0.0 || *amplitude > rate(r) {
                     return Err(PatternError(format!(
-                        "amplitude = {amplitude}: must be between 0 and the mean rate {} (a rate cannot go negative)",
-                        rate(r)
+                        "amplitude = {}: must be between 0 and the mean rate {} (a rate cannot go negative)",
+                        show(*amplitude),
+                        show(rate(r))
                     )));
                 }
                 if !period_secs.is_finite() || *period_secs < 1.0 {
                     return Err(PatternError(format!(
-                        "period_secs = {period_secs}: must be at least 1"
+                        "period_secs = {}: must be at least 1",
+                        show(*period_secs)
                     )));
                 }
                 check_rate("rate + amplitude", rate(r) + amplitude)

@@ -177,3 +177,43 @@ fn bad_specs_name_the_key() {
     })
     .contains("to"));
 }
+
+#[test]
+fn huge_numbers_in_errors_are_short() {
+    let e = PatternSpec::Constant { rate: Some(1e300) }
+        .validate(10)
+        .unwrap_err()
+        .0;
+    assert!(e.contains("1e300") && e.len() < 120, "{e}");
+    let e = PatternSpec::Sine {
+        rate: Some(10.0),
+        amplitude: 1e200,
+        period_secs: 5.0,
+    }
+    .validate(10)
+    .unwrap_err()
+    .0;
+    assert!(e.contains("1e200") && e.len() < 120, "{e}");
+}
+
+#[test]
+fn descriptions_name_rates_with_separators() {
+    assert_eq!(
+        PatternSpec::Constant {
+            rate: Some(10_000.0)
+        }
+        .describe(),
+        "10,000/s"
+    );
+    let burst = PatternSpec::Burst {
+        rate: Some(5_000.0),
+        burst_rate: 100_000.0,
+        burst_secs: 2,
+        period_secs: 10,
+        offset_secs: 5,
+    };
+    assert_eq!(
+        burst.describe(),
+        "5,000/s with 2 s bursts of 100,000/s every 10 s (from 5 s)"
+    );
+}
