@@ -303,7 +303,8 @@ def checks(results: dict, targets: dict, warnings: list[str]) -> list[dict]:
     ]
     d = results.get("degradation")
     if isinstance(d, dict):
-        if t["max_rss_growth_mib_per_hour"] is not None:
+        # The slope is null over a span too short to judge growth (results-schema.md).
+        if t["max_rss_growth_mib_per_hour"] is not None and d.get("rss_slope_mib_per_hour") is not None:
             out.append(below("Memory Growth (RSS slope)", number(d, "rss_slope_mib_per_hour"), t["max_rss_growth_mib_per_hour"], "MiB/h"))
         if t["max_p99_degradation_pct"] is not None:
             first, last = number(d, "service_p99_first_ns"), number(d, "service_p99_last_ns")

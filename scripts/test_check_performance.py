@@ -136,7 +136,7 @@ class CheckPerformanceTest(unittest.TestCase):
         r["degradation"] = {
             "points_per_tenth": 6, "service_p99_first_ns": 1000, "service_p99_last_ns": 3000,
             "rate_first": 1000.0, "rate_last": 990.0, "rss_first_mib": 20.0, "rss_last_mib": 40.0,
-            "rss_slope_mib_per_hour": 12.5,
+            "rss_slope_mib_per_hour": 12.5, "span_secs": 3600.0,
         }
         run = self.check(r, "max_rss_growth_mib_per_hour = 10\nmax_p99_degradation_pct = 300\nmax_throughput_degradation_pct = 0.5\n")
         self.assertEqual(run.code, 1, run.out)
@@ -144,6 +144,11 @@ class CheckPerformanceTest(unittest.TestCase):
         self.assertIn("Memory Growth (RSS slope)", last)
         self.assertIn("Throughput Degradation", last)
         self.assertNotIn("Write P99 Degradation", last)  # +200% is within 300%
+        # Over too short a span the slope is null and growth is not judged.
+        r["degradation"]["rss_slope_mib_per_hour"] = None
+        run = self.check(r, "max_rss_growth_mib_per_hour = 10\n")
+        self.assertEqual(run.code, 0, run.out)
+        self.assertNotIn("Memory Growth", run.out)
 
     def test_checks_of_the_run_itself_are_kept(self):
         r = passing()

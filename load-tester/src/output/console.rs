@@ -247,14 +247,21 @@ pub fn render(r: &Results, verbose: bool) -> String {
     if let Some(d) = &r.degradation {
         let _ = writeln!(
             out,
-            "  Degradation (first vs last tenth): write P99 {} -> {}, rate {:.0} -> {:.0} msgs/s, RSS {:.1} -> {:.1} MiB ({:+.1} MiB/h)",
+            "  Degradation (first vs last tenth): write P99 {} -> {}, rate {:.0} -> {:.0} msgs/s, RSS {:.1} -> {:.1} MiB ({})",
             human_ns(d.service_p99_first_ns),
             human_ns(d.service_p99_last_ns),
             d.rate_first,
             d.rate_last,
             d.rss_first_mib,
             d.rss_last_mib,
-            d.rss_slope_mib_per_hour
+            match d.rss_slope_mib_per_hour {
+                Some(slope) => format!("{slope:+.1} MiB/h"),
+                None => format!(
+                    "growth not judged over {:.0} s: it takes {:.0} s of measurement",
+                    d.span_secs,
+                    crate::results::MIN_GROWTH_SPAN_SECS
+                ),
+            }
         );
     }
 
@@ -305,11 +312,7 @@ pub fn render(r: &Results, verbose: bool) -> String {
             out,
             "  {mark} {:<40} {:>14} {:<7} target {} {}",
             c.name,
-            match c.unit.as_str() {
-                "%" => format!("{:.3}", c.measured),
-                "MiB" => format!("{:.1}", c.measured),
-                _ => thousands(c.measured.round() as u64),
-            },
+            check_value(c),
             c.unit,
             c.target,
             c.unit
@@ -348,6 +351,17 @@ pub fn render(r: &Results, verbose: bool) -> String {
     );
 
     out
+}
+
+/// A check's measured value as the targets table shows it; signed where it can be negative.
+fn check_value(c: &crate::results::verdict::Check) -> String {
+    match c.unit.as_str() {
+        "%" => format!("{:.3}", c.measured),
+        "MiB" => format!("{:.1}", c.measured),
+        "MiB/h" => format!("{:+.1}", c.measured),
+        _ if c.measured < 0.0 => format!("{:.0}", c.measured),
+        _ => thousands(c.measured.round() as u64),
+    }
 }
 
 fn integrity_line(i: &Integrity) -> String {

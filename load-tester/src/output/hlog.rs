@@ -478,7 +478,7 @@ mod tests {
 
     /// The plan of a real run with one reader.
     fn plan() -> Plan {
-        let plan = crate::output::testdata::sample_results(1).plan;
+        let plan = crate::results::testdata::sample_results(1).plan;
         assert!(plan.consumers > 0);
         plan
     }

@@ -732,7 +732,7 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use crate::output::html::*;
-    use crate::output::testdata::sample_results;
+    use crate::results::testdata::sample_results;
 
     #[test]
     fn report_is_self_contained_and_shows_the_results() {

@@ -17,6 +17,7 @@ fn measured(c: &Check) -> String {
     match c.unit.as_str() {
         "%" => format!("{:.3}", c.measured),
         "MiB" => format!("{:.1}", c.measured),
+        "MiB/h" => format!("{:+.1}", c.measured),
         _ => format!("{:.0}", c.measured),
     }
 }

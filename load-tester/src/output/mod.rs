@@ -12,8 +12,6 @@ pub mod json;
 pub mod junit;
 pub mod progress;
 pub mod reports;
-#[cfg(test)]
-pub(crate) mod testdata;
 
 pub use format::{human_ns, thousands};
 

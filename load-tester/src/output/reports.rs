@@ -207,8 +207,8 @@ impl Reports {
 #[cfg(test)]
 mod tests {
     use crate::output::reports::*;
-    use crate::output::testdata::sample_results;
     use crate::results::compare::Status;
+    use crate::results::testdata::sample_results;
 
     fn loaded(r: Results) -> Loaded {
         Loaded::new("x".into(), r).unwrap()

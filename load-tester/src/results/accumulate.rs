@@ -21,7 +21,7 @@ use crate::results::verdict::Verdict;
 use crate::results::{
     Bursts, Degradation, Delivery, Errors, ExchangeReport, GeneratorHealth, KindReport, Latency,
     LatencySummary, ReaderSummary, Resources, Results, SourceSummary, StreamThroughput, Throughput,
-    Tool, Warmup, SCHEMA_VERSION,
+    Tool, Warmup, MIN_GROWTH_SPAN_SECS, SCHEMA_VERSION,
 };
 
 /// Everything the results need, folded from the interval reports as they come.
@@ -448,8 +448,11 @@ fn degradation(series: &[Point]) -> Option<Degradation> {
     );
     let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
     let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    let span_secs = measured.last().map_or(0.0, |p| p.start_secs + p.secs)
+        - measured.first().map_or(0.0, |p| p.start_secs);
     Some(Degradation {
-        rss_slope_mib_per_hour: if sxx > 0.0 { sxy / sxx } else { 0.0 },
+        rss_slope_mib_per_hour: (span_secs >= MIN_GROWTH_SPAN_SECS && sxx > 0.0).then(|| sxy / sxx),
+        span_secs,
         points_per_tenth: n,
         service_p99_first_ns: p99(first),
         service_p99_last_ns: p99(last),
@@ -458,4 +461,49 @@ fn degradation(series: &[Point]) -> Option<Degradation> {
         rss_first_mib: rss(first),
         rss_last_mib: rss(last),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::report::end::RunEnd;
+    use crate::report::{IntervalReport, ProcessUsage, TESTER_PROCESS};
+    use crate::results::accumulate::RunAccumulator;
+
+    /// The results of `secs` measured one-second intervals whose tester RSS is `rss(i)` bytes.
+    fn growth(secs: u64, rss: impl Fn(u64) -> u64) -> Option<f64> {
+        let mut plan = crate::results::testdata::sample_results(1).plan;
+        plan.warmup_secs = 0;
+        plan.duration_secs = secs;
+        plan.point_secs = 1;
+        let mut acc = RunAccumulator::new(&plan);
+        for i in 0..secs {
+            let mut r = IntervalReport::empty(i, 1_000_000_000);
+            r.covered_ns = r.length_ns;
+            r.processes.insert(
+                TESTER_PROCESS.into(),
+                ProcessUsage {
+                    samples: 1,
+                    wall_ns: 1_000_000_000,
+                    rss_bytes: rss(i),
+                    ..Default::default()
+                },
+            );
+            acc.add(&r);
+        }
+        let end: RunEnd = crate::results::testdata::sample_end();
+        acc.finish(&end, None, false)
+            .degradation
+            .expect("at least ten points")
+            .rss_slope_mib_per_hour
+    }
+
+    #[test]
+    fn growth_is_judged_over_ten_minutes_only_and_keeps_its_sign() {
+        const MIB: u64 = 1 << 20;
+        // A minute of a flat RSS with a page of noise: no judgement, not thousands of MiB/h.
+        assert_eq!(growth(60, |i| 40 * MIB + (i % 2) * 4096), None);
+        // Twenty minutes shrinking by 1 MiB a minute: -60 MiB/h, not 0.
+        let slope = growth(1200, |i| 100 * MIB - i * MIB / 60).expect("judged");
+        assert!((slope + 60.0).abs() < 0.5, "{slope}");
+    }
 }

@@ -118,13 +118,12 @@ pub fn judge(results: &Results, targets: &Targets) -> Verdict {
         });
     }
     if let Some(d) = &r.degradation {
-        if let Some(max) = targets.max_rss_growth_mib_per_hour {
-            checks.push(at_most(
-                "Memory Growth (RSS slope)",
-                d.rss_slope_mib_per_hour,
-                max,
-                "MiB/h",
-            ));
+        // Judged only over a span long enough for a slope to mean growth.
+        if let (Some(max), Some(slope)) = (
+            targets.max_rss_growth_mib_per_hour,
+            d.rss_slope_mib_per_hour,
+        ) {
+            checks.push(at_most("Memory Growth (RSS slope)", slope, max, "MiB/h"));
         }
         if let Some(max) = targets.max_p99_degradation_pct {
             let change = if d.service_p99_first_ns > 0 {

@@ -9,6 +9,8 @@ pub mod file;
 pub mod judge;
 pub mod series;
 pub mod targets;
+#[cfg(test)]
+pub(crate) mod testdata;
 pub mod verdict;
 
 use std::collections::BTreeMap;
@@ -288,6 +290,9 @@ pub struct GeneratorHealth {
     pub cores: usize,
 }
 
+/// Least measured time over which RSS growth is judged, seconds.
+pub const MIN_GROWTH_SPAN_SECS: f64 = 600.0;
+
 /// Change between the first and the last tenth of the measured time series.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Degradation {
@@ -305,8 +310,12 @@ pub struct Degradation {
     pub rss_first_mib: f64,
     /// Peak RSS in the last tenth, MiB.
     pub rss_last_mib: f64,
-    /// Least-squares slope of RSS over the measured points, MiB per hour.
-    pub rss_slope_mib_per_hour: f64,
+    /// Least-squares slope of RSS over the measured points, MiB per hour, signed; `None` when
+    /// the measured points span less than [`MIN_GROWTH_SPAN_SECS`] (a slope over a minute of
+    /// a flat RSS extrapolates noise into thousands of MiB an hour).
+    pub rss_slope_mib_per_hour: Option<f64>,
+    /// Seconds the measured points span.
+    pub span_secs: f64,
 }
 
 /// One source (exchange x stream), for the verbose tables.

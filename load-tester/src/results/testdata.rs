@@ -46,3 +46,19 @@ pub(crate) fn sample_results(scale: u64) -> Results {
     };
     r
 }
+
+/// The end of a run with no readers and nothing remarkable, for results built in tests.
+pub(crate) fn sample_end() -> crate::report::end::RunEnd {
+    crate::report::end::RunEnd {
+        started_unix_ms: 1_700_000_000_000,
+        location: "/dev/shm/alphapulse/run-1-1".into(),
+        clock: crate::plan::ClockSource::Monotonic,
+        clock_cost_ns: 20.0,
+        pacing: Vec::new(),
+        cores: 2,
+        interrupted: false,
+        warnings: Vec::new(),
+        readers: Vec::new(),
+        garbage_lines: 0,
+    }
+}
