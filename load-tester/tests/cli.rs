@@ -372,6 +372,30 @@ fn targets_file_with_bad_syntax_or_value_is_refused() {
 }
 
 #[test]
+fn configuration_that_is_no_regular_file_or_too_big_is_refused_at_once() {
+    // /dev/zero never ends and a FIFO never opens: both are refused before any read.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("scenario.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for (flag, file) in [
+        ("--scenario", "/dev/zero"),
+        ("--targets", "/dev/zero"),
+        ("--scenario", fifo.to_str().unwrap()),
+    ] {
+        assert_refused(&[flag, file], flag, &["not a regular file"]);
+    }
+    let big = dir.path().join("targets.toml");
+    std::fs::write(&big, "# padding\n".repeat(200_000)).unwrap();
+    assert_refused(
+        &["--targets", big.to_str().unwrap()],
+        "--targets",
+        &["larger than"],
+    );
+}
+
+#[test]
 fn missing_targets_file_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("no-such-targets.toml");
@@ -697,6 +721,44 @@ fn keep_shm_leaves_the_rings_and_clean_removes_them() {
     );
     assert!(stdout.contains("1 stale run directory removed"), "{what}");
     shm.assert_empty();
+}
+
+/// Rings on disk work but are not what the user meant: the run says so before it starts.
+#[test]
+fn a_base_directory_on_disk_is_named_in_a_note() {
+    let disk = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let st = rustix::fs::statfs(disk.path()).unwrap();
+    if st.f_type as i64 == 0x0102_1994 {
+        eprintln!(
+            "not checked: {} is itself on a tmpfs",
+            disk.path().display()
+        );
+        return;
+    }
+    let base = disk.path().join("alphapulse");
+    let out = Command::new(BIN)
+        .timeout(CHILD_TIMEOUT)
+        .env("NO_COLOR", "1")
+        .args([
+            "--shm-dir",
+            base.to_str().unwrap(),
+            "-d",
+            "1",
+            "--warmup-secs",
+            "0",
+            "-e",
+            "1",
+        ])
+        .args(["--consumers", "0", "--lag-budget-us", "60000000"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("note: the shared-memory base") && stderr.contains("not on a tmpfs"),
+        "{}",
+        describe(&out)
+    );
+    assert!(common::entries(&base).is_empty(), "the run cleaned up");
 }
 
 #[test]

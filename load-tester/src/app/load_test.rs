@@ -62,7 +62,7 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         rate = plan.total_target_rate(),
         "plan ready"
     );
-    let mut progress = output::progress::Progress::new(settings.verbose);
+    let mut progress = output::progress::Progress::new();
     let mut accumulator = RunAccumulator::new(&plan);
     let mut observers: Vec<&mut dyn Observer> = vec![&mut accumulator, &mut progress];
     if let Some(hlog) = reports.hlog.as_mut() {

@@ -164,6 +164,13 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         lag_budget_ns: args.lag_budget_us * 1_000,
         scenario: args.scenario_description.clone(),
     };
+    let shm_dir = args
+        .shm_dir
+        .clone()
+        .unwrap_or_else(alphapulse_bus::default_base_dir);
+    if let Some(note) = not_tmpfs(&shm_dir) {
+        notes.push(note);
+    }
     let settings = Settings {
         verbose: args.verbose,
         outputs: OutputRequest {
@@ -180,15 +187,31 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             },
         },
         targets,
-        shm_dir: args
-            .shm_dir
-            .clone()
-            .unwrap_or_else(alphapulse_bus::default_base_dir),
+        shm_dir,
         keep_shm: args.keep_shm,
         allow_loss: args.allow_loss,
         notes,
     };
     Ok((plan, settings))
+}
+
+/// The magic number of tmpfs in `statfs(2)`'s `f_type`.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// A note when the rings would not live in memory: `base` (or the directory it will be made in)
+/// is not on a tmpfs, through a symlink to disk or a relative path, say.
+fn not_tmpfs(base: &std::path::Path) -> Option<String> {
+    let existing = base.ancestors().find(|p| p.exists())?;
+    let st = rustix::fs::statfs(existing).ok()?;
+    (st.f_type as i64 != TMPFS_MAGIC).then(|| {
+        format!(
+            "the shared-memory base {} is not on a tmpfs ({} is on a file system of type {:#x}): \
+             the rings will live on disk; point --shm-dir (or $ALPHAPULSE_SHM_DIR) at /dev/shm",
+            base.display(),
+            existing.display(),
+            st.f_type as i64
+        )
+    })
 }
 
 fn check_pin_cores(flag: &str, cores: &[u64], threads: u64) -> Result<Vec<usize>, ConfigError> {

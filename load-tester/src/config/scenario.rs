@@ -106,7 +106,7 @@ pub fn load(name_or_path: &str) -> Result<(String, String), ScenarioError> {
             names.join(", ")
         )));
     }
-    let text = std::fs::read_to_string(path)
+    let text = crate::results::file::read_text(path)
         .map_err(|e| ScenarioError(format!("--scenario {name_or_path}: {e}")))?;
     Ok((name_or_path.to_string(), text))
 }

@@ -21,21 +21,24 @@ pub struct Progress {
     /// Intervals of the warm-up (interval `i` is warm-up when `i < warmup_intervals`); 0 until
     /// `started`.
     warmup_intervals: u64,
-    /// Verbose: also print the run directory when the run starts.
-    verbose: bool,
     /// End of the last interval shown, whole seconds since the start of the run (0 before).
     done_secs: u64,
 }
 
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Progress {
     /// A bar when both stdout and stderr are terminals, plain lines otherwise.
-    pub fn new(verbose: bool) -> Self {
+    pub fn new() -> Self {
         let interactive = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
         Self {
             bar: interactive.then(ProgressBar::hidden),
             total_secs: 0,
             warmup_intervals: 0,
-            verbose,
             done_secs: 0,
         }
     }
@@ -76,9 +79,8 @@ impl Observer for Progress {
     fn started(&mut self, plan: &Plan, start: &RunStart) {
         self.total_secs = plan.total_secs();
         self.warmup_intervals = plan.warmup_intervals();
-        if self.verbose {
-            eprintln!("bus run directory: {}", start.location);
-        }
+        // Users need it for `load-tester read --run-dir`.
+        eprintln!("Run directory: {}", start.location);
         if let Some(bar) = &mut self.bar {
             bar.set_draw_target(ProgressDrawTarget::stderr());
             bar.set_length(self.total_secs);
@@ -100,7 +102,7 @@ impl Observer for Progress {
         match &self.bar {
             Some(bar) => {
                 bar.set_position(self.done_secs);
-                bar.set_message(format!("{}{phase}", line(point)));
+                bar.set_message(fit(&format!("{}{phase}", line(point)), message_width()));
             }
             None => eprintln!(
                 "[{:>5}/{}s] {}{phase}",
@@ -109,5 +111,38 @@ impl Observer for Progress {
                 line(point)
             ),
         }
+    }
+}
+
+/// Columns the bar's template takes besides the message: spinner, elapsed time, a 40-column
+/// bar, position and ETA.
+const BAR_COLUMNS: usize = 80;
+
+/// Columns left for the message on this terminal (the line must not wrap).
+fn message_width() -> usize {
+    let (_, cols) = ::console::Term::stderr().size();
+    usize::from(cols).saturating_sub(BAR_COLUMNS).max(20)
+}
+
+/// `text` cut to `width` characters, with an ellipsis when cut.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::output::progress::fit;
+
+    #[test]
+    fn long_lines_are_cut_to_the_width() {
+        assert_eq!(fit("short", 20), "short");
+        let cut = fit(&"x".repeat(300), 50);
+        assert_eq!(cut.chars().count(), 50);
+        assert!(cut.ends_with('…'));
     }
 }

@@ -167,7 +167,7 @@ impl Thresholds {
     /// Reads rules from a TOML file of `"pattern" = pct` (or `"off"`) lines.
     pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
         let name = path.display();
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+        let text = crate::results::file::read_text(path).map_err(|e| format!("{name}: {e}"))?;
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| format!("{name}: {}", e.message().trim()))?;

@@ -76,23 +76,60 @@ fn stream_summary<'a>(k: &'a KindReport, stream: &str) -> &'a LatencySummary {
     }
 }
 
+/// Largest configuration file (scenario, targets, thresholds) read, bytes.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads `path` whole, refusing (with what is wrong, without the file name) anything that is
+/// not a regular file (a FIFO or `/dev/zero` would block or never end), a file over
+/// `max` bytes, and text that is not UTF-8.
+pub fn read_bytes(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Non-blocking, so that opening a FIFO cannot hang; a regular file ignores the flag.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(if meta.is_dir() {
+            "is a directory, not a file".into()
+        } else {
+            "is not a regular file (a device, FIFO or socket); name a file".into()
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("is larger than {} KiB", max >> 10));
+    }
+    Ok(bytes)
+}
+
+/// [`read_bytes`] of a configuration file, as text.
+pub fn read_text(path: &Path) -> Result<String, String> {
+    String::from_utf8(read_bytes(path, MAX_CONFIG_BYTES)?)
+        .map_err(|e| format!("is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+}
+
 /// Reads and checks a results file. Every failure is one line that names the file and says what
 /// is wrong with it: unreadable, empty, truncated, not JSON, not ours, another schema version,
 /// fields missing or of the wrong type, or histograms that do not decode.
 pub fn load(path: &Path) -> Result<Loaded, InputError> {
     let name = path.display().to_string();
     let fail = |m: String| InputError(format!("{name}: {m}"));
-    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(fail(format!(
-            "larger than {} MiB: not a results file of {TOOL_NAME}",
-            MAX_FILE_BYTES >> 20
-        )));
-    }
+    let bytes = read_bytes(path, MAX_FILE_BYTES).map_err(|m| {
+        if m.starts_with("is larger") {
+            fail(format!(
+                "larger than {} MiB: not a results file of {TOOL_NAME}",
+                MAX_FILE_BYTES >> 20
+            ))
+        } else {
+            fail(m)
+        }
+    })?;
     let results = parse(&bytes).map_err(fail)?;
     Loaded::new(name, results).map_err(|e| InputError(e.0))
 }

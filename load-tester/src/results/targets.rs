@@ -78,7 +78,7 @@ impl Targets {
             location,
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(String::new(), e.to_string()))?;
+        let text = crate::results::file::read_text(path).map_err(|e| err(String::new(), e))?;
         let targets: Targets = toml::from_str(&text).map_err(|e| {
             let line = e
                 .span()
