@@ -265,6 +265,98 @@ fn hdrhistogram_log_processor_reads_the_log_and_agrees_with_the_hgrm_files() {
     }
 }
 
+/// Over a million values spread over six decades, in three intervals: HdrHistogram's own
+/// `HistogramLogProcessor`, reading our interval log, prints exactly our percentile distribution,
+/// every digit of every line (the last digits depend on computing and rounding as Java does).
+#[test]
+fn percentile_distributions_match_hdrhistogram_digit_for_digit_over_a_million_values() {
+    use alphapulse_load_tester::output::files::Target;
+    use alphapulse_load_tester::output::hlog::{percentile_distribution, HlogWriter};
+    use alphapulse_load_tester::report::observe::{Observer, RunStart};
+    use alphapulse_load_tester::report::{IntervalReport, Kind, SourceId, Stream};
+    use clap::Parser as _;
+
+    let jar = hdrhistogram_jar();
+    if !common::have_tool(
+        "percentile_distributions_match_hdrhistogram",
+        jar.is_some(),
+        "java or /usr/share/java/hdrhistogram.jar missing (apt-get install default-jre-headless \
+         libhdrhistogram-java)",
+    ) {
+        return;
+    }
+    let jar = jar.expect("found");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("big.hlog");
+    let cli = alphapulse_load_tester::config::cli::Cli::parse_from(["load-tester", "-e", "1"]);
+    let (plan, _) = alphapulse_load_tester::config::build(&cli.run).unwrap();
+    let mut writer = HlogWriter::create(&Target::resolve(&log, false).unwrap()).unwrap();
+    writer.started(
+        &plan,
+        &RunStart {
+            location: String::new(),
+            started_unix_ms: 1_700_000_000_000,
+        },
+    );
+    let id = SourceId {
+        exchange: 0,
+        stream: Stream::Trades,
+    };
+    let mut all = alphapulse_load_tester::report::histogram::new_histogram();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for index in 0..3 {
+        let mut r = IntervalReport::empty(index, 1_000_000_000);
+        r.covered_ns = r.length_ns;
+        let h = r
+            .sources
+            .entry(id)
+            .or_default()
+            .latency
+            .get_mut(Kind::Service);
+        for _ in 0..400_000 {
+            // xorshift64*: values from 20 ns to ~20 ms, log-uniform.
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let u = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+            let v = (20.0 * 10f64.powf(6.0 * u)) as u64;
+            h.record(v).unwrap();
+        }
+        all.add(&*h).unwrap();
+        writer.interval(&r);
+    }
+    writer.finish().unwrap();
+    assert!(all.len() > 1_000_000);
+    let out_base = dir.path().join("hlp");
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(&jar)
+        .arg("org.HdrHistogram.HistogramLogProcessor")
+        .arg("-i")
+        .arg(&log)
+        .args([
+            "-outputValueUnitRatio",
+            "1000",
+            "-tag",
+            "trades.service",
+            "-o",
+        ])
+        .arg(&out_base);
+    let out = run(cmd, Duration::from_secs(120));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let theirs = std::fs::read_to_string(dir.path().join("hlp.hgrm")).unwrap();
+    let theirs: Vec<&str> = theirs
+        .lines()
+        .filter(|l| !l.starts_with("#[Overall") && !l.starts_with("#[StartTime"))
+        .collect();
+    let ours = percentile_distribution(&all, 1000.0, 5);
+    let ours: Vec<&str> = ours.lines().collect();
+    assert_eq!(theirs.len(), ours.len());
+    for (i, (t, o)) in theirs.iter().zip(&ours).enumerate() {
+        assert_eq!(t, o, "line {i} differs");
+    }
+}
+
 #[test]
 fn hgrm_files_cover_every_stream_and_kind() {
     let s = shared();

@@ -337,9 +337,99 @@ pub fn percentile_steps(h: &Histogram<u64>, ticks: u32) -> Vec<PercentileStep> {
     steps
 }
 
+/// `x` with `decimals` digits after the point, as Java's `String.format("%.Nf")` writes it:
+/// the shortest decimal that reads back as `x`, rounded half up (Rust's `{:.N}` rounds the
+/// exact binary value, which differs in the last digit now and then, e.g. 0.125 or 1.0005).
+pub fn java_fixed(x: f64, decimals: usize) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let negative = x.is_sign_negative() && x != 0.0;
+    // Shortest round-trip digits and the decimal exponent: "d.ddde-5".
+    let sci = format!("{:e}", x.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("LowerExp writes an exponent");
+    let exp: i64 = exp.parse().expect("an integer exponent");
+    let digits: Vec<u8> = mantissa
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect();
+    // The value is 0.d1d2d3... x 10^(exp + 1); keep the digits up to `decimals` after the point.
+    let point = exp + 1;
+    let keep = point + decimals as i64;
+    let mut kept: Vec<u8> = if keep <= 0 {
+        Vec::new()
+    } else {
+        let mut v: Vec<u8> = digits.iter().copied().take(keep as usize).collect();
+        v.resize(keep as usize, 0);
+        v
+    };
+    let round_up = keep >= 0 && digits.get(keep as usize).is_some_and(|&d| d >= 5);
+    let mut point = point;
+    if round_up {
+        let mut i = kept.len();
+        loop {
+            if i == 0 {
+                kept.insert(0, 1);
+                point += 1;
+                break;
+            }
+            i -= 1;
+            if kept[i] == 9 {
+                kept[i] = 0;
+            } else {
+                kept[i] += 1;
+                break;
+            }
+        }
+    }
+    // Lay the kept digits out around the point.
+    let total = (point.max(1) + decimals as i64) as usize;
+    let lead = (total as i64 - kept.len() as i64).max(0) as usize;
+    let mut all: Vec<u8> = std::iter::repeat_n(0, lead).chain(kept).collect();
+    all.truncate(total);
+    let int_len = total - decimals;
+    let mut out = String::new();
+    if negative && all.iter().any(|&d| d != 0) {
+        out.push('-');
+    }
+    for d in &all[..int_len] {
+        out.push((b'0' + d) as char);
+    }
+    if decimals > 0 {
+        out.push('.');
+        for d in &all[int_len..] {
+            out.push((b'0' + d) as char);
+        }
+    }
+    out
+}
+
+/// The mean and standard deviation of `h` as HdrHistogram's Java implementation computes them:
+/// sums over the recorded values' median-equivalent values first, divided at the end.
+fn java_mean_stdev(h: &Histogram<u64>) -> (f64, f64) {
+    if h.is_empty() {
+        return (0.0, 0.0);
+    }
+    let total = h.len() as f64;
+    let mut sum = 0.0f64;
+    for v in h.iter_recorded() {
+        sum += h.median_equivalent(v.value_iterated_to()) as f64 * v.count_at_value() as f64;
+    }
+    let mean = sum / total;
+    let mut dev = 0.0f64;
+    for v in h.iter_recorded() {
+        let d = h.median_equivalent(v.value_iterated_to()) as f64 - mean;
+        dev += d * d * v.count_at_value() as f64;
+    }
+    (mean, (dev / total).sqrt())
+}
+
 /// The percentile distribution of `h` in the text format of HdrHistogram's
 /// `outputPercentileDistribution` (what wrk2 prints and HdrHistogram's plotter reads): values
-/// divided by `unit_ratio`, `ticks` percentile ticks per half distance.
+/// divided by `unit_ratio`, `ticks` percentile ticks per half distance. Every number is computed
+/// and formatted as the Java implementation does, so the text is line for line what
+/// `HistogramLogProcessor` writes for the same histogram.
 pub fn percentile_distribution(h: &Histogram<u64>, unit_ratio: f64, ticks: u32) -> String {
     let digits = usize::from(h.sigfig());
     let mut out = format!(
@@ -347,34 +437,32 @@ pub fn percentile_distribution(h: &Histogram<u64>, unit_ratio: f64, ticks: u32) 
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     );
     for step in percentile_steps(h, ticks) {
-        let value = step.value as f64 / unit_ratio;
+        let value = java_fixed(step.value as f64 / unit_ratio, digits);
         let q = step.percentile / 100.0;
         let total = step.total_count;
-        if step.percentile < 100.0 {
+        if step.percentile != 100.0 {
             let _ = writeln!(
                 out,
-                "{value:>12.digits$} {q:>2.12} {total:>10} {:>14.2}",
-                1.0 / (1.0 - q)
+                "{value:>12} {:>2} {total:>10} {:>14}",
+                java_fixed(q, 12),
+                java_fixed(1.0 / (1.0 - q), 2)
             );
         } else {
-            let _ = writeln!(out, "{value:>12.digits$} {q:>2.12} {total:>10}");
+            let _ = writeln!(out, "{value:>12} {:>2} {total:>10}", java_fixed(q, 12));
         }
     }
-    let (mean, stdev, max) = if h.is_empty() {
-        (0.0, 0.0, 0.0)
-    } else {
-        (h.mean(), h.stdev(), h.max() as f64)
-    };
+    let (mean, stdev) = java_mean_stdev(h);
+    let max = if h.is_empty() { 0.0 } else { h.max() as f64 };
     let _ = writeln!(
         out,
-        "#[Mean    = {:>12.digits$}, StdDeviation   = {:>12.digits$}]",
-        mean / unit_ratio,
-        stdev / unit_ratio
+        "#[Mean    = {:>12}, StdDeviation   = {:>12}]",
+        java_fixed(mean / unit_ratio, digits),
+        java_fixed(stdev / unit_ratio, digits)
     );
     let _ = writeln!(
         out,
-        "#[Max     = {:>12.digits$}, Total count    = {:>12}]",
-        max / unit_ratio,
+        "#[Max     = {:>12}, Total count    = {:>12}]",
+        java_fixed(max / unit_ratio, digits),
         h.len()
     );
     let sub_buckets = (2.0 * 10f64.powi(i32::from(h.sigfig())))
@@ -639,6 +727,23 @@ mod tests {
             (100.0, 1000, 1000)
         );
         assert!(percentile_steps(&new_histogram(), 5).is_empty());
+    }
+
+    #[test]
+    fn numbers_are_formatted_as_java_formats_them() {
+        // Half up on the shortest decimal, where Rust's `{:.N}` rounds the binary value.
+        assert_eq!(java_fixed(0.125, 2), "0.13");
+        assert_eq!(format!("{:.2}", 0.125), "0.12");
+        assert_eq!(java_fixed(1.0005, 3), "1.001");
+        assert_eq!(java_fixed(0.0, 12), "0.000000000000");
+        assert_eq!(java_fixed(0.5, 12), "0.500000000000");
+        assert_eq!(java_fixed(99.995, 2), "100.00");
+        assert_eq!(java_fixed(9.9999, 3), "10.000");
+        assert_eq!(java_fixed(123456.789, 3), "123456.789");
+        assert_eq!(java_fixed(1e-9, 3), "0.000");
+        assert_eq!(java_fixed(0.0005, 3), "0.001");
+        assert_eq!(java_fixed(1e20, 2), "100000000000000000000.00");
+        assert_eq!(java_fixed(-1.5, 0), "-2");
     }
 
     #[test]
