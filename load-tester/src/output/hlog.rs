@@ -386,7 +386,8 @@ pub fn java_fixed(x: f64, decimals: usize) -> String {
     // Lay the kept digits out around the point.
     let total = (point.max(1) + decimals as i64) as usize;
     let lead = (total as i64 - kept.len() as i64).max(0) as usize;
-    let mut all: Vec<u8> = std::iter::repeat_n(0, lead).chain(kept).collect();
+    let mut all: Vec<u8> = vec![0; lead];
+    all.extend(kept);
     all.truncate(total);
     let int_len = total - decimals;
     let mut out = String::new();
