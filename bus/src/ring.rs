@@ -71,7 +71,7 @@ impl Mapping {
     /// Panics if `off` is not 8-aligned or out of bounds; offsets are the layout constants.
     pub(crate) fn u64_at(&self, off: usize) -> &AtomicU64 {
         assert!(
-            off % 8 == 0 && off + 8 <= self.len,
+            off.is_multiple_of(8) && off + 8 <= self.len,
             "offset {off} outside ring"
         );
         // SAFETY: `off + 8 <= len` keeps the access inside the live mapping (invariant of
@@ -84,7 +84,7 @@ impl Mapping {
     /// The `u32` at byte offset `off`. Same contract as [`Self::u64_at`].
     pub(crate) fn u32_at(&self, off: usize) -> &AtomicU32 {
         assert!(
-            off % 4 == 0 && off + 4 <= self.len,
+            off.is_multiple_of(4) && off + 4 <= self.len,
             "offset {off} outside ring"
         );
         // SAFETY: as in `u64_at`, with 4-byte size and alignment.

@@ -366,7 +366,7 @@ proptest! {
             OFF_WRITER_STATE];
         for (which, value) in field_edits {
             let off = fields[which];
-            if off % 8 == 0 {
+            if off.is_multiple_of(8) {
                 put_u64(&mut image, off, value);
             } else {
                 put_u32(&mut image, off, value as u32);

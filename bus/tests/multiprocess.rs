@@ -206,7 +206,7 @@ fn reader_role() {
             continue;
         }
         idle_rounds += 1;
-        if idle_rounds % 256 != 0 {
+        if !idle_rounds.is_multiple_of(256) {
             std::hint::spin_loop();
             continue;
         }
