@@ -875,7 +875,7 @@ impl Watchdog {
     /// been silent for over a second (checked every 65536 polls, so it costs nothing meanwhile).
     fn idle(&mut self) -> Result<bool, String> {
         self.polls = self.polls.wrapping_add(1);
-        if self.polls % 65_536 != 0 {
+        if !self.polls.is_multiple_of(65_536) {
             return Ok(false);
         }
         let silent = now_ns().saturating_sub(self.last_record_ns);
