@@ -16,7 +16,8 @@ use serde_json::json;
 
 use super::format::{escape, iso8601_utc};
 use super::format::{format_change, format_threshold, format_value};
-use super::thousands;
+use super::{human_ns, thousands};
+use crate::report::Integrity;
 use crate::results::compare::{Comparison, Status};
 use crate::results::file::{kind_label, kind_reports};
 use crate::results::verdict::Outcome;
@@ -270,8 +271,13 @@ fn head(out: &mut String, cells: &[&str]) {
     out.push_str("</tr></thead>\n");
 }
 
+/// A duration cell: the value in the unit that reads best, the exact nanoseconds on hover.
 fn ns(v: u64) -> String {
-    thousands(v)
+    format!(
+        "<span title=\"{} ns\">{}</span>",
+        thousands(v),
+        escape(&human_ns(v))
+    )
 }
 
 fn throughput_row(out: &mut String, name: &str, t: &StreamThroughput) {
@@ -296,7 +302,7 @@ fn latency_row(out: &mut String, name: &str, s: &LatencySummary) {
             escape(name),
             thousands(s.count),
             ns(s.min),
-            format!("{:.0}", s.mean),
+            ns(s.mean.round() as u64),
             ns(s.p50),
             ns(s.p90),
             ns(s.p99),
@@ -395,15 +401,37 @@ fn section_config(out: &mut String, r: &Results) {
                 if p.pin_cores.is_empty() {
                     String::new()
                 } else {
-                    format!(", pinned to cores {:?}", p.pin_cores)
+                    format!(
+                        ", pinned to cores {}",
+                        p.pin_cores
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 }
             ),
         ),
-        ("Reader processes", p.consumers.to_string()),
+        (
+            "Reader processes",
+            if p.reader_pin_cores.is_empty() {
+                p.consumers.to_string()
+            } else {
+                format!(
+                    "{}, pinned to cores {}",
+                    p.consumers,
+                    p.reader_pin_cores
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+        ),
         ("Seed", p.seed.to_string()),
         (
             "Lag budget (run invalid above)",
-            format!("{} ns at P99", thousands(p.lag_budget_ns)),
+            format!("{} at P99", human_ns(p.lag_budget_ns)),
         ),
         ("Started (UTC)", iso8601_utc(r.started_unix_ms)),
         ("Tool", format!("{} {}", r.tool.name, r.tool.version)),
@@ -545,6 +573,98 @@ fn section_all_metrics(out: &mut String, c: &Comparison) {
     out.push_str("</table>\n</details>\n");
 }
 
+/// What the readers received: counts, integrity, and each reader process.
+fn section_delivery(out: &mut String, d: &crate::results::Delivery) {
+    let total = d.total();
+    let written: u64 = d.written.values().sum();
+    let _ = writeln!(
+        out,
+        "<h2 id=\"delivery\">Delivery</h2>\n<p class=\"sub\">{} reader process{}; end-to-end \
+         latency is in the latency table. Losses {}.</p>\n<table>",
+        d.readers,
+        if d.readers == 1 { "" } else { "es" },
+        if d.loss_allowed {
+            "are allowed (<code>--allow-loss</code>)"
+        } else {
+            "fail the run"
+        }
+    );
+    head(out, &["", "trades", "book", "total"]);
+    let stream = |s: crate::plan::Stream| d.streams.get(&s).copied().unwrap_or_default();
+    let (t, b) = (
+        stream(crate::plan::Stream::Trades),
+        stream(crate::plan::Stream::Book),
+    );
+    let written_of = |s: crate::plan::Stream| d.written.get(&s).copied().unwrap_or(0);
+    for (label, f) in [
+        (
+            "Received (all readers)",
+            (|i: &Integrity| i.received) as fn(&Integrity) -> u64,
+        ),
+        ("Lost to laps (exact)", |i| i.lost),
+        ("Torn copies discarded (in lost)", |i| i.torn),
+        ("Integrity violations", |i| i.violations()),
+        ("Corrupted", |i| i.corrupted),
+        ("Out of order", |i| i.out_of_order),
+        ("Chain gaps", |i| i.gaps),
+        ("Book errors", |i| i.book_errors),
+        ("Books verified against the writer digests", |i| {
+            i.digests_checked
+        }),
+        ("Digest mismatches", |i| i.digest_mismatches),
+        ("Unaccounted", |i| i.unaccounted),
+    ] {
+        row(
+            out,
+            &[
+                escape(label),
+                thousands(f(&t)),
+                thousands(f(&b)),
+                thousands(f(&total)),
+            ],
+        );
+    }
+    row(
+        out,
+        &[
+            "Written by the tester".into(),
+            thousands(written_of(crate::plan::Stream::Trades)),
+            thousands(written_of(crate::plan::Stream::Book)),
+            thousands(written),
+        ],
+    );
+    out.push_str("</table>\n<table>\n");
+    head(
+        out,
+        &[
+            "Reader",
+            "Pid",
+            "Ended",
+            "Received",
+            "Lost",
+            "Violations",
+            "CPU avg / peak (% of one core)",
+            "Peak RSS (MiB)",
+        ],
+    );
+    for r in &d.per_reader {
+        row(
+            out,
+            &[
+                r.index.to_string(),
+                r.pid.to_string(),
+                escape(r.died.as_deref().unwrap_or(&r.ended)),
+                thousands(r.received),
+                thousands(r.lost),
+                thousands(r.violations),
+                format!("{:.1} / {:.1}", r.cpu_avg_pct, r.cpu_peak_pct),
+                format!("{:.1}", r.rss_peak_mib),
+            ],
+        );
+    }
+    out.push_str("</table>\n");
+}
+
 /// The report as one HTML document.
 pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
     let (badge, word) = match r.verdict.outcome {
@@ -601,7 +721,7 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
     throughput_row(&mut out, "total", &tp.total);
     out.push_str("</table>\n<div class=\"charts\" id=\"rate-charts\"></div>\n");
 
-    out.push_str("<h2 id=\"latency\">Latency</h2>\n<p class=\"sub\">Nanoseconds, over the measured time. Service time is the write call (the \
+    out.push_str("<h2 id=\"latency\">Latency</h2>\n<p class=\"sub\">Over the measured time (hover a value for its exact nanoseconds). Service time is the write call (the \
         targets' “write latency”); response time runs from the intended send time of the open-loop schedule, so stalls are not hidden; \
         generator lag is how late the tester started each write.</p>\n<table>\n");
     head(
@@ -640,6 +760,14 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
     row(
         &mut out,
         &[
+            "CPU working (% of one core; the rest spun for send times; judged)".into(),
+            format!("{:.1}", res.cpu_working_avg_pct),
+            format!("{:.1}", res.cpu_working_peak_pct),
+        ],
+    );
+    row(
+        &mut out,
+        &[
             "Resident memory (MiB)".into(),
             format!("{:.1}", res.rss_avg_mib),
             format!("{:.1}", res.rss_peak_mib),
@@ -654,6 +782,10 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
         ],
     );
     out.push_str("</table>\n<div class=\"charts\" id=\"resource-charts\"></div>\n");
+
+    if let Some(d) = &r.delivery {
+        section_delivery(&mut out, d);
+    }
 
     let e = &r.errors;
     out.push_str("<h2 id=\"errors\">Errors</h2>\n<table>\n");
@@ -749,8 +881,22 @@ mod tests {
             assert!(html.contains(&escape(&c.name)), "{}", c.name);
         }
         let s = &r.latency.service.all;
-        assert!(html.contains(&format!("<td>{}</td>", thousands(s.p99))));
+        // Human units in the cell, the exact nanoseconds on hover.
+        assert!(html.contains(&format!(
+            "<span title=\"{} ns\">{}</span>",
+            thousands(s.p99),
+            crate::output::human_ns(s.p99)
+        )));
         assert!(html.contains(&format!("<td>{}</td>", thousands(r.throughput.total.sent))));
+        // The flags' names, not the program's own.
+        for internal in ["Hybrid", "Monotonic", "Tsc", "Overwrite"] {
+            assert!(!html.contains(internal), "{internal}");
+        }
+        // What the readers received.
+        let d = r.delivery.as_ref().expect("the fixture had a reader");
+        assert!(html.contains("id=\"delivery\""));
+        assert!(html.contains("Books verified against the writer digests"));
+        assert!(html.contains(&format!("<td>{}</td>", thousands(d.total().received))));
         // The embedded data parses and carries every point and a spectrum per kind and stream.
         let start = html.find("id=\"report-data\">").unwrap() + "id=\"report-data\">".len();
         let end = start + html[start..].find("</script>").unwrap();
