@@ -55,6 +55,15 @@ pub enum Error {
         /// What was expected, in words.
         expected: String,
     },
+    /// The path names something other than a regular file (a FIFO, a directory, a device...).
+    #[error("{}: is {kind}, not a regular file", path.display())]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is: "a directory", "a FIFO", "a socket", "a character device", "a block
+        /// device", "a symlink" or "of an unknown file type".
+        kind: &'static str,
+    },
     /// The file's length does not match the geometry its header describes.
     #[error("{}: file is {actual} bytes but its header describes a {expected}-byte ring", path.display())]
     LengthMismatch {

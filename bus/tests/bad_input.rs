@@ -316,17 +316,43 @@ fn symlinks_directories_fifos_and_missing_files_are_refused() {
     // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
     let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
     assert_eq!(rc, 0, "mkfifo");
-    let e = refused::<Trade>(&fifo, "a regular file");
+    let e = refused::<Trade>(&fifo, "is a FIFO, not a regular file");
     assert!(
-        matches!(
-            e,
-            Error::BadHeader {
-                field: "file type",
-                ..
-            }
-        ),
+        matches!(e, Error::NotRegularFile { kind: "a FIFO", .. }),
         "{e:?}"
     );
+    let e = refused::<Trade>(
+        Path::new("/dev/null"),
+        "is a character device, not a regular file",
+    );
+    assert!(matches!(e, Error::NotRegularFile { .. }), "{e:?}");
+
+    // A manifest that is a FIFO (or a directory) is refused, not waited on forever: opening a
+    // FIFO for reading blocks until a writer opens it.
+    let run = dir.path().join("fifo-run");
+    std::fs::create_dir(&run).unwrap();
+    let c = CString::new(run.join("manifest.json").to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reading = run.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            Manifest::read(&reading)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("Manifest::read blocked on a FIFO");
+    let msg = got.unwrap_err();
+    assert!(msg.contains("is a FIFO, not a regular file"), "{msg}");
+    let run = dir.path().join("dir-run");
+    std::fs::create_dir_all(run.join("manifest.json")).unwrap();
+    let msg = Manifest::read(&run).unwrap_err().to_string();
+    assert!(msg.contains("is a directory, not a regular file"), "{msg}");
 
     let e = refused::<Trade>(&dir.path().join("missing"), "opening the ring");
     assert!(
