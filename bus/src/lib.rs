@@ -34,16 +34,17 @@ compile_error!("the bus format is little-endian; big-endian hosts are not suppor
 
 mod sync;
 
+pub mod layout;
 #[doc(hidden)]
 pub mod protocol;
 pub mod record;
+#[doc(hidden)]
+pub mod registry;
 
 #[cfg(not(loom))]
 mod clock;
 #[cfg(not(loom))]
 mod error;
-#[cfg(not(loom))]
-pub mod layout;
 #[cfg(not(loom))]
 mod name;
 #[cfg(not(loom))]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::name::check_name;
 use crate::record::{Record, RecordType};
-use crate::ring::{RingFile, WriterMode};
+use crate::ring::{check_regular, RingFile, WriterMode};
 use crate::writer::Writer;
 
 /// Name of the manifest file in a run directory.
@@ -82,7 +82,8 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and validates the manifest of the run directory `dir`.
     ///
-    /// Refuses a symlink, a file over 16 MiB, invalid JSON, unknown fields, another manifest
+    /// Refuses a symlink, anything but a regular file (without blocking on a FIFO), a file over
+    /// 16 MiB, invalid JSON, unknown fields, another manifest
     /// version, ring file names that are not plain names, and rings whose record type and size
     /// disagree.
     pub fn read(dir: &Path) -> Result<Self, Error> {
@@ -91,9 +92,11 @@ impl Manifest {
             path: path.clone(),
             reason,
         };
+        // Non-blocking, so that a FIFO in its place cannot hang the open; the type check
+        // below then refuses it. For a regular file the flag changes nothing.
         let fd = rustix::fs::open(
             &path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         )
         .map_err(|e| match e {
@@ -103,6 +106,8 @@ impl Manifest {
             )),
             e => Error::io(&path, "opening the manifest", e),
         })?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(&path, "reading file status", e))?;
+        check_regular(st.st_mode, &path)?;
         let mut text = String::new();
         File::from(fd)
             .take(MAX_MANIFEST_BYTES + 1)
