@@ -139,9 +139,10 @@ pub fn lapped_resume(next: u64, published: u64, capacity: u64) -> u64 {
 /// ring's write cursor. Both are shared memory that anyone may have scribbled on, so nothing is
 /// taken on trust:
 ///
-/// - The cursor is believed only if it is a sequence (`<= MAX_SEQUENCE`) and its own slot holds
-///   it or a later lap: the writer publishes a slot before it moves the cursor past it, so a
-///   true cursor always passes. Otherwise [`Recovery::Wait`].
+/// - The cursor is believed only if it is at most `believable` (the caller's bound of what the
+///   writer can have published: the Rust reader allows one record per nanosecond since it
+///   attached) and its own slot holds it or a later lap: the writer publishes a slot before it
+///   moves the cursor past it, so a true cursor always passes. Otherwise [`Recovery::Wait`].
 /// - `found` is a lap only if it is a later sequence of the same slot and at most one past the
 ///   cursor (the writer moves the cursor right after each slot it publishes). Then the reader
 ///   resumes per [`lapped_resume`] of the larger of the two.
@@ -150,20 +151,22 @@ pub fn lapped_resume(next: u64, published: u64, capacity: u64) -> u64 {
 ///   `next` was overwritten anyway, recover from the lap the cursor shows. If `next` is not
 ///   published yet, [`Recovery::Wait`]: the writer's write of `next` replaces the bad stamp.
 ///
-/// The resulting skip is at most to one past the believed cursor: a lone corrupt word can
-/// never make a reader count an absurd loss or run ahead of the writer.
+/// The resulting skip is at most to one past the believed cursor, so a loss is never larger
+/// than `believable` allows: a lone corrupt word never makes a reader skip records the writer
+/// has not written, and no forgery makes it count an absurd loss.
 pub fn recover_lap(
     next: u64,
     found: u64,
     cursor: &AtomicU64,
     stamp_of: impl Fn(u64) -> u64,
     capacity: u64,
+    believable: u64,
 ) -> Recovery {
     // `found` may come from a relaxed load (a torn copy's second stamp load); this fence makes
     // the writer's release store of that stamp, and so its cursor of the write before,
     // visible to the cursor load below: a true lap always passes the check against the cursor.
     fence(Ordering::Acquire);
-    let Some(published) = trusted_cursor(cursor, &stamp_of) else {
+    let Some(published) = trusted_cursor(cursor, &stamp_of, believable) else {
         return Recovery::Wait;
     };
     let mask = capacity - 1;
@@ -178,7 +181,7 @@ pub fn recover_lap(
 }
 
 /// Checks, for a reader at `next` whose slot keeps answering "not yet", whether the slot was
-/// damaged: the (trusted, see [`recover_lap`]) cursor says `next` was published, yet the slot,
+/// damaged: the (believed, see [`recover_lap`]) cursor says `next` was published, yet the slot,
 /// loaded after the cursor, holds an earlier sequence. The writer stores a slot before the
 /// cursor that covers it, so that cannot happen unless the slot was overwritten by someone
 /// else. Returns [`Recovery::Wait`] when all is well.
@@ -190,8 +193,9 @@ pub fn check_unpublished(
     cursor: &AtomicU64,
     stamp_of: impl Fn(u64) -> u64,
     capacity: u64,
+    believable: u64,
 ) -> Recovery {
-    let Some(published) = trusted_cursor(cursor, &stamp_of) else {
+    let Some(published) = trusted_cursor(cursor, &stamp_of, believable) else {
         return Recovery::Wait;
     };
     if next > published || stamp_of(next) & !BUSY >= next {
@@ -201,11 +205,15 @@ pub fn check_unpublished(
 }
 
 /// The write cursor, if it passes the checks of [`recover_lap`].
-fn trusted_cursor(cursor: &AtomicU64, stamp_of: &impl Fn(u64) -> u64) -> Option<u64> {
+fn trusted_cursor(
+    cursor: &AtomicU64,
+    stamp_of: &impl Fn(u64) -> u64,
+    believable: u64,
+) -> Option<u64> {
     let c = cursor.load(Ordering::Acquire);
     // The acquire load of the cursor orders the writer's store of its slot before the stamp
     // load below, so a true cursor's slot always holds it or a later lap.
-    (c <= MAX_SEQUENCE && stamp_of(c) & !BUSY >= c).then_some(c)
+    (c <= MAX_SEQUENCE.min(believable) && stamp_of(c) & !BUSY >= c).then_some(c)
 }
 
 /// Recovery from a slot of `next` whose stamp cannot be the writer's, given a trusted cursor.

@@ -114,6 +114,9 @@ pub struct Reader<R: Record> {
     next: u64,
     /// The sequence `next` held at attach; fixed.
     first: u64,
+    /// `CLOCK_MONOTONIC` ns at attach; with `first` it bounds the cursors this reader believes
+    /// (see [`Self::believable`]).
+    attached_ns: u64,
     /// What was counted since attach: `received + lost == next - first`, `torn <= lost`,
     /// `corrupt <= lost`.
     stats: ReaderStats,
@@ -151,6 +154,7 @@ impl<R: Record> Reader<R> {
             {
                 continue;
             }
+            let attached_ns = now_ns();
             let Registration { first, wanted } = registry::activate(
                 slot,
                 ring.cursor(),
@@ -159,7 +163,7 @@ impl<R: Record> Reader<R> {
                 start,
                 ring.geo.capacity,
                 ring.geo.mode == WriterMode::Backpressure,
-                now_ns(),
+                attached_ns,
             )
             .map_err(|cursor| Error::BadHeader {
                 path: path.to_owned(),
@@ -173,6 +177,7 @@ impl<R: Record> Reader<R> {
                 owner: registry::owner_word(pid, reader_slot::ACTIVE),
                 next: first,
                 first,
+                attached_ns,
                 stats: ReaderStats {
                     skipped_at_attach: first - wanted,
                     ..ReaderStats::default()
@@ -247,6 +252,7 @@ impl<R: Record> Reader<R> {
                 ring.cursor(),
                 |s| ring.stamp(s),
                 ring.geo.capacity,
+                self.believable(),
             )
         };
         match self.skip(recovery) {
@@ -271,9 +277,21 @@ impl<R: Record> Reader<R> {
                 ring.cursor(),
                 |s| ring.stamp(s),
                 ring.geo.capacity,
+                self.believable(),
             )
         };
         self.skip(recovery)
+    }
+
+    /// The largest write cursor this reader believes: no writer publishes more than one record
+    /// per nanosecond, so none can be further than that past where this reader started (plus
+    /// the ring it may have started behind). A larger cursor is corrupt shared memory, and a
+    /// loss computed from it would be absurd.
+    fn believable(&self) -> u64 {
+        let elapsed = now_ns().saturating_sub(self.attached_ns);
+        self.first
+            .saturating_add(self.ring.geo.capacity)
+            .saturating_add(elapsed)
     }
 
     /// Applies a recovery: returns how many records it skipped (at least 1), or `None` to wait.

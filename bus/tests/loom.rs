@@ -153,6 +153,7 @@ impl Follower {
                     &ring.cursor,
                     |s| ring.stamp(s),
                     capacity,
+                    u64::MAX,
                 );
                 match recovery {
                     Recovery::Skip { resume, corrupt } => {
