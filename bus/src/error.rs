@@ -116,6 +116,18 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
+    /// A directory given to `clean_stale_runs` holds something other than run directories, so
+    /// it is not a base of runs (a mistyped `--shm-dir`, say a home directory): nothing was
+    /// removed.
+    #[error("{}: refusing to clean it: {entry:?} {reason}; a base directory of runs holds only run directories, so nothing was removed", path.display())]
+    NotARunBase {
+        /// The directory.
+        path: PathBuf,
+        /// The first entry (in name order) that is not a run directory.
+        entry: String,
+        /// What it is instead.
+        reason: String,
+    },
     /// A run directory's manifest is missing, unreadable or invalid.
     #[error("{}: invalid manifest: {reason}", path.display())]
     BadManifest {
