@@ -993,3 +993,59 @@ proptest! {
         prop_assert!(reached, "the reader stopped at {} with the writer at {last}", r.next_sequence());
     }
 }
+
+#[test]
+fn attach_waits_briefly_for_a_ring_its_writer_is_still_creating() {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::FileExt as _;
+    use std::time::{Duration, Instant};
+    let dir = TestDir::created("creating");
+    let image = valid_image(&dir);
+    let mut unfinished = image.clone();
+    put_u64(&mut unfinished, OFF_MAGIC, 0);
+    let lock = |path: &Path| {
+        let f = std::fs::File::open(path).unwrap();
+        // SAFETY: `f` is an open descriptor for the duration of the call.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        f
+    };
+
+    // Locked, as by a writer between creating the file and publishing the magic, which it
+    // does 50 ms later: attach waits for it.
+    let path = write_file(dir.path(), "creating", &unfinished);
+    let _held = lock(&path);
+    let finish = {
+        let path = path.clone();
+        let magic = image[..8].to_vec();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.write_all_at(&magic, 0).unwrap();
+        })
+    };
+    let r = Reader::<Trade>::attach(&path, StartAt::Oldest).expect("waited for the magic");
+    assert_eq!(r.capacity(), CAP);
+    finish.join().unwrap();
+
+    // Locked but never finished: refused with the clear error after about a second.
+    let path = write_file(dir.path(), "hung", &unfinished);
+    let _held = lock(&path);
+    let t = Instant::now();
+    let e = refused::<Trade>(&path, "bad magic");
+    assert!(matches!(e, Error::BadMagic { .. }), "{e:?}");
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    // Nobody holds it (a writer that died before finishing): refused at once.
+    let path = write_file(dir.path(), "abandoned", &unfinished);
+    let t = Instant::now();
+    refused::<Trade>(&path, "bad magic");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+}

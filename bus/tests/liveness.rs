@@ -569,3 +569,107 @@ fn tree(dir: &std::path::Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
     out.sort();
     out
 }
+
+#[test]
+fn a_slow_writer_keeps_its_heartbeat_fresh_by_the_clock() {
+    let dir = TestDir::new("slow-writer");
+    let mut run = RunDir::create(dir.path(), "run").unwrap();
+    let mut w = run
+        .create_ring::<Trade>("x.trades", 8, WriterMode::Overwrite)
+        .unwrap();
+    let r = Reader::<Trade>::attach(w.path(), StartAt::Oldest).unwrap();
+    // 64 writes spread over 60 ms, far fewer than 1024: the writer looks at the clock on the
+    // 64th and refreshes its heartbeat, so it is not stale by a 30 ms limit.
+    for seq in 1..=63 {
+        w.write(&Trade::make(seq, 1)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(matches!(
+        r.writer_status(Duration::from_millis(30)),
+        WriterStatus::Stale { .. }
+    ));
+    w.write(&Trade::make(64, 1)).unwrap();
+    assert_eq!(
+        r.writer_status(Duration::from_millis(30)),
+        WriterStatus::Alive
+    );
+}
+
+#[test]
+fn a_reader_publishes_what_it_caught_up_on_at_most_every_8_polls() {
+    let dir = TestDir::new("catch-up");
+    let mut run = RunDir::create(dir.path(), "run").unwrap();
+    let mut w = run
+        .create_ring::<Trade>("x.trades", 8, WriterMode::Overwrite)
+        .unwrap();
+    let mut r = Reader::<Trade>::attach(w.path(), StartAt::Oldest).unwrap();
+    let published = |w: &alphapulse_bus::Writer<Trade>| w.readers()[0].received;
+    // One record, one empty poll, and so on: publishing each time it catches up would be a
+    // heartbeat every other poll.
+    let mut polls = 0;
+    for seq in 1..=3 {
+        w.write(&Trade::make(seq, 1)).unwrap();
+        assert!(matches!(r.try_read(), Poll::Record(_)));
+        assert_eq!(r.try_read(), Poll::Empty);
+        polls += 2;
+        assert_eq!(published(&w), 0, "published after {polls} polls");
+    }
+    // Idle polls publish it within 8 polls of the last heartbeat.
+    while polls < 8 {
+        assert_eq!(r.try_read(), Poll::Empty);
+        polls += 1;
+    }
+    assert_eq!(published(&w), 3);
+}
+
+#[test]
+fn a_reader_of_another_pid_namespace_is_never_judged_by_its_pid() {
+    use alphapulse_bus::layout::{reader_slot, OFF_READERS};
+    use std::os::unix::fs::FileExt as _;
+    const CAP: u64 = 8;
+    let dir = TestDir::new("pid-ns");
+    let mut run = RunDir::create(dir.path(), "run").unwrap();
+    let mut w = run
+        .create_ring::<Trade>("x.trades", CAP, WriterMode::Backpressure)
+        .unwrap();
+    // Only a dead pid, not silence, could release the writer here.
+    w.set_reader_stale_ns(u64::MAX);
+    let r = Reader::<Trade>::attach(w.path(), StartAt::Oldest).unwrap();
+    assert_eq!(r.slot_index(), 0);
+    std::mem::forget(r);
+    // Slot 0 now claims to belong to a pid that does not exist here, registered from another
+    // pid namespace, where that pid may well be a live reader.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(w.path())
+        .unwrap();
+    let put = |field: usize, v: u64| {
+        f.write_all_at(&v.to_le_bytes(), (OFF_READERS + field) as u64)
+            .unwrap()
+    };
+    let no_such_pid: u64 = 0x3FFF_FFF0;
+    put(
+        reader_slot::OWNER,
+        (no_such_pid << 32) | reader_slot::ACTIVE,
+    );
+    put(reader_slot::PID_NS, 1);
+    for seq in 1..=CAP {
+        assert_eq!(w.write(&Trade::make(seq, 1)), Ok(seq));
+    }
+    // The writer waits for it past its liveness checks, and an attacher does not take its slot.
+    for _ in 0..3 {
+        assert!(w.write(&Trade::make(CAP + 1, 1)).is_err());
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let other = Reader::<Trade>::attach(w.path(), StartAt::Latest).unwrap();
+    assert_eq!(other.slot_index(), 1);
+    drop(other);
+    // Registered from this namespace (or an unknown one), the same dead pid is judged dead.
+    put(reader_slot::PID_NS, 0);
+    let seq = common::eventually(Duration::from_secs(5), "the writer to evict", || {
+        w.write(&Trade::make(CAP + 1, 1)).ok()
+    });
+    assert_eq!(seq, CAP + 1);
+    let again = Reader::<Trade>::attach(w.path(), StartAt::Latest).unwrap();
+    assert_eq!(again.slot_index(), 0);
+}
