@@ -63,7 +63,7 @@ pub use error::{Error, WriteError};
 #[cfg(not(loom))]
 pub use name::check_name;
 #[cfg(not(loom))]
-pub use reader::{Poll, Reader, ReaderStats, StartAt, WriterStatus};
+pub use reader::{Poll, Reader, ReaderStats, StartAt, WriterStatus, ATTACH_RETRY};
 pub use record::{
     checksum_of, Action, BookUpdate, Level, Record, RecordType, Side, Trade, MAX_LEVELS,
     PRICE_SCALE, SIZE_SCALE,

@@ -353,7 +353,8 @@ impl<R: Record> Reader<R> {
         self.first
     }
 
-    /// The last sequence the writer has published.
+    /// The last sequence the writer has published, as the header's write cursor shows it now
+    /// (shared memory, reported unchecked: see [`Poll::Lost`] for how reading treats it).
     pub fn published(&self) -> u64 {
         self.ring.cursor().load(Ordering::Acquire)
     }
