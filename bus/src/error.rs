@@ -55,6 +55,15 @@ pub enum Error {
         /// What was expected, in words.
         expected: String,
     },
+    /// The path names something other than a regular file (a FIFO, a directory, a device...).
+    #[error("{}: is {kind}, not a regular file", path.display())]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is: "a directory", "a FIFO", "a socket", "a character device", "a block
+        /// device", "a symlink" or "of an unknown file type".
+        kind: &'static str,
+    },
     /// The file's length does not match the geometry its header describes.
     #[error("{}: file is {actual} bytes but its header describes a {expected}-byte ring", path.display())]
     LengthMismatch {
@@ -105,6 +114,18 @@ pub enum Error {
         /// The directory.
         path: PathBuf,
         /// Why it is refused.
+        reason: String,
+    },
+    /// A directory given to `clean_stale_runs` holds something other than run directories, so
+    /// it is not a base of runs (a mistyped `--shm-dir`, say a home directory): nothing was
+    /// removed.
+    #[error("{}: refusing to clean it: {entry:?} {reason}; a base directory of runs holds only run directories, so nothing was removed", path.display())]
+    NotARunBase {
+        /// The directory.
+        path: PathBuf,
+        /// The first entry (in name order) that is not a run directory.
+        entry: String,
+        /// What it is instead.
         reason: String,
     },
     /// A run directory's manifest is missing, unreadable or invalid.

@@ -49,6 +49,9 @@ pub const OFF_CREATED_NS: usize = 56;
 pub const OFF_WRITER_HEARTBEAT: usize = 64;
 /// `u64` writer state: [`WRITER_OPEN`] or [`WRITER_CLOSED`].
 pub const OFF_WRITER_STATE: usize = 72;
+/// `u64` inode of the writer's pid namespace (`/proc/self/ns/pid`), 0 if unknown. Written once
+/// at creation, like line 0; readers written before it existed ignore it (it was reserved zero).
+pub const OFF_WRITER_PID_NS: usize = 80;
 /// `u64` last published sequence (0: none yet).
 pub const OFF_WRITE_CURSOR: usize = 128;
 /// First reader slot.
@@ -77,6 +80,10 @@ pub mod reader_slot {
     pub const ATTACHED_NS: usize = 40;
     /// `u64` torn copies discarded so far.
     pub const TORN: usize = 48;
+    /// `u64` inode of the reader's pid namespace, 0 if unknown (or written by a reader that
+    /// predates the field: it was reserved zero). A pid is only judged by `kill(pid, 0)` by a
+    /// process of the same namespace.
+    pub const PID_NS: usize = 56;
 
     /// Owner state: free.
     pub const FREE: u64 = 0;

@@ -34,16 +34,17 @@ compile_error!("the bus format is little-endian; big-endian hosts are not suppor
 
 mod sync;
 
+pub mod layout;
 #[doc(hidden)]
 pub mod protocol;
 pub mod record;
+#[doc(hidden)]
+pub mod registry;
 
 #[cfg(not(loom))]
 mod clock;
 #[cfg(not(loom))]
 mod error;
-#[cfg(not(loom))]
-pub mod layout;
 #[cfg(not(loom))]
 mod name;
 #[cfg(not(loom))]
@@ -62,7 +63,7 @@ pub use error::{Error, WriteError};
 #[cfg(not(loom))]
 pub use name::check_name;
 #[cfg(not(loom))]
-pub use reader::{Poll, Reader, ReaderStats, StartAt, WriterStatus};
+pub use reader::{Poll, Reader, ReaderStats, StartAt, WriterStatus, ATTACH_RETRY};
 pub use record::{
     checksum_of, Action, BookUpdate, Level, Record, RecordType, Side, Trade, MAX_LEVELS,
     PRICE_SCALE, SIZE_SCALE,
@@ -71,8 +72,8 @@ pub use record::{
 pub use ring::{ReaderSlot, WriterMode};
 #[cfg(not(loom))]
 pub use run_dir::{
-    clean_stale_runs, default_base_dir, CleanedRun, Manifest, ManifestRing, RunDir, BASE_DIR_ENV,
-    LOCK_NAME, MANIFEST_NAME, MANIFEST_VERSION,
+    clean_stale_runs, default_base_dir, is_run_id, CleanOutcome, CleanedRun, Manifest,
+    ManifestRing, RunDir, BASE_DIR_ENV, DIGESTS_NAME, LOCK_NAME, MANIFEST_NAME, MANIFEST_VERSION,
 };
 #[cfg(not(loom))]
 pub use writer::{Writer, DEFAULT_READER_STALE_NS};

@@ -2,29 +2,31 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::now_ns;
 use crate::error::Error;
 use crate::layout::{
     reader_slot, MAX_READERS, OFF_WRITER_HEARTBEAT, OFF_WRITER_PID, OFF_WRITER_STATE, WRITER_CLOSED,
 };
-use crate::protocol::{self, SlotRead};
+use crate::protocol::{self, Recovery, SlotRead, MAX_SEQUENCE};
 use crate::record::Record;
-use crate::ring::{pid_alive, writer_holds_lock, ReaderSlot, RingFile, WriterMode};
+use crate::registry::{self, Registration};
+use crate::ring::{
+    own_pid_namespace, pid_alive, writer_holds_lock, ReaderSlot, RingFile, WriterMode,
+};
+
+pub use crate::registry::StartAt;
 
 /// How often, in polls (records or empty), a reader refreshes its heartbeat and published
 /// counters.
 const PUBLISH_EVERY: u32 = 64;
-
-/// Where a new reader starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAt {
-    /// At the oldest record still in the ring (sequence 1 if the writer has not wrapped yet).
-    Oldest,
-    /// After the last record published so far: only new records.
-    Latest,
-}
+/// Least polls between two heartbeats that publish what a reader received as it catches up:
+/// a reader that alternates one record and one empty poll would otherwise publish on every
+/// other poll.
+const CATCH_UP_PUBLISH_EVERY: u32 = 8;
+/// How long [`Reader::attach`] waits for a ring that its writer is still creating.
+pub const ATTACH_RETRY: Duration = Duration::from_secs(1);
 
 /// The outcome of [`Reader::try_read`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,9 @@ pub enum Poll<R> {
     /// one this reader will return, will never be returned. Most were overwritten before the
     /// reader got to them; up to `capacity / 16` more may still have been intact, skipped so
     /// that the reader resumes with room to catch up instead of being lapped again at once.
+    /// It is also how a record whose slot was corrupted in shared memory is reported (1 lost,
+    /// counted in [`ReaderStats::corrupt`] too). The count never exceeds what the write cursor
+    /// shows was published.
     Lost(u64),
 }
 
@@ -71,14 +76,27 @@ pub struct ReaderStats {
     pub torn: u64,
     /// Times the writer evicted this reader as dead and it took its slot back.
     pub evictions: u64,
+    /// Records skipped because their slot's stamp was one the writer cannot have written
+    /// (corrupt shared memory); each is also counted in `lost`.
+    pub corrupt: u64,
+    /// Records between the start the reader asked for and the one it got
+    /// ([`Reader::first_sequence`]), skipped at attach so that a backpressure writer cannot
+    /// overwrite any record the reader was promised. Not counted in `lost`: they precede
+    /// `first`.
+    pub skipped_at_attach: u64,
 }
 
 /// A consumer of one ring, registered in the ring's header.
 ///
 /// Any number of readers, in any processes, read the same ring; each sees every record in order,
-/// or is told exactly how many it lost. A reader never returns a torn record. Invariant: after
-/// `try_read` returned, `received + lost == next - first`, where `next` is the sequence it wants
-/// next and `first` the one it started at.
+/// or is told exactly how many it lost. A reader never returns a torn record, never panics on
+/// what it finds in shared memory, and never returns a sequence twice or out of order, whatever
+/// another process wrote there. Invariant: after `try_read` returned,
+/// `received + lost == next - first`, where `next` is the sequence it wants next and `first`
+/// the one it started at.
+///
+/// In backpressure mode no record from `first` on is overwritten before this reader read it,
+/// unless the writer evicts the reader as dead (see [`Reader::heartbeat`]).
 ///
 /// The reader's slot (pid, heartbeat, cursor, counters) is what the writer's backpressure and any
 /// monitor see; it is released on drop.
@@ -91,11 +109,16 @@ pub struct Reader<R: Record> {
     /// writer may turn it into its `EVICTED` form, which [`Self::heartbeat`] takes back).
     owner: u64,
     /// The sequence the next `try_read` looks for: every earlier one since `first` was
-    /// received or lost. The slot's cursor is stored equal to it whenever it changes.
+    /// received or lost. At most `MAX_SEQUENCE + 1`. The slot's cursor is stored equal to it
+    /// whenever it changes.
     next: u64,
     /// The sequence `next` held at attach; fixed.
     first: u64,
-    /// What was counted since attach: `received + lost == next - first`, `torn <= lost`.
+    /// `CLOCK_MONOTONIC` ns at attach; with `first` it bounds the cursors this reader believes
+    /// (see [`Self::believable`]).
+    attached_ns: u64,
+    /// What was counted since attach: `received + lost == next - first`, `torn <= lost`,
+    /// `corrupt <= lost`.
     stats: ReaderStats,
     /// Polls (records or empty) since the last heartbeat; below `PUBLISH_EVERY` between calls.
     since_publish: u32,
@@ -106,51 +129,59 @@ pub struct Reader<R: Record> {
 impl<R: Record> Reader<R> {
     /// Opens the ring at `path`, validates it (see [`crate::Error`] for what is refused) and
     /// registers in a free reader slot, taking over the slot of a reader whose process is gone.
+    ///
+    /// A ring that its writer is still creating (the writer holds the file's lock but has not
+    /// published the header's magic yet) is waited for, polling every millisecond, for up to
+    /// [`ATTACH_RETRY`] (one second); a file that is still not a valid ring then, or that no
+    /// writer holds, is refused at once with the error that says why.
+    ///
+    /// The start is `start` as of attach. In backpressure mode the reader may start later than
+    /// asked, when the writer raced past the point where the records before could still be
+    /// promised; [`ReaderStats::skipped_at_attach`] says by how many records.
     pub fn attach(path: &Path, start: StartAt) -> Result<Self, Error> {
-        let ring = RingFile::<R>::open(path)?;
-        let pid = u64::from(std::process::id());
-        let owner = (pid << 32) | reader_slot::ACTIVE;
-        let cursor = ring.cursor().load(Ordering::Acquire);
-        let next = match start {
-            // Saturating: the cursor comes from shared memory and may be garbage.
-            StartAt::Latest => cursor.saturating_add(1),
-            StartAt::Oldest => cursor.saturating_sub(ring.geo.capacity) + 1,
-        };
+        let ring = open_when_ready::<R>(path)?;
+        let pid = std::process::id();
+        let pid_ns = own_pid_namespace();
         let map = &ring.map;
-        let now = now_ns();
-        let claim = (pid << 32) | reader_slot::CLAIMING;
         for i in 0..MAX_READERS {
-            let word = map.reader_field(i, reader_slot::OWNER);
-            let current = word.load(Ordering::Acquire);
-            let free =
-                current & 0xFFFF_FFFF == reader_slot::FREE || !pid_alive((current >> 32) as u32);
-            // Claim first, then initialize: a reader that loses the race for a slot never
-            // touches the winner's fields, and the writer ignores a slot until it is ACTIVE.
-            if !free
-                || word
-                    .compare_exchange(current, claim, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_err()
+            let slot = map.reader_slot(i);
+            let current = slot[0].load(Ordering::Acquire);
+            if !slot_available(
+                current,
+                slot[reader_slot::PID_NS / 8].load(Ordering::Relaxed),
+                pid_ns,
+            ) || !registry::try_claim(slot, current, pid)
             {
                 continue;
             }
-            for (field, value) in [
-                (reader_slot::CURSOR, next),
-                (reader_slot::HEARTBEAT, now),
-                (reader_slot::ATTACHED_NS, now),
-                (reader_slot::LOST, 0),
-                (reader_slot::RECEIVED, 0),
-                (reader_slot::TORN, 0),
-            ] {
-                map.reader_field(i, field).store(value, Ordering::Relaxed);
-            }
-            word.store(owner, Ordering::Release);
+            let attached_ns = now_ns();
+            let Registration { first, wanted } = registry::activate(
+                slot,
+                ring.cursor(),
+                pid,
+                pid_ns,
+                start,
+                ring.geo.capacity,
+                ring.geo.mode == WriterMode::Backpressure,
+                attached_ns,
+            )
+            .map_err(|cursor| Error::BadHeader {
+                path: path.to_owned(),
+                field: "write cursor",
+                found: cursor,
+                expected: format!("expected a sequence, at most {MAX_SEQUENCE}"),
+            })?;
             return Ok(Self {
                 ring,
                 slot: i,
-                owner,
-                next,
-                first: next,
-                stats: ReaderStats::default(),
+                owner: registry::owner_word(pid, reader_slot::ACTIVE),
+                next: first,
+                first,
+                attached_ns,
+                stats: ReaderStats {
+                    skipped_at_attach: first - wanted,
+                    ..ReaderStats::default()
+                },
                 since_publish: 0,
                 published_received: 0,
             });
@@ -162,11 +193,15 @@ impl<R: Record> Reader<R> {
     }
 
     /// Returns the next record, [`Poll::Empty`] when there is none yet, or [`Poll::Lost`] when
-    /// the writer lapped this reader.
+    /// the writer lapped this reader (or a slot was corrupt).
     ///
     /// Never blocks, never returns a torn record and never returns the same sequence twice.
     #[inline]
     pub fn try_read(&mut self) -> Poll<R> {
+        if self.next > MAX_SEQUENCE {
+            // Only a corrupt cursor or stamp can bring a reader here: no sequence follows.
+            return Poll::Empty;
+        }
         let mut record = R::zeroed();
         let out: &mut [u64] = bytemuck::cast_slice_mut(std::slice::from_mut(&mut record));
         let slot = self
@@ -177,10 +212,7 @@ impl<R: Record> Reader<R> {
             SlotRead::Ready => {
                 self.next += 1;
                 self.stats.received += 1;
-                self.ring
-                    .map
-                    .reader_field(self.slot, reader_slot::CURSOR)
-                    .store(self.next, Ordering::Release);
+                registry::store_cursor(self.ring.map.reader_slot(self.slot), self.next);
                 self.since_publish += 1;
                 if self.since_publish >= PUBLISH_EVERY {
                     self.heartbeat();
@@ -188,77 +220,121 @@ impl<R: Record> Reader<R> {
                 Poll::Record(record)
             }
             SlotRead::NotYet => {
-                // Publish what was received as soon as the reader catches up, and keep an idle
-                // reader's heartbeat fresh, so monitors and the writer can tell it from a
-                // stopped one.
+                // Keep an idle reader's heartbeat fresh, so monitors and the writer can tell it
+                // from a stopped one, and publish what it received soon after it catches up.
                 self.since_publish += 1;
-                if self.since_publish >= PUBLISH_EVERY
-                    || self.published_received != self.stats.received
+                if self.since_publish >= PUBLISH_EVERY {
+                    if let Some(lost) = self.check_unpublished() {
+                        return Poll::Lost(lost);
+                    }
+                    self.heartbeat();
+                } else if self.since_publish >= CATCH_UP_PUBLISH_EVERY
+                    && self.published_received != self.stats.received
                 {
                     self.heartbeat();
                 }
                 Poll::Empty
             }
-            SlotRead::Overwritten { found } => Poll::Lost(self.skip_lapped(found)),
-            SlotRead::Torn { found } => {
-                self.stats.torn += 1;
-                Poll::Lost(self.skip_lapped(found))
-            }
+            SlotRead::Overwritten { found } => self.recover(found, false),
+            SlotRead::Torn { found } => self.recover(found, true),
         }
     }
 
-    /// Moves past records the writer overwrote and returns how many were skipped (at least 1).
+    /// Moves past the records the writer overwrote (or a corrupt slot) per
+    /// [`protocol::recover_lap`].
     #[cold]
-    fn skip_lapped(&mut self, found: u64) -> u64 {
-        let capacity = self.ring.geo.capacity;
-        let published = self.ring.cursor().load(Ordering::Acquire).max(found);
-        // The oldest sequence that may still be intact is `published - capacity + 1`, but the
-        // writer is about to overwrite it; resuming a sixteenth of the ring later gives the
-        // reader room to catch up instead of being lapped again at once. Every skipped sequence
-        // is counted as lost, so the choice affects how much is lost, never the accounting.
-        let resume = published
-            .saturating_sub(capacity)
-            .saturating_add(1 + capacity / 16)
-            .min(published)
-            .max(self.next + 1);
+    fn recover(&mut self, found: u64, torn: bool) -> Poll<R> {
+        let recovery = {
+            let ring = &self.ring;
+            protocol::recover_lap(
+                self.next,
+                found,
+                ring.cursor(),
+                |s| ring.stamp(s),
+                ring.geo.capacity,
+                self.believable(),
+            )
+        };
+        match self.skip(recovery) {
+            Some(lost) => {
+                if torn {
+                    self.stats.torn += 1;
+                }
+                Poll::Lost(lost)
+            }
+            None => Poll::Empty,
+        }
+    }
+
+    /// An idle reader's check that its slot was not damaged (see
+    /// [`protocol::check_unpublished`]); returns what it skipped.
+    #[cold]
+    fn check_unpublished(&mut self) -> Option<u64> {
+        let recovery = {
+            let ring = &self.ring;
+            protocol::check_unpublished(
+                self.next,
+                ring.cursor(),
+                |s| ring.stamp(s),
+                ring.geo.capacity,
+                self.believable(),
+            )
+        };
+        self.skip(recovery)
+    }
+
+    /// The largest write cursor this reader believes: no writer publishes more than one record
+    /// per nanosecond, so none can be further than that past where this reader started (plus
+    /// the ring it may have started behind). A larger cursor is corrupt shared memory, and a
+    /// loss computed from it would be absurd.
+    fn believable(&self) -> u64 {
+        let elapsed = now_ns().saturating_sub(self.attached_ns);
+        self.first
+            .saturating_add(self.ring.geo.capacity)
+            .saturating_add(elapsed)
+    }
+
+    /// Applies a recovery: returns how many records it skipped (at least 1), or `None` to wait.
+    fn skip(&mut self, recovery: Recovery) -> Option<u64> {
+        let Recovery::Skip { resume, corrupt } = recovery else {
+            return None;
+        };
+        debug_assert!(resume > self.next && resume <= MAX_SEQUENCE + 1);
         let lost = resume - self.next;
         self.next = resume;
         self.stats.lost += lost;
-        let map = &self.ring.map;
-        map.reader_field(self.slot, reader_slot::CURSOR)
-            .store(self.next, Ordering::Release);
-        map.reader_field(self.slot, reader_slot::LOST)
-            .store(self.stats.lost, Ordering::Release);
-        lost
+        if corrupt {
+            self.stats.corrupt += 1;
+        }
+        registry::store_loss(
+            self.ring.map.reader_slot(self.slot),
+            self.next,
+            self.stats.lost,
+        );
+        Some(lost)
     }
 
     /// Refreshes this reader's heartbeat and published counters, and takes its slot back if the
     /// writer evicted it while it was silent.
     ///
-    /// [`Self::try_read`] does this every 64 polls, whether they found records or not; a reader
-    /// that stops polling for longer than the writer's staleness limit (one second by default,
-    /// [`crate::DEFAULT_READER_STALE_NS`]) should call it.
+    /// [`Self::try_read`] does this every 64 polls, whether they found records or not, and
+    /// within 8 polls of catching up with the writer; a reader that stops polling for longer
+    /// than the writer's staleness limit (one second by default,
+    /// [`crate::DEFAULT_READER_STALE_NS`]) should call it. An evicted reader is waited for
+    /// again from the writer's next scan of the reader table on; records the writer overwrote
+    /// in between reach it as [`Poll::Lost`].
     pub fn heartbeat(&mut self) {
         self.since_publish = 0;
         self.published_received = self.stats.received;
-        let map = &self.ring.map;
-        map.reader_field(self.slot, reader_slot::HEARTBEAT)
-            .store(now_ns(), Ordering::Release);
-        map.reader_field(self.slot, reader_slot::RECEIVED)
-            .store(self.stats.received, Ordering::Release);
-        map.reader_field(self.slot, reader_slot::TORN)
-            .store(self.stats.torn, Ordering::Release);
-        let word = map.reader_field(self.slot, reader_slot::OWNER);
-        let current = word.load(Ordering::Acquire);
-        if current != self.owner {
-            let evicted = (self.owner & !0xFFFF_FFFF) | reader_slot::EVICTED;
-            if current == evicted
-                && word
-                    .compare_exchange(current, self.owner, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                self.stats.evictions += 1;
-            }
+        let slot = self.ring.map.reader_slot(self.slot);
+        if registry::heartbeat(
+            slot,
+            self.owner,
+            now_ns(),
+            self.stats.received,
+            self.stats.torn,
+        ) {
+            self.stats.evictions += 1;
         }
     }
 
@@ -277,7 +353,8 @@ impl<R: Record> Reader<R> {
         self.first
     }
 
-    /// The last sequence the writer has published.
+    /// The last sequence the writer has published, as the header's write cursor shows it now
+    /// (shared memory, reported unchecked: see [`Poll::Lost`] for how reading treats it).
     pub fn published(&self) -> u64 {
         self.ring.cursor().load(Ordering::Acquire)
     }
@@ -364,12 +441,41 @@ impl<R: Record> Reader<R> {
 impl<R: Record> Drop for Reader<R> {
     fn drop(&mut self) {
         self.heartbeat();
-        let word = self.ring.map.reader_field(self.slot, reader_slot::OWNER);
-        let _ = word.compare_exchange(
-            self.owner,
-            reader_slot::FREE,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        registry::release(self.ring.map.reader_slot(self.slot), self.owner);
+    }
+}
+
+/// Whether a reader in pid namespace `my_ns` may take a slot whose owner word is `owner` and
+/// whose recorded pid namespace is `slot_ns`: a free one, or one whose process is gone.
+///
+/// `kill(pid, 0)` only tells about a pid of this process's own namespace: the slot of a reader
+/// in another one (both namespaces known and different) is never judged dead from here. A
+/// namespace of 0 is unknown (a reader that predates the field, or no `/proc`) and counts as
+/// this one, as before the field existed.
+fn slot_available(owner: u64, slot_ns: u64, my_ns: u64) -> bool {
+    if registry::state_of(owner) == reader_slot::FREE {
+        return true;
+    }
+    let foreign = slot_ns != 0 && my_ns != 0 && slot_ns != my_ns;
+    !foreign && !pid_alive(registry::pid_of(owner))
+}
+
+/// Opens the ring at `path`, waiting up to [`ATTACH_RETRY`] while a live writer is still
+/// creating it.
+fn open_when_ready<R: Record>(path: &Path) -> Result<RingFile<R>, Error> {
+    let deadline = Instant::now() + ATTACH_RETRY;
+    loop {
+        match RingFile::<R>::open(path) {
+            Err(e @ (Error::BadMagic { .. } | Error::Truncated { .. })) => {
+                // The writer locks the file before it sizes it and publishes the magic last:
+                // a locked file without magic is one being created. Nobody finishes a file
+                // that no writer holds, so that one is refused at once.
+                if Instant::now() >= deadline || !RingFile::<R>::creation_in_progress(path) {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other,
+        }
     }
 }

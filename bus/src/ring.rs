@@ -14,6 +14,7 @@ use crate::clock::now_ns;
 use crate::error::Error;
 use crate::layout::*;
 use crate::record::{Record, RecordType};
+use crate::registry;
 
 /// What a writer does when a write would overwrite a record that a reader has not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -108,6 +109,35 @@ impl Mapping {
 
     pub(crate) fn reader_field(&self, slot: usize, field: usize) -> &AtomicU64 {
         self.u64_at(OFF_READERS + slot * READER_SLOT_SIZE + field)
+    }
+
+    /// Reader slot `i` as its [`registry::SLOT_WORDS`] words.
+    ///
+    /// Panics if `i >= MAX_READERS`.
+    pub(crate) fn reader_slot(&self, i: usize) -> &[AtomicU64] {
+        assert!(i < MAX_READERS, "reader slot {i} out of range");
+        let off = OFF_READERS + i * READER_SLOT_SIZE;
+        const _: () = assert!(registry::SLOT_WORDS * 8 == READER_SLOT_SIZE);
+        // SAFETY: `off + READER_SLOT_SIZE <= OFF_READERS + MAX_READERS * READER_SLOT_SIZE`,
+        // which is at most `HEADER_SIZE <= len` (layout assertion and `Mapping` invariant);
+        // `off` is 8-aligned in a page-aligned mapping; `AtomicU64` has the layout of `u64`
+        // and every bit pattern is valid. The slice borrows `self`, which owns the mapping.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(off).cast::<AtomicU64>(),
+                registry::SLOT_WORDS,
+            )
+        }
+    }
+}
+
+impl registry::ReaderTable for Mapping {
+    fn slots(&self) -> usize {
+        MAX_READERS
+    }
+
+    fn slot(&self, i: usize) -> &[AtomicU64] {
+        self.reader_slot(i)
     }
 }
 
@@ -237,22 +267,17 @@ impl<R: Record> RingFile<R> {
     /// magic, version, record type or size, a capacity that is not a power of two, or a length
     /// that does not match the header.
     pub(crate) fn open(path: &Path) -> Result<Self, Error> {
+        // Non-blocking: opening a FIFO would otherwise wait for a peer. It changes nothing for
+        // the regular file that the type check below insists on.
         let fd = rustix::fs::open(
             path,
-            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         )
         .map_err(|e| Error::io(path, "opening the ring", e))?;
         let file = File::from(fd);
         let st = rustix::fs::fstat(&file).map_err(|e| Error::io(path, "reading file status", e))?;
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-            return Err(Error::BadHeader {
-                path: path.to_owned(),
-                field: "file type",
-                found: u64::from(st.st_mode),
-                expected: "a regular file".into(),
-            });
-        }
+        check_regular(st.st_mode, path)?;
         let len = st.st_size as u64;
         if len < HEADER_SIZE as u64 {
             return Err(Error::Truncated {
@@ -285,6 +310,23 @@ impl<R: Record> RingFile<R> {
 
     pub(crate) fn cursor(&self) -> &AtomicU64 {
         self.map.u64_at(OFF_WRITE_CURSOR)
+    }
+
+    /// The stamp of the slot that holds sequence `seq` (acquire).
+    pub(crate) fn stamp(&self, seq: u64) -> u64 {
+        self.map.slot((seq & self.geo.mask) as usize, R::WORDS)[0].load(Ordering::Acquire)
+    }
+
+    /// Whether the file at `path` is a ring that its writer is still creating: a writer holds
+    /// its lock (taken right after the exclusive create, before the header is written).
+    pub(crate) fn creation_in_progress(path: &Path) -> bool {
+        rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .map(|fd| writer_holds_lock(&File::from(fd)))
+        .unwrap_or(false)
     }
 
     /// A snapshot of every occupied reader slot.
@@ -349,6 +391,38 @@ pub struct ReaderSlot {
     pub torn: u64,
 }
 
+/// Refuses anything but a regular file, naming what it is instead.
+pub(crate) fn check_regular(mode: u32, path: &Path) -> Result<(), Error> {
+    use rustix::fs::FileType;
+    let kind = match FileType::from_raw_mode(mode) {
+        FileType::RegularFile => return Ok(()),
+        FileType::Directory => "a directory",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Symlink => "a symlink",
+        FileType::Unknown => "of an unknown file type",
+    };
+    Err(Error::NotRegularFile {
+        path: path.to_owned(),
+        kind,
+    })
+}
+
+/// The inode of this process's pid namespace, or 0 if it cannot be read (no `/proc`).
+///
+/// A process's own pid namespace never changes (`unshare` and `setns` only affect its
+/// children), so it is read once.
+pub(crate) fn own_pid_namespace() -> u64 {
+    static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| {
+        rustix::fs::stat("/proc/self/ns/pid")
+            .map(|st| st.st_ino)
+            .unwrap_or(0)
+    })
+}
+
 /// Whether a process with this pid exists (it may belong to another user).
 pub(crate) fn pid_alive(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid)
@@ -399,6 +473,8 @@ fn init_header(map: &Mapping, ty: RecordType, capacity: u64, mode: WriterMode, e
         .store(now, Ordering::Relaxed);
     map.u64_at(OFF_WRITER_STATE)
         .store(WRITER_OPEN, Ordering::Relaxed);
+    map.u64_at(OFF_WRITER_PID_NS)
+        .store(own_pid_namespace(), Ordering::Relaxed);
     // Published last: a reader that sees the magic (acquire) sees every field above.
     map.u64_at(OFF_MAGIC).store(MAGIC, Ordering::Release);
 }

@@ -1,5 +1,5 @@
 //! Run directories: where a run's rings live, the manifest that lists them, and cleaning up
-//! after runs whose writer died.
+//! after runs whose writer died (without ever removing anything that is not provably a run).
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::name::check_name;
 use crate::record::{Record, RecordType};
-use crate::ring::{RingFile, WriterMode};
+use crate::ring::{check_regular, RingFile, WriterMode};
 use crate::writer::Writer;
 
 /// Name of the manifest file in a run directory.
@@ -82,7 +82,8 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and validates the manifest of the run directory `dir`.
     ///
-    /// Refuses a symlink, a file over 16 MiB, invalid JSON, unknown fields, another manifest
+    /// Refuses a symlink, anything but a regular file (without blocking on a FIFO), a file over
+    /// 16 MiB, invalid JSON, unknown fields, another manifest
     /// version, ring file names that are not plain names, and rings whose record type and size
     /// disagree.
     pub fn read(dir: &Path) -> Result<Self, Error> {
@@ -91,9 +92,11 @@ impl Manifest {
             path: path.clone(),
             reason,
         };
+        // Non-blocking, so that a FIFO in its place cannot hang the open; the type check
+        // below then refuses it. For a regular file the flag changes nothing.
         let fd = rustix::fs::open(
             &path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         )
         .map_err(|e| match e {
@@ -103,6 +106,8 @@ impl Manifest {
             )),
             e => Error::io(&path, "opening the manifest", e),
         })?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(&path, "reading file status", e))?;
+        check_regular(st.st_mode, &path)?;
         let mut text = String::new();
         File::from(fd)
             .take(MAX_MANIFEST_BYTES + 1)
@@ -308,19 +313,34 @@ fn open_base(base: &Path) -> Result<OwnedFd, Error> {
         Ok(()) | Err(Errno::EXIST) => {}
         Err(e) => return Err(Error::io(base, "creating the base directory", e)),
     }
+    open_existing_base(base)?.ok_or_else(|| {
+        Error::io(
+            base,
+            "opening the base directory",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })
+}
+
+/// Opens the existing directory `base` (`None` if it does not exist) and checks it as
+/// [`open_base`] does.
+fn open_existing_base(base: &Path) -> Result<Option<OwnedFd>, Error> {
     let unsafe_dir = |reason: &str| Error::UnsafeDirectory {
         path: base.to_owned(),
         reason: format!("{reason}; remove it or choose another with ${BASE_DIR_ENV}"),
     };
-    let fd = rustix::fs::open(
+    let fd = match rustix::fs::open(
         base,
         OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
-    )
-    .map_err(|e| match e {
-        Errno::LOOP | Errno::NOTDIR => unsafe_dir("not a directory (or a symlink)"),
-        e => Error::io(base, "opening the base directory", e),
-    })?;
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP | Errno::NOTDIR) => {
+            return Err(unsafe_dir("not a directory (or a symlink)"))
+        }
+        Err(e) => return Err(Error::io(base, "opening the base directory", e)),
+    };
     let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(base, "reading status", e))?;
     if st.st_uid != rustix::process::geteuid().as_raw() {
         return Err(unsafe_dir("owned by another user"));
@@ -328,87 +348,224 @@ fn open_base(base: &Path) -> Result<OwnedFd, Error> {
     if st.st_mode & 0o022 != 0 {
         return Err(unsafe_dir("writable by group or others"));
     }
-    Ok(fd)
+    Ok(Some(fd))
 }
 
-/// A run directory that [`clean_stale_runs`] looked at.
+/// Name of the file of digests that the load tester writes into a run directory; one of the
+/// files [`clean_stale_runs`] accepts in a run.
+pub const DIGESTS_NAME: &str = "digests.json";
+
+/// Whether `name` is a run id as the load tester makes them, `run-<pid>-<ns>` (two non-empty
+/// runs of ASCII digits): the only directories [`clean_stale_runs`] will ever remove.
+pub fn is_run_id(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix("run-")
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(pid, ns)| digits(pid) && digits(ns))
+}
+
+/// What [`clean_stale_runs`] did with one run directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CleanOutcome {
+    /// No process held its `writer.lock`, it was provably a run and held only the run's own
+    /// files: it was removed.
+    Removed,
+    /// Its owner holds its `writer.lock`: the run is alive and was left alone.
+    Alive,
+    /// No owner holds it, but it was left alone for this reason (one line, naming the entry
+    /// concerned): something in it that a run does not make, or no proof that it is a run.
+    Kept {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A run directory that [`clean_stale_runs`] looked at, and what it did with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CleanedRun {
     /// The directory.
     pub path: PathBuf,
-    /// Whether it was removed (its owner was dead) or kept (its owner is alive).
-    pub removed: bool,
+    /// Removed, alive, or kept and why.
+    pub outcome: CleanOutcome,
 }
 
-/// Removes the run directories under `base` whose owning process is dead, and nothing else.
+impl CleanedRun {
+    /// Whether it was removed.
+    pub fn removed(&self) -> bool {
+        self.outcome == CleanOutcome::Removed
+    }
+}
+
+/// How old (by its modification time) a run without a manifest must be before it may be
+/// removed: its owner may still be creating it.
+const UNFINISHED_RUN_AGE_S: i64 = 60;
+
+/// Removes the run directories under `base` whose owner is dead, and nothing else.
 ///
-/// A run is alive while its owner holds the lock on its `writer.lock`; the kernel drops the lock
-/// when the owner exits however it exits, so this is immune to pid reuse. A directory without
-/// a lock file is only removed if it is older than a minute (a creation interrupted midway), and
-/// entries that are not plain run directories are left alone.
+/// `base` must hold nothing but run directories: a real directory named `run-<pid>-<ns>`
+/// ([`is_run_id`]). Anything else in it (a file, a symlink, a directory with another name:
+/// `base` is the wrong directory, say a home directory) is refused with
+/// [`Error::NotARunBase`] naming the first such entry in name order, before anything is removed.
+/// A `base` that does not exist is not created, and nothing is done.
+///
+/// Each run directory is then judged on its own, and removed only if all of this holds:
+///
+/// - no process holds its `writer.lock` (its owner holds it for the run's whole life and the
+///   kernel drops it however the owner ends, so this is immune to pid reuse);
+/// - it is provably a run: its `manifest.json` is valid ([`Manifest::read`], whose `run_id` is
+///   the directory's name), or it has a `writer.lock`; one without a manifest must also be over
+///   a minute old (its owner may still be creating it);
+/// - every entry in it is a regular file named `writer.lock`, `manifest.json`, `digests.json`,
+///   one of the manifest's ring files, or one of those followed by `.tmp`.
+///
+/// Otherwise the run is kept whole, and the result says why. Nothing is ever followed or
+/// recursed into: entries are judged with `lstat`, and a subdirectory or symlink keeps its run.
+/// Every run's entries are checked before any of them is removed.
 pub fn clean_stale_runs(base: &Path) -> Result<Vec<CleanedRun>, Error> {
-    let entries = match std::fs::read_dir(base) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(base, "listing the base directory", e)),
+    let Some(base_fd) = open_existing_base(base)? else {
+        return Ok(Vec::new());
     };
-    let base_fd = open_base(base)?;
+    let names = list(&base_fd, base)?;
+    for name in &names {
+        let foreign = |reason: String| Error::NotARunBase {
+            path: base.to_owned(),
+            entry: name.clone(),
+            reason,
+        };
+        if !is_run_id(name) {
+            return Err(foreign("is not named like a run (run-<pid>-<ns>)".into()));
+        }
+        let st = rustix::fs::statat(&base_fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::io(base.join(name), "reading status", e))?;
+        let kind = file_kind(st.st_mode);
+        if kind != "a directory" {
+            return Err(foreign(format!("is {kind}, not a run directory")));
+        }
+    }
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(base, "listing the base directory", e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if check_name(&name).is_err() {
-            continue;
-        }
+    for name in names {
         let path = base.join(&name);
-        let Ok(dir) = rustix::fs::openat(
-            &base_fd,
-            name.as_str(),
-            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) else {
-            continue;
-        };
-        let dead = match rustix::fs::openat(
-            &dir,
-            LOCK_NAME,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(lock) => rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok(),
-            Err(_) => rustix::fs::fstat(&dir)
-                .map(|st| {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs() as i64)
-                        .unwrap_or(0);
-                    now - st.st_mtime > 60
-                })
-                .unwrap_or(false),
-        };
-        if dead {
-            remove_run(&dir, &path)?;
-            rustix::fs::unlinkat(&base_fd, name.as_str(), AtFlags::REMOVEDIR)
-                .map_err(|e| Error::io(&path, "removing the run directory", e))?;
-        }
-        out.push(CleanedRun {
-            path,
-            removed: dead,
-        });
+        let outcome = clean_run(&base_fd, &name, &path)?;
+        out.push(CleanedRun { path, outcome });
     }
     Ok(out)
 }
 
-fn remove_run(dir: &OwnedFd, path: &Path) -> Result<(), Error> {
-    for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, "listing the run", e))? {
-        let entry = entry.map_err(|e| Error::io(path, "listing the run", e))?;
-        let name = entry.file_name();
-        rustix::fs::unlinkat(dir, name.as_os_str(), AtFlags::empty())
-            .map_err(|e| Error::io(path.join(&name), "removing", e))?;
+/// Judges run directory `name` of `base_fd` and removes it if [`clean_stale_runs`] allows.
+fn clean_run(base_fd: &OwnedFd, name: &str, path: &Path) -> Result<CleanOutcome, Error> {
+    let kept = |reason: String| Ok(CleanOutcome::Kept { reason });
+    let dir = rustix::fs::openat(
+        base_fd,
+        name,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(path, "opening the run directory", e))?;
+    let entries = list(&dir, path)?;
+    let mut kinds = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let st = rustix::fs::statat(&dir, entry.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::io(path.join(entry), "reading status", e))?;
+        kinds.push(file_kind(st.st_mode));
     }
-    Ok(())
+    let has = |n: &str| {
+        entries
+            .iter()
+            .zip(&kinds)
+            .any(|(e, k)| e == n && *k == "a file")
+    };
+    // Held from here to the end, so that the run cannot come alive under the removal.
+    let _lock = if has(LOCK_NAME) {
+        let lock = rustix::fs::openat(
+            &dir,
+            LOCK_NAME,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(path.join(LOCK_NAME), "opening the lock", e))?;
+        if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Ok(CleanOutcome::Alive);
+        }
+        Some(lock)
+    } else {
+        None
+    };
+    let manifest = if has(MANIFEST_NAME) {
+        match Manifest::read(path) {
+            Ok(m) => Some(m),
+            Err(e) => return kept(format!("its manifest is not valid ({e})")),
+        }
+    } else {
+        None
+    };
+    if manifest.is_none() {
+        if !has(LOCK_NAME) {
+            return kept("neither a writer.lock nor a manifest: not provably a run".into());
+        }
+        let st = rustix::fs::fstat(&dir).map_err(|e| Error::io(path, "reading status", e))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if now - st.st_mtime <= UNFINISHED_RUN_AGE_S {
+            return kept(
+                "no manifest yet and changed within the last minute: it may still be being created"
+                    .into(),
+            );
+        }
+    }
+    let mut allowed = vec![LOCK_NAME, MANIFEST_NAME, DIGESTS_NAME];
+    if let Some(m) = &manifest {
+        allowed.extend(m.rings.iter().map(|r| r.file.as_str()));
+    }
+    for (entry, kind) in entries.iter().zip(&kinds) {
+        if *kind != "a file" {
+            return kept(format!("{entry:?} is {kind}, which a run never makes"));
+        }
+        let base_name = entry.strip_suffix(".tmp").unwrap_or(entry);
+        if !allowed.contains(&base_name) {
+            return kept(format!("{entry:?} is not a file of this run"));
+        }
+    }
+    for entry in &entries {
+        rustix::fs::unlinkat(&dir, entry.as_str(), AtFlags::empty())
+            .map_err(|e| Error::io(path.join(entry), "removing", e))?;
+    }
+    rustix::fs::unlinkat(base_fd, name, AtFlags::REMOVEDIR)
+        .map_err(|e| Error::io(path, "removing the run directory", e))?;
+    Ok(CleanOutcome::Removed)
+}
+
+/// The entries of directory `dir` (whose path is `path`), without `.` and `..`, sorted; a name
+/// that is not UTF-8 is kept lossily converted, so that it is still reported.
+fn list(dir: &OwnedFd, path: &Path) -> Result<Vec<String>, Error> {
+    let mut names = Vec::new();
+    let listing =
+        rustix::fs::Dir::read_from(dir).map_err(|e| Error::io(path, "listing the directory", e))?;
+    for entry in listing {
+        let entry = entry.map_err(|e| Error::io(path, "listing the directory", e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// What a file of mode `mode` is, in words ("a file" for a regular file).
+fn file_kind(mode: u32) -> &'static str {
+    use rustix::fs::FileType;
+    match FileType::from_raw_mode(mode) {
+        FileType::RegularFile => "a file",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symlink",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Unknown => "of an unknown type",
+    }
 }
 
 #[cfg(test)]

@@ -5,15 +5,17 @@ use std::sync::atomic::Ordering;
 
 use crate::clock::now_ns;
 use crate::error::WriteError;
-use crate::layout::{
-    reader_slot, MAX_READERS, OFF_WRITER_HEARTBEAT, OFF_WRITER_STATE, WRITER_CLOSED,
-};
+use crate::layout::{OFF_WRITER_HEARTBEAT, OFF_WRITER_STATE, WRITER_CLOSED};
 use crate::protocol;
 use crate::record::Record;
-use crate::ring::{pid_alive, ReaderSlot, RingFile, WriterMode};
+use crate::registry::{self, Blocked, Gate, ReaderTable};
+use crate::ring::{own_pid_namespace, pid_alive, ReaderSlot, RingFile, WriterMode};
 
-/// How often, in writes, the writer refreshes its heartbeat on its own.
-const HEARTBEAT_EVERY: u32 = 1024;
+/// How often, in writes, the writer looks at the clock to see whether its heartbeat is due.
+const CLOCK_EVERY: u32 = 64;
+/// Least time between two heartbeats that writes store on their own; at high rates this keeps
+/// the writer from dirtying the heartbeat's cache line every `CLOCK_EVERY` writes.
+const HEARTBEAT_NS: u64 = 1_000_000;
 /// Least time between two liveness checks of the readers that block a backpressure write.
 const LIVENESS_CHECK_NS: u64 = 10_000_000;
 /// Default time after which a silent reader counts as dead for backpressure.
@@ -27,21 +29,23 @@ pub const DEFAULT_READER_STALE_NS: u64 = 1_000_000_000;
 /// Dropping it marks the ring closed; the file itself belongs to the run directory.
 ///
 /// Invariants: `next_seq` is one more than the last published sequence; in backpressure mode
-/// `gate` is a lower bound of the cursor of every live registered reader and at most the
-/// `next_seq` it was computed at (so it also bounds readers that register later at the latest
-/// record), so a write of sequence `s` with `s - capacity < gate` cannot overwrite an unread
-/// record.
+/// `gate` is a lower bound of the cursor of every live registered reader, including readers that
+/// registered after it was computed (the registration protocol of `registry` makes them start
+/// at or above it), so a write of sequence `s` with `s - capacity < gate` cannot overwrite a
+/// record that a registered reader was promised.
 pub struct Writer<R: Record> {
     /// The ring this writer created; its file holds the writer's exclusive `flock`.
     ring: RingFile<R>,
     /// The sequence the next write gets: the ring's cursor plus one; starts at 1 and grows by
     /// one per successful write only.
     next_seq: u64,
-    /// Backpressure only: cached lower bound of the live readers' cursors (see above), at most
-    /// the `next_seq` it was computed at; 0 until first computed, always 0 in overwrite mode.
-    gate: u64,
-    /// Successful writes since the last heartbeat; below `HEARTBEAT_EVERY` between calls.
-    since_heartbeat: u32,
+    /// Backpressure only: the cached lower bound of the readers' cursors (see above).
+    gate: Gate,
+    /// Successful writes since the writer last looked at the clock; below `CLOCK_EVERY`
+    /// between calls.
+    since_clock: u32,
+    /// `CLOCK_MONOTONIC` ns of the last heartbeat stored.
+    last_heartbeat_ns: u64,
     /// `CLOCK_MONOTONIC` ns of the last eviction pass (0 before the first); passes are at
     /// least `LIVENESS_CHECK_NS` apart.
     last_liveness_ns: u64,
@@ -55,8 +59,9 @@ impl<R: Record> Writer<R> {
         Self {
             ring,
             next_seq: 1,
-            gate: 0,
-            since_heartbeat: 0,
+            gate: Gate::new(),
+            since_clock: 0,
+            last_heartbeat_ns: now_ns(),
             last_liveness_ns: 0,
             reader_stale_ns: DEFAULT_READER_STALE_NS,
         }
@@ -68,13 +73,14 @@ impl<R: Record> Writer<R> {
     /// checksum included, is written as given. In [`WriterMode::Overwrite`] this never fails and
     /// never waits. In [`WriterMode::Backpressure`] it returns [`WriteError::BufferFull`], having
     /// written nothing, when the write would overwrite a record that a live registered reader
-    /// has not read.
+    /// has not read. Refreshes the writer heartbeat when it is a millisecond old, checking the
+    /// clock every 64 writes.
     #[inline]
     pub fn write(&mut self, record: &R) -> Result<u64, WriteError> {
         let seq = self.next_seq;
         let capacity = self.ring.geo.capacity;
         if self.ring.geo.mode == WriterMode::Backpressure && seq > capacity {
-            self.check_gate(seq - capacity)?;
+            self.check_gate(seq)?;
         }
         let words: &[u64] = bytemuck::cast_slice(std::slice::from_ref(record));
         let slot = self
@@ -84,92 +90,51 @@ impl<R: Record> Writer<R> {
         protocol::write_slot(slot, seq, words);
         self.ring.cursor().store(seq, Ordering::Release);
         self.next_seq = seq + 1;
-        self.since_heartbeat += 1;
-        if self.since_heartbeat >= HEARTBEAT_EVERY {
-            self.heartbeat();
+        self.since_clock += 1;
+        if self.since_clock >= CLOCK_EVERY {
+            self.heartbeat_if_due();
         }
         Ok(seq)
     }
 
-    /// Ensures no live reader still needs sequence `overwritten`.
-    #[cold]
-    #[inline(never)]
-    fn check_gate(&mut self, overwritten: u64) -> Result<(), WriteError> {
-        if self.gate > overwritten {
-            return Ok(());
-        }
-        let (mut gate, mut slowest) = self.slowest_reader();
-        if gate <= overwritten {
+    /// Ensures no live reader still needs sequence `seq - capacity`.
+    #[inline]
+    fn check_gate(&mut self, seq: u64) -> Result<(), WriteError> {
+        let capacity = self.ring.geo.capacity;
+        let (stale_ns, last) = (self.reader_stale_ns, &mut self.last_liveness_ns);
+        let evict = |table: &crate::ring::Mapping, overwritten: u64| {
             let now = now_ns();
-            if now.saturating_sub(self.last_liveness_ns) >= LIVENESS_CHECK_NS {
-                self.last_liveness_ns = now;
-                self.evict_dead_readers(now, overwritten);
-                (gate, slowest) = self.slowest_reader();
+            if now.saturating_sub(*last) < LIVENESS_CHECK_NS {
+                return false;
             }
-        }
-        // Never cache more than `next_seq`: a reader that registers later starts at or after it
-        // (`StartAt::Latest`), so the cache stays a lower bound of its cursor too. Caching
-        // `u64::MAX` (no reader registered) switched backpressure off for good.
-        self.gate = gate.min(self.next_seq);
-        if gate <= overwritten {
-            return Err(WriteError::BufferFull {
+            *last = now;
+            evict_dead_readers(table, overwritten, now, stale_ns);
+            true
+        };
+        self.gate
+            .admit(&self.ring.map, seq, capacity, evict)
+            .map_err(|Blocked { gate, slowest }| WriteError::BufferFull {
                 reader: slowest,
-                lag: self.next_seq.saturating_sub(gate),
-                capacity: self.ring.geo.capacity,
-            });
-        }
-        Ok(())
+                lag: seq.saturating_sub(gate),
+                capacity,
+            })
     }
 
-    fn slowest_reader(&self) -> (u64, usize) {
-        let map = &self.ring.map;
-        let mut min = (u64::MAX, usize::MAX);
-        for i in 0..MAX_READERS {
-            let owner = map
-                .reader_field(i, reader_slot::OWNER)
-                .load(Ordering::Acquire);
-            if owner & 0xFFFF_FFFF == reader_slot::ACTIVE {
-                let cursor = map
-                    .reader_field(i, reader_slot::CURSOR)
-                    .load(Ordering::Acquire);
-                if cursor < min.0 {
-                    min = (cursor, i);
-                }
-            }
+    #[cold]
+    fn heartbeat_if_due(&mut self) {
+        self.since_clock = 0;
+        let now = now_ns();
+        if now.saturating_sub(self.last_heartbeat_ns) >= HEARTBEAT_NS {
+            self.store_heartbeat(now);
         }
-        min
     }
 
-    fn evict_dead_readers(&self, now: u64, overwritten: u64) {
-        let map = &self.ring.map;
-        for i in 0..MAX_READERS {
-            let owner_word = map.reader_field(i, reader_slot::OWNER);
-            let owner = owner_word.load(Ordering::Acquire);
-            if owner & 0xFFFF_FFFF != reader_slot::ACTIVE {
-                continue;
-            }
-            if map
-                .reader_field(i, reader_slot::CURSOR)
-                .load(Ordering::Acquire)
-                > overwritten
-            {
-                continue;
-            }
-            let heartbeat = map
-                .reader_field(i, reader_slot::HEARTBEAT)
-                .load(Ordering::Acquire);
-            let stale = now.saturating_sub(heartbeat) > self.reader_stale_ns;
-            if stale || !pid_alive((owner >> 32) as u32) {
-                let evicted = (owner & !0xFFFF_FFFF) | reader_slot::EVICTED;
-                // Losing this race means the reader changed its slot itself: it is alive.
-                let _ = owner_word.compare_exchange(
-                    owner,
-                    evicted,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
-            }
-        }
+    fn store_heartbeat(&mut self, now: u64) {
+        self.last_heartbeat_ns = now;
+        self.ring
+            .map
+            .u64_at(OFF_WRITER_HEARTBEAT)
+            .store(now, Ordering::Release);
     }
 
     /// Sets how long a reader may stay silent before backpressure stops waiting for it
@@ -180,16 +145,13 @@ impl<R: Record> Writer<R> {
 
     /// Refreshes the writer heartbeat that readers watch.
     ///
-    /// [`Self::write`] does this every 1024 writes, so a writer that writes fewer than 1024
-    /// records per staleness limit of its readers (they pass it to
-    /// [`crate::Reader::writer_status`]; the load tester uses one second) must also call it
-    /// on a timer, at least a few times per that limit.
+    /// [`Self::write`] refreshes it on its own once it is a millisecond old, looking at the
+    /// clock every 64 writes; so a writer that writes fewer than 64 records per staleness limit
+    /// of its readers (they pass it to [`crate::Reader::writer_status`]; the load tester uses
+    /// one second) must also call this on a timer, at least a few times per that limit.
     pub fn heartbeat(&mut self) {
-        self.since_heartbeat = 0;
-        self.ring
-            .map
-            .u64_at(OFF_WRITER_HEARTBEAT)
-            .store(now_ns(), Ordering::Release);
+        self.since_clock = 0;
+        self.store_heartbeat(now_ns());
     }
 
     /// The sequence the next write will get; `next_sequence() - 1` records were written.
@@ -220,6 +182,20 @@ impl<R: Record> Writer<R> {
     /// A snapshot of the registered readers, as their slots show them.
     pub fn readers(&self) -> Vec<ReaderSlot> {
         self.ring.readers()
+    }
+}
+
+/// Evicts the readers of `table` that block the overwrite of `overwritten` and are dead or
+/// silent for more than `stale_ns` (see [`registry::evict_if_dead`]).
+///
+/// A reader's pid is only tested with `kill(pid, 0)` when it was registered from this
+/// process's pid namespace (or did not say): in another namespace the same number names
+/// another process, so there only the heartbeat counts.
+fn evict_dead_readers(table: &crate::ring::Mapping, overwritten: u64, now: u64, stale_ns: u64) {
+    let my_ns = own_pid_namespace();
+    let alive = |pid: u32, ns: u64| (ns != 0 && my_ns != 0 && ns != my_ns) || pid_alive(pid);
+    for i in 0..table.slots() {
+        registry::evict_if_dead(table.reader_slot(i), overwritten, now, stale_ns, alive);
     }
 }
 

@@ -316,17 +316,43 @@ fn symlinks_directories_fifos_and_missing_files_are_refused() {
     // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
     let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
     assert_eq!(rc, 0, "mkfifo");
-    let e = refused::<Trade>(&fifo, "a regular file");
+    let e = refused::<Trade>(&fifo, "is a FIFO, not a regular file");
     assert!(
-        matches!(
-            e,
-            Error::BadHeader {
-                field: "file type",
-                ..
-            }
-        ),
+        matches!(e, Error::NotRegularFile { kind: "a FIFO", .. }),
         "{e:?}"
     );
+    let e = refused::<Trade>(
+        Path::new("/dev/null"),
+        "is a character device, not a regular file",
+    );
+    assert!(matches!(e, Error::NotRegularFile { .. }), "{e:?}");
+
+    // A manifest that is a FIFO (or a directory) is refused, not waited on forever: opening a
+    // FIFO for reading blocks until a writer opens it.
+    let run = dir.path().join("fifo-run");
+    std::fs::create_dir(&run).unwrap();
+    let c = CString::new(run.join("manifest.json").to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reading = run.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            Manifest::read(&reading)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("Manifest::read blocked on a FIFO");
+    let msg = got.unwrap_err();
+    assert!(msg.contains("is a FIFO, not a regular file"), "{msg}");
+    let run = dir.path().join("dir-run");
+    std::fs::create_dir_all(run.join("manifest.json")).unwrap();
+    let msg = Manifest::read(&run).unwrap_err().to_string();
+    assert!(msg.contains("is a directory, not a regular file"), "{msg}");
 
     let e = refused::<Trade>(&dir.path().join("missing"), "opening the ring");
     assert!(
@@ -698,4 +724,328 @@ fn a_full_tmpfs_is_a_clean_error_before_anything_is_written() {
     assert_eq!(st.received + st.lost, 2 << 13);
     drop((r, w, run));
     assert_eq!(std::fs::read_dir(&base).unwrap().count(), 0);
+}
+
+/// Writes `value` over the `u64` at `off` of the ring file, as a hostile process could: through
+/// the file, so the writer's and reader's mappings see it.
+fn scribble(path: &Path, off: usize, value: u64) {
+    use std::os::unix::fs::FileExt as _;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&value.to_le_bytes(), off as u64).unwrap();
+}
+
+fn stamp_offset(seq: u64) -> usize {
+    HEADER_SIZE + (seq % CAP) as usize * 64
+}
+
+const BUSY: u64 = 1 << 63;
+
+#[test]
+fn a_hostile_stamp_costs_one_record_and_the_reader_follows_on() {
+    let dir = TestDir::new("hostile-stamp");
+    let mut run = RunDir::create(dir.path(), "run").unwrap();
+    let mut w = run
+        .create_ring::<Trade>("x.trades", CAP, WriterMode::Overwrite)
+        .unwrap();
+    let mut r = Reader::<Trade>::attach(w.path(), StartAt::Oldest).unwrap();
+    for seq in 1..=5 {
+        w.write(&Trade::make(seq, 1)).unwrap();
+    }
+    // Sequence 3's stamp becomes the largest sequence there is: no lap can explain it (the
+    // cursor is 5), so only that record is lost, and counted as corrupt.
+    scribble(w.path(), stamp_offset(3), BUSY - 1);
+    let mut got = Vec::new();
+    let mut lost = 0;
+    for _ in 0..10 {
+        match r.try_read() {
+            Poll::Record(t) => got.push(t.sequence),
+            Poll::Lost(n) => lost += n,
+            Poll::Empty => break,
+        }
+    }
+    assert_eq!((got, lost), (vec![1, 2, 4, 5], 1));
+    assert_eq!(r.stats().corrupt, 1);
+    // A stamp of a slot the reader has not reached yet, and one with the busy bit: the reader
+    // waits (the writer's own write replaces them) and then follows the writer as before.
+    scribble(w.path(), stamp_offset(6), u64::MAX);
+    scribble(w.path(), stamp_offset(7), BUSY - 1);
+    for _ in 0..100 {
+        assert_eq!(r.try_read(), Poll::Empty);
+    }
+    for seq in 6..=12 {
+        w.write(&Trade::make(seq, 1)).unwrap();
+    }
+    for seq in 6..=12 {
+        match r.try_read() {
+            Poll::Record(t) => {
+                assert_eq!(t.sequence, seq);
+                t.verify(1).unwrap();
+            }
+            other => panic!("expected {seq}, got {other:?}"),
+        }
+    }
+    let st = r.stats();
+    assert_eq!((st.received, st.lost, st.corrupt), (11, 1, 1));
+}
+
+#[test]
+fn a_hostile_cursor_is_refused_at_attach_and_ignored_after() {
+    let dir = TestDir::new("hostile-cursor");
+    let mut run = RunDir::create(dir.path(), "run").unwrap();
+    let mut w = run
+        .create_ring::<Trade>("x.trades", CAP, WriterMode::Overwrite)
+        .unwrap();
+    for seq in 1..=5 {
+        w.write(&Trade::make(seq, 1)).unwrap();
+    }
+    let mut r = Reader::<Trade>::attach(w.path(), StartAt::Oldest).unwrap();
+    for bad in [u64::MAX, u64::MAX - 3, BUSY] {
+        scribble(w.path(), OFF_WRITE_CURSOR, bad);
+        for start in [StartAt::Oldest, StartAt::Latest] {
+            let e = refused::<Trade>(w.path(), "write cursor");
+            assert!(
+                matches!(e, Error::BadHeader { found, .. } if found == bad),
+                "{e:?}"
+            );
+            let _ = start;
+        }
+    }
+    // Attached before the damage: it reads what the slots hold, in order, and a lap computed
+    // from the bad cursor never happens.
+    scribble(w.path(), stamp_offset(4), 4 + 2 * CAP);
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        match r.try_read() {
+            Poll::Record(t) => got.push(t.sequence),
+            Poll::Lost(n) => panic!("lost {n} on a cursor of {}", u64::MAX - 3),
+            Poll::Empty => {}
+        }
+    }
+    assert_eq!(got, [1, 2, 3]);
+    // The writer goes on: its next write repairs the cursor and the reader follows it.
+    for seq in 6..=8 {
+        w.write(&Trade::make(seq, 1)).unwrap();
+    }
+    let mut rest = Vec::new();
+    let mut lost = 0;
+    for _ in 0..20 {
+        match r.try_read() {
+            Poll::Record(t) => rest.push(t.sequence),
+            Poll::Lost(n) => lost += n,
+            Poll::Empty => break,
+        }
+    }
+    assert_eq!((rest, lost), (vec![5, 6, 7, 8], 1), "4's slot was corrupt");
+    // The largest cursor a reader accepts leaves it at the end of the sequence space: empty,
+    // never a wrapped sequence.
+    scribble(w.path(), OFF_WRITE_CURSOR, BUSY - 1);
+    let mut end = Reader::<Trade>::attach(w.path(), StartAt::Latest).unwrap();
+    assert_eq!(end.first_sequence(), BUSY);
+    scribble(w.path(), stamp_offset(BUSY), BUSY);
+    for _ in 0..100 {
+        assert_eq!(end.try_read(), Poll::Empty);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Hostile {
+    Write(u8),
+    Read(u8),
+    /// Overwrites the stamp of slot `slot % CAP` with a value chosen relative to the reader.
+    Stamp {
+        slot: u64,
+        value: Value,
+    },
+    Cursor(Value),
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Any(u64),
+    /// The reader's next sequence plus this.
+    NearNext(i8),
+    /// The writer's true cursor plus this.
+    NearCursor(i8),
+    Fixed(u64),
+}
+
+fn hostile_ops() -> impl Strategy<Value = Vec<Hostile>> {
+    let value = prop_oneof![
+        any::<u64>().prop_map(Value::Any),
+        any::<i8>().prop_map(Value::NearNext),
+        (-24i8..24).prop_map(Value::NearCursor),
+        prop::sample::select(vec![0, 1, BUSY - 1, BUSY, BUSY + 1, u64::MAX, u64::MAX - 1])
+            .prop_map(Value::Fixed),
+    ];
+    let op = prop_oneof![
+        3 => (1u8..20).prop_map(Hostile::Write),
+        4 => (1u8..20).prop_map(Hostile::Read),
+        2 => (any::<u64>(), value.clone()).prop_map(|(slot, value)| Hostile::Stamp { slot, value }),
+        1 => value.prop_map(Hostile::Cursor),
+    ];
+    prop::collection::vec(op, 1..60)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// An adversary overwrites stamps and the write cursor between reads while the writer goes
+    /// on: the reader never panics, returns sequences strictly in order, keeps
+    /// `received + lost == next - first`, never runs further ahead of the writer than forged
+    /// values near the reader's or writer's position could take it (an absurd value, say
+    /// 2^62, is never believed), and once the adversary stops it follows the writer to its last
+    /// record.
+    #[test]
+    fn hostile_stamps_and_cursors_never_mislead_a_reader(ops in hostile_ops()) {
+        let dir = TestDir::new(&format!("hostile-{}", next_case()));
+        let mut run = RunDir::create(dir.path(), "run").unwrap();
+        let mut w = run
+            .create_ring::<Trade>("x.trades", CAP, WriterMode::Overwrite)
+            .unwrap();
+        let path = w.path().to_owned();
+        let mut r = Reader::<Trade>::attach(&path, StartAt::Oldest).unwrap();
+        let first = r.first_sequence();
+        let mut last_returned = 0u64;
+        let mut forged = 0u64;
+        let resolve = |v: &Value, next: u64, cursor: u64| match *v {
+            Value::Any(x) | Value::Fixed(x) => x,
+            Value::NearNext(d) => next.wrapping_add_signed(i64::from(d)),
+            Value::NearCursor(d) => cursor.wrapping_add_signed(i64::from(d)),
+        };
+        let read = |r: &mut Reader<Trade>, last: &mut u64| -> Result<(), TestCaseError> {
+            let before = r.next_sequence();
+            match r.try_read() {
+                Poll::Record(t) => {
+                    prop_assert_eq!(t.sequence, before);
+                    prop_assert!(t.sequence > *last, "{} after {}", t.sequence, *last);
+                    *last = t.sequence;
+                }
+                Poll::Lost(n) => {
+                    prop_assert!(n >= 1);
+                    prop_assert_eq!(r.next_sequence(), before + n);
+                }
+                Poll::Empty => prop_assert_eq!(r.next_sequence(), before),
+            }
+            let st = r.stats();
+            prop_assert_eq!(st.received + st.lost, r.next_sequence() - first);
+            prop_assert!(st.corrupt <= st.lost && st.torn <= st.lost);
+            Ok(())
+        };
+        for op in &ops {
+            let cursor = w.next_sequence() - 1;
+            match op {
+                Hostile::Write(n) => {
+                    for _ in 0..*n {
+                        let seq = w.next_sequence();
+                        w.write(&Trade::make(seq, 1)).unwrap();
+                    }
+                }
+                Hostile::Read(n) => {
+                    for _ in 0..*n {
+                        read(&mut r, &mut last_returned)?;
+                    }
+                }
+                Hostile::Stamp { slot, value } => {
+                    forged += 1;
+                    let v = resolve(value, r.next_sequence(), cursor);
+                    scribble(&path, HEADER_SIZE + (slot % CAP) as usize * 64, v);
+                }
+                Hostile::Cursor(value) => {
+                    forged += 1;
+                    let v = resolve(value, r.next_sequence(), cursor);
+                    scribble(&path, OFF_WRITE_CURSOR, v);
+                }
+            }
+            // A forged word can only move the reader to a sequence an adversary could make look
+            // consistent: within the offsets generated here of the reader or the writer (an
+            // arbitrary value is past what a writer can have published since attach and is not
+            // believed), plus a ring.
+            let bound = (w.next_sequence() - 1) + 1 + forged * (256 + 3 * CAP);
+            prop_assert!(
+                r.next_sequence() <= bound,
+                "reader at {} with the writer at {} after {} forged words",
+                r.next_sequence(),
+                w.next_sequence() - 1,
+                forged
+            );
+        }
+        // The adversary stops; the writer writes past wherever the reader got to, overwriting
+        // every slot, and the reader must reach the writer's last record, intact.
+        let ahead = r.next_sequence().saturating_sub(w.next_sequence());
+        for _ in 0..ahead + 3 * CAP {
+            let seq = w.next_sequence();
+            w.write(&Trade::make(seq, 1)).unwrap();
+        }
+        let last = w.next_sequence() - 1;
+        let mut reached = false;
+        for _ in 0..(4 * CAP + ahead) {
+            let before = r.next_sequence();
+            read(&mut r, &mut last_returned)?;
+            if last_returned == last && before == last {
+                reached = true;
+                break;
+            }
+        }
+        prop_assert!(reached, "the reader stopped at {} with the writer at {last}", r.next_sequence());
+    }
+}
+
+#[test]
+fn attach_waits_briefly_for_a_ring_its_writer_is_still_creating() {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::FileExt as _;
+    use std::time::{Duration, Instant};
+    let dir = TestDir::created("creating");
+    let image = valid_image(&dir);
+    let mut unfinished = image.clone();
+    put_u64(&mut unfinished, OFF_MAGIC, 0);
+    let lock = |path: &Path| {
+        let f = std::fs::File::open(path).unwrap();
+        // SAFETY: `f` is an open descriptor for the duration of the call.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        f
+    };
+
+    // Locked, as by a writer between creating the file and publishing the magic, which it
+    // does 50 ms later: attach waits for it.
+    let path = write_file(dir.path(), "creating", &unfinished);
+    let _held = lock(&path);
+    let finish = {
+        let path = path.clone();
+        let magic = image[..8].to_vec();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.write_all_at(&magic, 0).unwrap();
+        })
+    };
+    let r = Reader::<Trade>::attach(&path, StartAt::Oldest).expect("waited for the magic");
+    assert_eq!(r.capacity(), CAP);
+    finish.join().unwrap();
+
+    // Locked but never finished: refused with the clear error after about a second.
+    let path = write_file(dir.path(), "hung", &unfinished);
+    let _held = lock(&path);
+    let t = Instant::now();
+    let e = refused::<Trade>(&path, "bad magic");
+    assert!(matches!(e, Error::BadMagic { .. }), "{e:?}");
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    // Nobody holds it (a writer that died before finishing): refused at once.
+    let path = write_file(dir.path(), "abandoned", &unfinished);
+    let t = Instant::now();
+    refused::<Trade>(&path, "bad magic");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
 }

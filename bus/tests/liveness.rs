@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use alphapulse_bus::{
-    clean_stale_runs, Poll, Reader, RunDir, StartAt, Trade, WriteError, WriterMode, WriterStatus,
+    clean_stale_runs, CleanOutcome, CleanedRun, Poll, Reader, RunDir, StartAt, Trade, WriteError,
+    WriterMode, WriterStatus,
 };
 use common::{child_base, child_role, report, Child, TestDir, TestRecord};
 
@@ -28,9 +29,11 @@ fn run_writer_child() {
     let base = child_base();
     let count: u64 = std::env::var("APBUS_COUNT").unwrap().parse().unwrap();
     let tag: u16 = std::env::var("APBUS_TAG").unwrap().parse().unwrap();
-    let mut run = RunDir::create(&base, "run").unwrap();
+    let mut run = RunDir::create(&base, "run-1-1").unwrap();
     let mut w = run
         .create_ring::<Trade>("x.trades", 64, WriterMode::Overwrite)
+        .unwrap();
+    run.write_manifest(&common::trades_manifest("run-1-1", &["x.trades"]))
         .unwrap();
     for seq in 1..=count {
         assert_eq!(w.write(&Trade::make(seq, tag)), Ok(seq));
@@ -97,7 +100,7 @@ fn a_dead_writer_is_seen_and_a_new_writer_starts_a_new_epoch() {
     // Its run is stale; cleaning removes it, and writer B creates the same run and ring again.
     let cleaned = clean_stale_runs(dir.path()).unwrap();
     assert_eq!(cleaned.len(), 1);
-    assert!(cleaned[0].removed, "{cleaned:?}");
+    assert!(cleaned[0].removed(), "{cleaned:?}");
     assert!(!path.exists());
     let (b, epoch_b, path_b) = spawn_writer(NAME, dir.path(), 20, 2);
     assert_eq!(path_b, path, "same ring name");
@@ -364,16 +367,36 @@ fn backpressure_protects_a_reader_that_attaches_after_the_writer_wrapped() {
     );
 }
 
-/// Child role: create run `APBUS_RUN` with a ring, report, and wait to be killed.
+/// Child role: create run `APBUS_RUN` with a ring and its manifest, report, and wait to be
+/// killed.
 fn run_owner_child() {
     let run_id = std::env::var("APBUS_RUN").unwrap();
     let mut run = RunDir::create(&child_base(), &run_id).unwrap();
     let _w = run
         .create_ring::<Trade>("x.trades", 8, WriterMode::Overwrite)
         .unwrap();
+    run.write_manifest(&common::trades_manifest(&run_id, &["x.trades"]))
+        .unwrap();
+    run.write_file("digests.json", b"{}").unwrap();
     report(&format!("READY {}", run.path().display()));
     common::child_wait_for_parent(LONG);
     report("ERROR the parent did not kill this run owner");
+}
+
+fn outcomes(cleaned: &[CleanedRun]) -> Vec<(String, CleanOutcome)> {
+    let mut v: Vec<_> = cleaned
+        .iter()
+        .map(|c| {
+            let name = c.path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, c.outcome.clone())
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn kept(reason_part: &str) -> impl Fn(&CleanOutcome) -> bool + '_ {
+    move |o| matches!(o, CleanOutcome::Kept { reason } if reason.contains(reason_part))
 }
 
 #[test]
@@ -385,8 +408,9 @@ fn clean_stale_runs_removes_dead_runs_and_nothing_else() {
     let dir = TestDir::created("clean");
     let base = dir.path().join("base");
 
-    // Two runs whose owners are killed, one live run owned by another process and one by this.
-    let mut dead: Vec<(Child, PathBuf)> = ["dead1", "dead2", "live-other"]
+    // Three runs whose owners are killed (one of them then gets a foreign file, one a
+    // subdirectory), one live run owned by another process and one by this process.
+    let mut children: Vec<(Child, PathBuf)> = ["run-1-1", "run-1-2", "run-1-3", "run-2-1"]
         .iter()
         .map(|id| {
             let mut c = Child::spawn(NAME, "owner", &base, &[("APBUS_RUN", id.to_string())]);
@@ -394,74 +418,258 @@ fn clean_stale_runs_removes_dead_runs_and_nothing_else() {
             (c, path)
         })
         .collect();
-    let (mut live_other, live_other_path) = dead.pop().unwrap();
-    for (c, _) in &mut dead {
+    let (mut live_other, live_other_path) = children.pop().unwrap();
+    for (c, _) in &mut children {
         c.kill();
     }
-    let mut live = RunDir::create(&base, "live").unwrap();
+    let dead = children[0].1.clone();
+    let with_foreign = children[1].1.clone();
+    let with_subdir = children[2].1.clone();
+    std::fs::write(with_foreign.join("notes.txt"), b"mine").unwrap();
+    std::fs::create_dir(with_subdir.join("keep")).unwrap();
+    std::fs::write(with_subdir.join("keep").join("data"), b"mine").unwrap();
+    let mut live = RunDir::create(&base, "run-3-1").unwrap();
     let mut lw = live
         .create_ring::<Trade>("x.trades", 8, WriterMode::Overwrite)
         .unwrap();
+    // A dead-looking run without a lock or manifest (not provably a run) and one whose
+    // manifest names another run.
+    std::fs::create_dir(base.join("run-4-1")).unwrap();
+    std::fs::write(base.join("run-4-1").join("x.trades"), b"?").unwrap();
+    let mut other = RunDir::create(&base, "run-5-1").unwrap();
+    other
+        .write_manifest(&common::trades_manifest("run-9-9", &[]))
+        .unwrap();
+    other.keep();
+    drop(other);
 
-    // Things that are not run directories of ours, which must be left alone: a file, a
-    // directory with an unusable name, a symlink to a dead-looking run outside the base, and a
-    // fresh directory without a lock (a creation in progress).
-    std::fs::write(base.join("notes.txt"), b"keep").unwrap();
-    std::fs::create_dir(base.join("bad name")).unwrap();
-    let outside = {
-        let mut r = RunDir::create(dir.path(), "outside").unwrap();
-        r.keep();
-        r.path().to_owned()
-    };
-    assert!(outside.join("writer.lock").exists());
-    std::os::unix::fs::symlink(&outside, base.join("link")).unwrap();
-    std::fs::create_dir(base.join("in-progress")).unwrap();
-
-    let mut cleaned = clean_stale_runs(&base).unwrap();
-    cleaned.sort_by(|a, b| a.path.cmp(&b.path));
-    let summary: Vec<(String, bool)> = cleaned
-        .iter()
-        .map(|c| {
-            let name = c.path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, c.removed)
-        })
-        .collect();
+    let cleaned = clean_stale_runs(&base).unwrap();
+    let got = outcomes(&cleaned);
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
-        summary,
-        [
-            ("dead1".to_owned(), true),
-            ("dead2".to_owned(), true),
-            ("in-progress".to_owned(), false),
-            ("live".to_owned(), false),
-            ("live-other".to_owned(), false),
-        ]
+        names,
+        ["run-1-1", "run-1-2", "run-1-3", "run-2-1", "run-3-1", "run-4-1", "run-5-1"]
     );
-    for (_, path) in &dead {
-        assert!(!path.exists(), "{} was not removed", path.display());
-    }
+    assert_eq!(got[0].1, CleanOutcome::Removed);
+    assert!(
+        kept("\"notes.txt\" is not a file of this run")(&got[1].1),
+        "{:?}",
+        got[1]
+    );
+    assert!(kept("\"keep\" is a directory")(&got[2].1), "{:?}", got[2]);
+    assert_eq!(got[3].1, CleanOutcome::Alive);
+    assert_eq!(got[4].1, CleanOutcome::Alive);
+    assert!(kept("not provably a run")(&got[5].1), "{:?}", got[5]);
+    assert!(kept("manifest is not valid")(&got[6].1), "{:?}", got[6]);
+    assert!(!dead.exists(), "{} was not removed", dead.display());
+    assert_eq!(
+        std::fs::read(with_foreign.join("notes.txt")).unwrap(),
+        b"mine"
+    );
+    assert!(with_foreign.join("x.trades").exists(), "kept whole");
+    assert_eq!(
+        std::fs::read(with_subdir.join("keep").join("data")).unwrap(),
+        b"mine"
+    );
+    assert!(with_subdir.join("manifest.json").exists(), "kept whole");
     assert!(live_other_path.join("x.trades").exists());
     assert!(live.path().join("x.trades").exists());
-    assert_eq!(std::fs::read(base.join("notes.txt")).unwrap(), b"keep");
-    assert!(base.join("bad name").is_dir());
-    assert!(base.join("in-progress").is_dir());
-    assert!(
-        outside.join("writer.lock").exists(),
-        "symlink target untouched"
-    );
-    assert!(std::fs::symlink_metadata(base.join("link"))
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(base.join("run-4-1").join("x.trades").exists());
 
-    // The live run still works; once its owner is gone it is cleaned too.
+    // The live runs still work; once their owners are gone they are cleaned too.
     assert_eq!(lw.write(&Trade::make(1, 1)), Ok(1));
     live_other.kill();
     drop(lw);
+    live.keep();
     drop(live);
-    let again = clean_stale_runs(&base).unwrap();
-    assert!(again.iter().any(|c| c.path == live_other_path && c.removed));
+    let again = outcomes(&clean_stale_runs(&base).unwrap());
+    assert!(
+        again
+            .iter()
+            .any(|(n, o)| n == "run-2-1" && *o == CleanOutcome::Removed),
+        "{again:?}"
+    );
+    // No manifest and changed within the last minute: may still be being created.
+    assert!(
+        again
+            .iter()
+            .any(|(n, o)| n == "run-3-1" && kept("may still be being created")(o)),
+        "{again:?}"
+    );
     assert!(!live_other_path.exists());
-    assert!(clean_stale_runs(&dir.path().join("missing"))
-        .unwrap()
-        .is_empty());
+}
+
+#[test]
+fn clean_stale_runs_refuses_a_directory_that_is_not_a_base_of_runs() {
+    // What `load-tester clean --shm-dir ~` used to empty: a home directory.
+    let dir = TestDir::created("clean-home");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::create_dir(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh").join("id_ed25519"), b"secret").unwrap();
+    std::fs::create_dir(home.join("docs")).unwrap();
+    std::fs::write(home.join("notes.txt"), b"mine").unwrap();
+    // Even with a dead run among them.
+    let mut run = RunDir::create(&home, "run-1-1").unwrap();
+    run.keep();
+    drop(run);
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for d in [".ssh", "docs"] {
+        std::fs::File::open(home.join(d))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let before = tree(&home);
+    let e = clean_stale_runs(&home).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, alphapulse_bus::Error::NotARunBase { entry, .. } if entry == ".ssh"),
+        "{e:?}"
+    );
+    assert!(
+        msg.contains(&*home.to_string_lossy()) && msg.contains("\".ssh\""),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was removed"), "{msg}");
+    assert_eq!(tree(&home), before, "something was removed");
+
+    // A symlink or a file among run directories is refused the same way.
+    let base = dir.path().join("base");
+    let mut run = RunDir::create(&base, "run-1-1").unwrap();
+    run.keep();
+    drop(run);
+    std::os::unix::fs::symlink(home.join("docs"), base.join("run-2-2")).unwrap();
+    let e = clean_stale_runs(&base).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("\"run-2-2\" is a symlink, not a run directory"),
+        "{e}"
+    );
+    assert!(base.join("run-1-1").join("writer.lock").exists());
+
+    // A base that does not exist is left so.
+    let missing = dir.path().join("missing");
+    assert!(clean_stale_runs(&missing).unwrap().is_empty());
+    assert!(!missing.exists());
+}
+
+/// Every path under `dir`, recursively, with its contents for files.
+fn tree(dir: &std::path::Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.push((p.clone(), None));
+            out.extend(tree(&p));
+        } else {
+            out.push((p.clone(), Some(std::fs::read(&p).unwrap())));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_slow_writer_keeps_its_heartbeat_fresh_by_the_clock() {
+    let dir = TestDir::new("slow-writer");
+    let mut run = RunDir::create(dir.path(), "run").unwrap();
+    let mut w = run
+        .create_ring::<Trade>("x.trades", 8, WriterMode::Overwrite)
+        .unwrap();
+    let r = Reader::<Trade>::attach(w.path(), StartAt::Oldest).unwrap();
+    // 64 writes spread over 60 ms, far fewer than 1024: the writer looks at the clock on the
+    // 64th and refreshes its heartbeat, so it is not stale by a 30 ms limit.
+    for seq in 1..=63 {
+        w.write(&Trade::make(seq, 1)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(matches!(
+        r.writer_status(Duration::from_millis(30)),
+        WriterStatus::Stale { .. }
+    ));
+    w.write(&Trade::make(64, 1)).unwrap();
+    assert_eq!(
+        r.writer_status(Duration::from_millis(30)),
+        WriterStatus::Alive
+    );
+}
+
+#[test]
+fn a_reader_publishes_what_it_caught_up_on_at_most_every_8_polls() {
+    let dir = TestDir::new("catch-up");
+    let mut run = RunDir::create(dir.path(), "run").unwrap();
+    let mut w = run
+        .create_ring::<Trade>("x.trades", 8, WriterMode::Overwrite)
+        .unwrap();
+    let mut r = Reader::<Trade>::attach(w.path(), StartAt::Oldest).unwrap();
+    let published = |w: &alphapulse_bus::Writer<Trade>| w.readers()[0].received;
+    // One record, one empty poll, and so on: publishing each time it catches up would be a
+    // heartbeat every other poll.
+    let mut polls = 0;
+    for seq in 1..=3 {
+        w.write(&Trade::make(seq, 1)).unwrap();
+        assert!(matches!(r.try_read(), Poll::Record(_)));
+        assert_eq!(r.try_read(), Poll::Empty);
+        polls += 2;
+        assert_eq!(published(&w), 0, "published after {polls} polls");
+    }
+    // Idle polls publish it within 8 polls of the last heartbeat.
+    while polls < 8 {
+        assert_eq!(r.try_read(), Poll::Empty);
+        polls += 1;
+    }
+    assert_eq!(published(&w), 3);
+}
+
+#[test]
+fn a_reader_of_another_pid_namespace_is_never_judged_by_its_pid() {
+    use alphapulse_bus::layout::{reader_slot, OFF_READERS};
+    use std::os::unix::fs::FileExt as _;
+    const CAP: u64 = 8;
+    let dir = TestDir::new("pid-ns");
+    let mut run = RunDir::create(dir.path(), "run").unwrap();
+    let mut w = run
+        .create_ring::<Trade>("x.trades", CAP, WriterMode::Backpressure)
+        .unwrap();
+    // Only a dead pid, not silence, could release the writer here.
+    w.set_reader_stale_ns(u64::MAX);
+    let r = Reader::<Trade>::attach(w.path(), StartAt::Oldest).unwrap();
+    assert_eq!(r.slot_index(), 0);
+    std::mem::forget(r);
+    // Slot 0 now claims to belong to a pid that does not exist here, registered from another
+    // pid namespace, where that pid may well be a live reader.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(w.path())
+        .unwrap();
+    let put = |field: usize, v: u64| {
+        f.write_all_at(&v.to_le_bytes(), (OFF_READERS + field) as u64)
+            .unwrap()
+    };
+    let no_such_pid: u64 = 0x3FFF_FFF0;
+    put(
+        reader_slot::OWNER,
+        (no_such_pid << 32) | reader_slot::ACTIVE,
+    );
+    put(reader_slot::PID_NS, 1);
+    for seq in 1..=CAP {
+        assert_eq!(w.write(&Trade::make(seq, 1)), Ok(seq));
+    }
+    // The writer waits for it past its liveness checks, and an attacher does not take its slot.
+    for _ in 0..3 {
+        assert!(w.write(&Trade::make(CAP + 1, 1)).is_err());
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let other = Reader::<Trade>::attach(w.path(), StartAt::Latest).unwrap();
+    assert_eq!(other.slot_index(), 1);
+    drop(other);
+    // Registered from this namespace (or an unknown one), the same dead pid is judged dead.
+    put(reader_slot::PID_NS, 0);
+    let seq = common::eventually(Duration::from_secs(5), "the writer to evict", || {
+        w.write(&Trade::make(CAP + 1, 1)).ok()
+    });
+    assert_eq!(seq, CAP + 1);
+    let again = Reader::<Trade>::attach(w.path(), StartAt::Latest).unwrap();
+    assert_eq!(again.slot_index(), 0);
 }

@@ -315,3 +315,26 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// A manifest for run `run_id` listing trade rings `rings` of capacity 8 (exchange 0).
+pub fn trades_manifest(run_id: &str, rings: &[&str]) -> alphapulse_bus::Manifest {
+    alphapulse_bus::Manifest {
+        version: alphapulse_bus::MANIFEST_VERSION,
+        run_id: run_id.into(),
+        writer_pid: std::process::id(),
+        exchanges: vec!["x".into()],
+        symbols: vec!["BTC-USD".into()],
+        rings: rings
+            .iter()
+            .map(|file| alphapulse_bus::ManifestRing {
+                file: (*file).into(),
+                exchange_id: 0,
+                stream: "trades".into(),
+                record_type: alphapulse_bus::RecordType::Trade as u32,
+                record_size: 64,
+                capacity: 8,
+                mode: alphapulse_bus::WriterMode::Overwrite,
+            })
+            .collect(),
+    }
+}
