@@ -828,26 +828,48 @@ fn no_color_keeps_escape_codes_out() {
 fn clean_removes_dead_runs_and_keeps_live_ones() {
     let shm = Shm::new();
     shm.create_base();
+    // A run as the tester makes it: a lock file, a manifest naming the run and its ring, the ring.
     let make_run = |name: &str| {
         let dir = shm.base.join(name);
         std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
         let lock = dir.join("writer.lock");
         File::create(&lock).unwrap();
         std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let manifest = serde_json::json!({
+            "version": 1, "run_id": name, "writer_pid": 1, "exchanges": ["ex0"],
+            "symbols": ["BTC/USD"],
+            "rings": [{"file": "ex0.trades", "exchange_id": 0, "stream": "trades",
+                       "record_type": 1, "record_size": 64, "capacity": 8, "mode": "overwrite"}]
+        });
+        std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+        std::fs::write(dir.join("ex0.trades"), [0u8; 64]).unwrap();
         dir
     };
-    // A run whose owner died: a lock file that nobody holds, and a leftover ring.
+    // A run whose owner died: a lock file that nobody holds.
     let stale = make_run("run-1-1");
-    std::fs::write(stale.join("ex0.trades"), [0u8; 64]).unwrap();
     // A live run: this test process holds its lock, as a running tester would.
     let live = make_run("run-2-2");
     let lock = File::open(live.join("writer.lock")).unwrap();
     // SAFETY: flock(2) on a descriptor that `lock` owns and keeps open; no memory is involved.
     let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
-    // Not a run directory at all: left alone.
+
+    // A base that holds anything but runs is not cleaned at all: it may be the wrong directory.
     let other = shm.base.join("notes.txt");
     std::fs::write(&other, "keep me").unwrap();
+    let out = shm.clean();
+    let what = describe(&out);
+    assert_eq!(out.status.code(), Some(2), "{what}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("notes.txt") && stderr.contains("nothing was removed"),
+        "{what}"
+    );
+    assert!(
+        stale.exists() && other.exists(),
+        "nothing may be removed\n{what}"
+    );
+    std::fs::remove_file(&other).unwrap();
 
     let out = shm.clean();
     let what = describe(&out);
@@ -858,16 +880,12 @@ fn clean_removes_dead_runs_and_keeps_live_ones() {
         live.join("writer.lock").exists(),
         "the live run must be kept\n{what}"
     );
-    assert!(other.exists(), "a stray file must be left alone\n{what}");
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains(&format!("removed: {}", stale.display())),
         "{what}"
     );
-    assert!(
-        stdout.contains(&format!("kept (its process is alive): {}", live.display())),
-        "{what}"
-    );
+    assert!(stdout.contains(&live.display().to_string()), "{what}");
     assert!(stdout.contains("1 stale run directory removed"), "{what}");
 
     // Once its owner lets go, the live run is stale too. (A child that another test forks
@@ -888,7 +906,43 @@ fn clean_removes_dead_runs_and_keeps_live_ones() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(shm.entries(), vec![other]);
+    assert!(shm.entries().is_empty());
+}
+
+/// `clean --shm-dir ~` by mistake: a home directory is no base of runs, and nothing in it is
+/// touched, however old (the old rule removed any plain-named directory over a minute old).
+#[test]
+fn clean_of_a_home_directory_refuses_and_deletes_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for dir in [".ssh", "docs", "run-1-1"] {
+        let d = home.path().join(dir);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("file"), "precious").unwrap();
+        File::open(&d).unwrap().set_modified(old).unwrap();
+    }
+    std::fs::write(home.path().join("notes.txt"), "precious").unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = Command::new(BIN)
+        .timeout(CHILD_TIMEOUT)
+        .env("NO_COLOR", "1")
+        .args(["clean", "--shm-dir"])
+        .arg(home.path())
+        .output()
+        .unwrap();
+    let what = describe(&out);
+    assert_eq!(out.status.code(), Some(2), "{what}");
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line\n{what}");
+    assert!(stderr.contains("nothing was removed"), "{what}");
+    for dir in [".ssh", "docs", "run-1-1"] {
+        assert_eq!(
+            std::fs::read_to_string(home.path().join(dir).join("file")).unwrap(),
+            "precious",
+            "{dir}\n{what}"
+        );
+    }
+    assert!(home.path().join("notes.txt").exists());
 }
 
 #[test]
