@@ -560,7 +560,7 @@ fn compare_refuses_unusable_input_with_one_line_and_exit_2() {
         (&empty, "empty"),
         (&binary, "not JSON"),
         (&dir.path().join("absent.json"), "cannot open"),
-        (&dir.path().to_path_buf(), "cannot read"),
+        (&dir.path().to_path_buf(), "is a directory"),
     ] {
         let out = compare(&[&base, file], &[]);
         assert_eq!(out.code, Some(2), "{file:?}: {}{}", out.stdout, out.stderr);
