@@ -79,6 +79,10 @@ pub enum StartAt {
     Oldest,
     /// After the last record published so far: only new records.
     Latest,
+    /// At most this many records behind the last one published (the oldest still in the ring
+    /// if it holds fewer): a reader joining a live writer starts where it can keep up instead
+    /// of at a slot the writer is about to overwrite. `Behind(0)` is [`StartAt::Latest`].
+    Behind(u64),
 }
 
 /// The sequence a reader that starts at `start` wants first, given the write cursor `cursor`;
@@ -90,6 +94,7 @@ pub fn start_position(start: StartAt, cursor: u64, capacity: u64) -> Option<u64>
     Some(match start {
         StartAt::Latest => cursor + 1,
         StartAt::Oldest => cursor.saturating_sub(capacity) + 1,
+        StartAt::Behind(n) => cursor.saturating_sub(n.min(capacity)) + 1,
     })
 }
 
@@ -387,5 +392,22 @@ impl Gate {
             return Err(Blocked { gate, slowest });
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::registry::{start_position, StartAt};
+
+    #[test]
+    fn a_reader_starts_where_it_asked_within_the_ring() {
+        // Cursor 100 on a 16-record ring: records 85..=100 are still there.
+        assert_eq!(start_position(StartAt::Oldest, 100, 16), Some(85));
+        assert_eq!(start_position(StartAt::Latest, 100, 16), Some(101));
+        assert_eq!(start_position(StartAt::Behind(4), 100, 16), Some(97));
+        assert_eq!(start_position(StartAt::Behind(1000), 100, 16), Some(85));
+        assert_eq!(start_position(StartAt::Behind(0), 100, 16), Some(101));
+        assert_eq!(start_position(StartAt::Behind(8), 3, 16), Some(1));
+        assert_eq!(start_position(StartAt::Behind(8), u64::MAX, 16), None);
     }
 }

@@ -689,6 +689,63 @@ fn a_slow_standalone_reader_obeys_its_time_limit_and_sigterm() {
     shm.assert_empty();
 }
 
+/// A reader that joins late, on a live run whose rings have long wrapped and on a finished one,
+/// starts where it can read, counts nothing written before it as lost and finds no chain gaps.
+#[test]
+fn late_readers_start_where_they_can_and_lose_nothing() {
+    let _serial = serial();
+    let shm = Shm::new();
+    let mut tester = shm.tester(
+        "tester",
+        &[
+            "-d",
+            "5",
+            "--warmup-secs",
+            "0",
+            "--keep-shm",
+            "--consumers",
+            "0",
+            "-e",
+            "1",
+        ],
+    );
+    let run_dir = shm.wait_for_run(&mut tester);
+    std::thread::sleep(Duration::from_millis(2500));
+    for (name, extra) in [("live", vec!["-d", "1"]), ("finished", vec![])] {
+        if name == "finished" {
+            tester.wait(RUN_LIMIT);
+        }
+        let json = shm.file(&format!("{name}.json"));
+        let mut args = extra.clone();
+        args.extend(["--json-output", json.to_str().unwrap()]);
+        let mut reader = shm.reader(name, &run_dir, &args);
+        let status = reader.wait(Duration::from_secs(20));
+        let what = reader.describe();
+        assert_eq!(status.code(), Some(0), "{what}");
+        let v = read_json(&json);
+        for stream in ["trades", "book"] {
+            let i = &v["streams"][stream]["integrity"];
+            assert_intact(i, &what);
+            assert_eq!(u64_of(&i["lost"]), 0, "{name} {stream}: {i}\n{what}");
+            assert!(u64_of(&i["received"]) > 0, "{name} {stream}: {i}");
+        }
+        for ring in v["rings"].as_array().unwrap() {
+            assert!(u64_of(&ring["started_at"]) > 1, "{name}: {ring}");
+        }
+        assert!(
+            reader.stdout().contains("before this reader attached"),
+            "{what}"
+        );
+        if name == "finished" {
+            assert_eq!(v["ended"], "writers closed", "{what}");
+            assert_eq!(v["digests_compared"], true, "{what}");
+        }
+    }
+    let (status, out) = shm.clean();
+    assert_eq!(status.code(), Some(0), "{out}");
+    shm.assert_empty();
+}
+
 /// The writer SIGKILLed under a standalone reader: the reader notices within a second or two,
 /// reports "writer died" having accounted for every published record, and exits 0 (nothing
 /// lost, no violation); `load-tester clean` then removes the dead run.

@@ -461,6 +461,16 @@ pub fn render_reader(o: &ReaderEnd) -> String {
             thousands(r.integrity.lost),
             r.writer
         );
+        if r.started_at > 1 {
+            let _ = writeln!(
+                out,
+                "  {:<28} started at sequence {}: the {} records before were written before \
+                 this reader attached (not counted as lost)",
+                "",
+                thousands(r.started_at),
+                thousands(r.started_at - 1)
+            );
+        }
     }
     let _ = writeln!(
         out,

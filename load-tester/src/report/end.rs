@@ -19,6 +19,11 @@ pub struct RingOutcome {
     pub integrity: Integrity,
     /// What the reader last knew of its writer: `alive`, `closed`, `stale`, `dead`, `replaced`.
     pub writer: String,
+    /// The first sequence this reader read: the `started_at - 1` records before it were
+    /// written before it attached (or overwritten before it could reach them) and are not its
+    /// losses.
+    #[serde(default)]
+    pub started_at: u64,
 }
 
 /// What one reader measured of one stream over its whole life.

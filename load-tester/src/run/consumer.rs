@@ -110,7 +110,27 @@ fn status_name(s: WriterStatus) -> &'static str {
 }
 
 /// Attaches to every ring listed in the manifest of `run_dir`, from the oldest record.
-fn attach(run_dir: &Path) -> Result<(Manifest, Vec<Ring>), ReadError> {
+/// Attaches to `path` where this reader can read safely: for a writer still writing, at most
+/// half a ring behind its latest record (an older slot is about to be overwritten, and starting
+/// there would count as lost what was written before this reader came); for a writer that has
+/// stopped, at the oldest record still in the ring.
+fn attach_ring<R: alphapulse_bus::Record>(
+    path: &Path,
+    capacity: u64,
+    stale_after: Duration,
+) -> Result<Reader<R>, ReadError> {
+    let live = Reader::<R>::attach(path, StartAt::Behind(capacity / 2))?;
+    Ok(match live.writer_status(stale_after) {
+        WriterStatus::Alive => live,
+        _ => {
+            drop(live);
+            Reader::attach(path, StartAt::Oldest)?
+        }
+    })
+}
+
+/// Attaches to every ring listed in the manifest of `run_dir` (see [`attach_ring`]).
+fn attach(run_dir: &Path, stale_after: Duration) -> Result<(Manifest, Vec<Ring>), ReadError> {
     let manifest = Manifest::read(run_dir)?;
     let symbols = manifest.symbols.len();
     let mut rings = Vec::new();
@@ -119,20 +139,25 @@ fn attach(run_dir: &Path) -> Result<(Manifest, Vec<Ring>), ReadError> {
         let (stream, reader) = match r.record_type() {
             Some(RecordType::Trade) => (
                 Stream::Trades,
-                RingReader::Trades(Reader::attach(&path, StartAt::Oldest)?, vec![0; symbols]),
-            ),
-            _ => (
-                Stream::Book,
-                RingReader::Book(
-                    Reader::attach(&path, StartAt::Oldest)?,
-                    BookReplica::new(symbols),
-                    vec![false; symbols],
+                RingReader::Trades(
+                    attach_ring(&path, r.capacity, stale_after)?,
+                    vec![0; symbols],
                 ),
             ),
+            _ => {
+                let reader: Reader<BookUpdate> = attach_ring(&path, r.capacity, stale_after)?;
+                // Joining mid-stream, a symbol's first update follows updates this reader never
+                // saw: it resyncs the book (as after a loss) instead of counting a chain gap.
+                let mid_stream = reader.first_sequence() > 1;
+                (
+                    Stream::Book,
+                    RingReader::Book(reader, BookReplica::new(symbols), vec![mid_stream; symbols]),
+                )
+            }
         };
         let first = match &reader {
-            RingReader::Trades(r, _) => r.next_sequence(),
-            RingReader::Book(r, ..) => r.next_sequence(),
+            RingReader::Trades(r, _) => r.first_sequence(),
+            RingReader::Book(r, ..) => r.first_sequence(),
         };
         rings.push(Ring {
             file: r.file.clone(),
@@ -379,7 +404,7 @@ pub fn read_run(
     if let Some(core) = options.pin_core {
         pin(core);
     }
-    let (_manifest, mut rings) = attach(&options.run_dir)?;
+    let (_manifest, mut rings) = attach(&options.run_dir, options.stale_after)?;
     let pid = std::process::id();
     emit(&ToTester::Ready {
         pid,
@@ -510,6 +535,10 @@ pub fn read_run(
                 stream: r.id.stream,
                 integrity: r.counts,
                 writer: status_name(r.writer).into(),
+                started_at: match &r.reader {
+                    RingReader::Trades(r, _) => r.first_sequence(),
+                    RingReader::Book(r, ..) => r.first_sequence(),
+                },
             })
             .collect(),
         ended: ended.into(),
