@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::{assert_no_panic, describe, outcome_code, read_json, BIN, CHILD_TIMEOUT};
+
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -17,12 +19,6 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_load-tester");
-
-/// Longest any child process may live before it is killed and the test fails.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bad input must be refused within this, although the run asked for is 60 s long.
 const REFUSAL_BOUND: Duration = Duration::from_secs(10);
@@ -111,40 +107,6 @@ impl Shm {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-/// The exit status a verdict outcome maps to.
-fn outcome_code(outcome: &str) -> i32 {
-    match outcome {
-        "passed" => 0,
-        "failed" => 1,
-        "invalid" => 3,
-        other => panic!("unknown verdict outcome {other:?}"),
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    let body =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
-}
-
-fn assert_no_panic(stderr: &str) {
-    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
-        assert!(
-            !stderr.contains(bad),
-            "stderr shows a panic ({bad}):\n{stderr}"
-        );
-    }
 }
 
 /// Runs the tester with `args` (plus `-d 60` unless a duration is given) and checks that it is
@@ -664,6 +626,54 @@ fn a_second_signal_ends_the_run_at_once_and_still_cleans_up() {
     assert!(!stdout.contains("LOAD TEST RESULTS"), "{what}");
     assert!(!json.exists(), "{what}");
     assert_no_panic(&stderr);
+    shm.assert_empty();
+}
+
+/// Another process of the same user truncates a ring the tester writes: the next write faults
+/// (SIGBUS) and kills the tester, but not before it removed its run directory and said why.
+#[test]
+fn a_truncated_ring_kills_the_run_but_leaves_no_shared_memory() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let shm = Shm::new();
+    let started = Instant::now();
+    let mut child = shm
+        .std_cmd()
+        .args([
+            "-d",
+            "30",
+            "--warmup-secs",
+            "0",
+            "-e",
+            "1",
+            "--consumers",
+            "0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting load-tester");
+    wait_for_run(&shm, &mut child, started, Duration::from_millis(1000));
+    let run = shm
+        .entries()
+        .into_iter()
+        .find(|d| d.join("manifest.json").exists())
+        .expect("the run directory");
+    let ring = run.join("binance.trades");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ring)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(10));
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}\n{stderr}");
+    assert!(
+        stderr.contains("SIGBUS") && stderr.contains("run directory was removed"),
+        "{stderr}"
+    );
     shm.assert_empty();
 }
 

@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use common::{run_bounded, BIN};
 
-const BIN: &str = env!("CARGO_BIN_EXE_load-tester");
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CHROMIUM") {
@@ -40,36 +40,6 @@ fn chromium_or_skip(test: &str) -> Option<PathBuf> {
         "chromium not found on PATH (apt-get install chromium); the HTML report was NOT checked in a browser",
     )
     .then(|| found.expect("found"))
-}
-
-/// Runs `cmd` with a deadline; returns (status code, stdout, stderr).
-fn run(mut cmd: Command, limit: Duration) -> (Option<i32>, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let err = dir.path().join("err");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("spawning");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (
-        status.code(),
-        std::fs::read_to_string(out).unwrap(),
-        std::fs::read_to_string(err).unwrap(),
-    )
 }
 
 /// A short real run writing its HTML report (and JSON results) into `dir`.
@@ -101,7 +71,12 @@ fn real_run(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf) {
     .arg(&json)
     .args(extra)
     .env("NO_COLOR", "1");
-    let (code, stdout, stderr) = run(cmd, Duration::from_secs(90));
+    let common::Out {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = run_bounded(cmd, Duration::from_secs(90));
     assert!(
         matches!(code, Some(0 | 1 | 3)),
         "exit {code:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
@@ -134,7 +109,12 @@ fn render(chromium: &Path, page: &Path) -> Rendered {
     .arg(format!("--user-data-dir={}", profile.path().display()))
     .arg("--dump-dom")
     .arg(format!("file://{}", page.display()));
-    let (code, dom, stderr) = run(cmd, Duration::from_secs(120));
+    let common::Out {
+        code,
+        stdout: dom,
+        stderr,
+        ..
+    } = run_bounded(cmd, Duration::from_secs(120));
     assert_eq!(code, Some(0), "chromium failed:\n{stderr}");
     // Chromium logs every console message (log, warn, error, uncaught exceptions) as
     // `...:CONSOLE:<line>] "message", source: ...`.

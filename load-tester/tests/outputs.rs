@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{run_bounded, Out, BIN};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -16,45 +18,6 @@ use alphapulse_load_tester::report::histogram::decode as decode_histogram;
 use alphapulse_load_tester::results::SCHEMA_VERSION;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_load-tester");
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-fn run(mut cmd: Command, limit: Duration) -> Out {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .env("NO_COLOR", "1")
-        .spawn()
-        .expect("spawning");
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Out {
-        code: status.code(),
-        stdout: std::fs::read_to_string(out).unwrap(),
-        stderr: std::fs::read_to_string(err).unwrap(),
-        took: start.elapsed(),
-    }
-}
 
 fn tester(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
@@ -113,7 +76,7 @@ fn shared() -> &'static Shared {
         ] {
             cmd.arg(flag).arg(dir.path().join(name));
         }
-        let out = run(cmd, Duration::from_secs(90));
+        let out = run_bounded(cmd, Duration::from_secs(90));
         assert!(
             matches!(out.code, Some(0 | 1 | 3)),
             "exit {:?}\n{}\n{}",
@@ -247,7 +210,7 @@ fn hdrhistogram_log_processor_reads_the_log_and_agrees_with_the_hgrm_files() {
         if let Some(t) = tag {
             cmd.args(["-tag", t]);
         }
-        let out = run(cmd, Duration::from_secs(120));
+        let out = run_bounded(cmd, Duration::from_secs(120));
         assert_eq!(out.code, Some(0), "{}", out.stderr);
         // Its interval table has one line per measured second.
         let table = std::fs::read_to_string(&out_base).unwrap();
@@ -342,7 +305,7 @@ fn percentile_distributions_match_hdrhistogram_digit_for_digit_over_a_million_va
             "-o",
         ])
         .arg(&out_base);
-    let out = run(cmd, Duration::from_secs(120));
+    let out = run_bounded(cmd, Duration::from_secs(120));
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let theirs = std::fs::read_to_string(dir.path().join("hlp.hgrm")).unwrap();
     let theirs: Vec<&str> = theirs
@@ -437,7 +400,7 @@ fn junit_has_a_case_per_target_and_fails_the_missed_ones() {
 fn compare(args: &[&Path], extra: &[&str]) -> Out {
     let mut cmd = tester(&["compare"]);
     cmd.args(args).args(extra);
-    run(cmd, Duration::from_secs(30))
+    run_bounded(cmd, Duration::from_secs(30))
 }
 
 /// The shared results with every latency histogram's values multiplied by `factor`.
@@ -607,7 +570,7 @@ fn baseline_on_a_run_turns_a_regression_into_exit_1() {
         .arg(&fast)
         .arg("--json-output")
         .arg(&json);
-    let out = run(cmd, Duration::from_secs(90));
+    let out = run_bounded(cmd, Duration::from_secs(90));
     assert!(out.stdout.contains("Comparison:"), "{}", out.stdout);
     assert!(
         out.stdout.contains("throughput.total.rate"),
@@ -657,7 +620,7 @@ fn bad_outputs_and_baselines_are_refused_before_the_run() {
         let shm = shm();
         let mut cmd = tester(&["-d", "60", "-e", "1", "-t", "1000", "-o", "500"]);
         cmd.arg("--shm-dir").arg(shm.path()).args(&args);
-        let out = run(cmd, Duration::from_secs(30));
+        let out = run_bounded(cmd, Duration::from_secs(30));
         assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
         assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
         assert!(
@@ -712,7 +675,7 @@ fn check_performance_script_agrees_with_the_verdict() {
         for p in extra {
             cmd.arg("--targets").arg(p);
         }
-        run(cmd, Duration::from_secs(30))
+        run_bounded(cmd, Duration::from_secs(30))
     };
     let out = check(&[]);
     let outcome = results["verdict"]["outcome"].as_str().unwrap();
@@ -749,7 +712,7 @@ fn check_performance_script_agrees_with_the_verdict() {
     assert!(out.stderr.contains("bogus_key"), "{}", out.stderr);
     let mut cmd = Command::new(python);
     cmd.arg(&script).arg(dir.path().join("absent.json"));
-    let out = run(cmd, Duration::from_secs(30));
+    let out = run_bounded(cmd, Duration::from_secs(30));
     assert_eq!(out.code, Some(2));
     assert!(!out.stderr.contains("Traceback"), "{}", out.stderr);
 }
@@ -802,7 +765,7 @@ fn a_killed_run_leaves_a_valid_interval_log() {
     assert!(untagged.len() >= 2, "{} untagged intervals", untagged.len());
     assert!(untagged.iter().any(|i| !i.histogram.is_empty()));
     // Whatever the tester left in /dev/shm, `clean` removes (its process is dead).
-    let out = run(
+    let out = run_bounded(
         {
             let mut c = tester(&["clean", "--shm-dir"]);
             c.arg(shm.path());

@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::{assert_no_panic, read_json, verdict_code, BIN};
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -22,8 +24,6 @@ use std::time::{Duration, Instant};
 
 use alphapulse_load_tester::report::histogram::decode as decode_histogram;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_load-tester");
 
 /// The Python reader, relative to the workspace root.
 const PY_READER: &str = "examples/python-reader/apbus_reader.py";
@@ -243,21 +243,9 @@ fn signal(pid: i32, sig: libc::c_int) {
     );
 }
 
-fn read_json(path: &Path) -> Value {
-    let body =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
-}
-
 fn u64_of(v: &Value) -> u64 {
     v.as_u64()
         .unwrap_or_else(|| panic!("not a whole number: {v}"))
-}
-
-fn assert_no_panic(stderr: &str) {
-    for bad in ["panicked", "stack backtrace"] {
-        assert!(!stderr.contains(bad), "a panic ({bad}):\n{stderr}");
-    }
 }
 
 /// The verdict check called `name` (an exact name).
@@ -268,16 +256,6 @@ fn check<'a>(results: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no verdict check {name:?}: {}", results["verdict"]))
-}
-
-/// The exit status a verdict outcome maps to.
-fn outcome_code(results: &Value) -> i32 {
-    match results["verdict"]["outcome"].as_str() {
-        Some("passed") => 0,
-        Some("failed") => 1,
-        Some("invalid") => 3,
-        other => panic!("unknown verdict outcome {other:?}"),
-    }
 }
 
 /// Pids registered as ACTIVE readers in the header of the ring file at `path` (bus-format §3.5).
@@ -419,7 +397,7 @@ fn killed_reader_is_noticed_named_and_fails_the_verdict() {
     assert_no_panic(&tester.stderr());
     assert_eq!(status.code(), Some(1), "the verdict must fail\n{what}");
     let v = read_json(&json);
-    assert_eq!(outcome_code(&v), 1, "{what}");
+    assert_eq!(verdict_code(&v), 1, "{what}");
     assert!(v["interrupted"].is_null(), "{what}");
     // The run went on to its end.
     let measured = v["measured_secs"].as_f64().unwrap();
@@ -522,7 +500,7 @@ fn stopped_reader_run(allow_loss: bool) -> (ExitStatus, Value, String) {
     let what = tester.describe();
     assert_no_panic(&tester.stderr());
     let v = read_json(&json);
-    assert_eq!(status.code(), Some(outcome_code(&v)), "{what}");
+    assert_eq!(status.code(), Some(verdict_code(&v)), "{what}");
     shm.assert_empty();
     (status, v, what)
 }
@@ -603,7 +581,7 @@ fn slow_reader_loses_exactly_in_overwrite_and_blocks_in_backpressure() {
         let what = tester.describe();
         assert_no_panic(&tester.stderr());
         let v = read_json(&json);
-        assert_eq!(status.code(), Some(outcome_code(&v)), "{what}");
+        assert_eq!(status.code(), Some(verdict_code(&v)), "{what}");
         let lost = assert_accounted(&v, 1, &what);
         let overflows = u64_of(&v["errors"]["buffer_overflows"]);
         let reader = &v["delivery"]["per_reader"][0];

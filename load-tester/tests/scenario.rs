@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_load-tester");
+mod common;
+
+use common::BIN;
 
 fn tester(shm: &Path) -> Command {
     let mut cmd = Command::new(BIN);

@@ -11,6 +11,7 @@ pub(super) fn run(a: &CompareArgs) -> i32 {
     let options = Options {
         thresholds_file: a.thresholds.clone(),
         threshold: a.threshold.clone(),
+        noise_floor: a.noise_floor.clone(),
         allow_config_change: a.allow_config_change,
     };
     let go = || -> Result<Comparison, InputError> {

@@ -96,6 +96,10 @@ pub struct CompareArgs {
     #[arg(long, value_name = "PATTERN=PCT")]
     pub threshold: Vec<String>,
 
+    /// The least change that counts, e.g. `latency.response.*.p99=200us` (repeatable)
+    #[arg(long, value_name = "PATTERN=VALUE")]
+    pub noise_floor: Vec<String>,
+
     /// Compare runs of different loads (exchanges, rates, symbols, mode) instead of refusing
     #[arg(long)]
     pub allow_config_change: bool,
@@ -320,6 +324,10 @@ pub struct RunArgs {
     /// With --baseline: a regression threshold, e.g. `latency.*.*.p99=10` (repeatable)
     #[arg(long, value_name = "PATTERN=PCT", requires = "baseline")]
     pub threshold: Vec<String>,
+
+    /// With --baseline: the least change that counts, e.g. `latency.response.*.p99=200us`
+    #[arg(long, value_name = "PATTERN=VALUE", requires = "baseline")]
+    pub noise_floor: Vec<String>,
 
     /// With --baseline: compare although the baseline ran a different load
     #[arg(long, requires = "baseline")]

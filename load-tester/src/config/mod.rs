@@ -183,6 +183,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             compare: crate::results::compare::Options {
                 thresholds_file: args.thresholds.clone(),
                 threshold: args.threshold.clone(),
+                noise_floor: args.noise_floor.clone(),
                 allow_config_change: args.allow_config_change,
             },
         },

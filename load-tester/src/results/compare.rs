@@ -81,11 +81,20 @@ pub enum Threshold {
 /// Thresholds by metric-key pattern: dot-separated segments, `*` matching any one segment.
 /// The most specific pattern wins (fewest `*`); user patterns beat the defaults; among equals
 /// the one given last wins.
+///
+/// Beside the percentage, a metric has a *noise floor*: the least absolute change, in the
+/// metric's unit, that can count as a regression or an improvement. Back-to-back runs of the
+/// same load on a shared VM move a 60 ns write by a few ns but a response-time P99 by tens of
+/// microseconds; a percentage alone flags the latter every time. Floors match by pattern like
+/// thresholds ([`DEFAULT_NOISE_FLOORS`], `--noise-floor PATTERN=VALUE`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Thresholds {
     /// `(pattern, threshold, user)` in the order given: the defaults (`user == false`) first,
     /// then user rules, each of whose patterns matches at least one metric key.
     rules: Vec<(String, Threshold, bool)>,
+    /// `(pattern, floor, user)` in the order given, as `rules`; a floor is in the unit of the
+    /// metrics its pattern matches (ns for latencies), at least 0.
+    floors: Vec<(String, f64, bool)>,
 }
 
 /// The default thresholds, percent. Generator lag is the tester's own lateness (judged by the
@@ -100,8 +109,39 @@ pub const DEFAULT_THRESHOLDS: &[(&str, Option<f64>)] = &[
     ("latency.*.*.slower_than_base_p99_pct", Some(100.0)),
     ("latency.lag.*.*", None),
     ("errors.error_rate_pct", Some(0.0)),
-    ("resources.cpu_avg_pct", Some(25.0)),
+    ("resources.cpu_working_avg_pct", Some(25.0)),
     ("resources.rss_peak_mib", Some(20.0)),
+];
+
+/// The default noise floors, in each metric's unit (ns for latencies, percentage points for
+/// shares, MiB for memory). Chosen from back-to-back default runs on a 2-core VM
+/// (docs/reports.md): a write's service time is steady to a few ns, so a 2x slower write
+/// (+50 ns and more) is caught; response time and end-to-end latency carry the machine's
+/// scheduling, whose tails move by milliseconds from one run to the next, so only their medians
+/// are judged finely.
+pub const DEFAULT_NOISE_FLOORS: &[(&str, f64)] = &[
+    ("latency.service.*.p50", 20.0),
+    ("latency.service.*.p90", 20.0),
+    ("latency.service.*.mean", 20.0),
+    ("latency.service.*.p99", 100.0),
+    ("latency.service.*.p999", 500.0),
+    ("latency.service.*.slower_than_base_p99_pct", 1.0),
+    ("latency.response.*.p50", 200.0),
+    ("latency.response.*.p90", 1_000.0),
+    ("latency.response.*.mean", 50_000.0),
+    ("latency.response.*.p99", 1_000_000.0),
+    ("latency.response.*.p999", 10_000_000.0),
+    ("latency.response.*.slower_than_base_p99_pct", 5.0),
+    ("latency.e2e.*.p50", 200.0),
+    ("latency.e2e.*.p90", 1_000.0),
+    ("latency.e2e.*.mean", 50_000.0),
+    ("latency.e2e.*.p99", 1_000_000.0),
+    ("latency.e2e.*.p999", 10_000_000.0),
+    ("latency.e2e.*.slower_than_base_p99_pct", 5.0),
+    ("throughput.*.rate", 0.0),
+    ("resources.cpu_avg_pct", 5.0),
+    ("resources.cpu_working_avg_pct", 10.0),
+    ("resources.rss_peak_mib", 5.0),
 ];
 
 impl Default for Thresholds {
@@ -117,7 +157,33 @@ impl Default for Thresholds {
                     )
                 })
                 .collect(),
+            floors: DEFAULT_NOISE_FLOORS
+                .iter()
+                .map(|(p, f)| (p.to_string(), *f, false))
+                .collect(),
         }
+    }
+}
+
+/// A floor as `--noise-floor` and the thresholds file write it: a number in the metric's unit,
+/// or a duration with a unit (`250ns`, `2us`, `1.5ms`, `1s`) for latencies.
+fn parse_floor(value: &str) -> Result<f64, String> {
+    let v = value.trim();
+    let (number, scale) = [
+        ("ns", 1.0),
+        ("us", 1e3),
+        ("µs", 1e3),
+        ("ms", 1e6),
+        ("s", 1e9),
+    ]
+    .iter()
+    .find_map(|(unit, scale)| v.strip_suffix(unit).map(|n| (n.trim(), *scale)))
+    .unwrap_or((v, 1.0));
+    match number.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x * scale),
+        _ => Err(format!(
+            "noise floor {value:?} is not a number >= 0 (with ns, us, ms or s for latencies)"
+        )),
     }
 }
 
@@ -155,6 +221,35 @@ impl Thresholds {
         Ok(())
     }
 
+    /// Adds a user noise floor; `pattern` must match at least one metric key.
+    pub fn set_floor(&mut self, pattern: &str, floor: f64) -> Result<(), String> {
+        if !all_keys().iter().any(|k| matches(pattern, k)) {
+            return Err(format!(
+                "{pattern:?} matches no metric; metric keys look like latency.service.all.p99"
+            ));
+        }
+        self.floors.push((pattern.to_string(), floor, true));
+        Ok(())
+    }
+
+    /// Adds a noise floor given as `PATTERN=VALUE` (see [`DEFAULT_NOISE_FLOORS`]).
+    pub fn set_floor_arg(&mut self, arg: &str) -> Result<(), String> {
+        let (pattern, value) = arg.split_once('=').ok_or_else(|| {
+            format!("{arg:?}: expected PATTERN=VALUE, e.g. latency.response.*.p99=200us")
+        })?;
+        let f = parse_floor(value).map_err(|e| format!("{pattern}: {e}"))?;
+        self.set_floor(pattern.trim(), f)
+    }
+
+    /// The noise floor of `key`, in its unit (0 when no pattern matches).
+    pub fn floor(&self, key: &str) -> f64 {
+        self.floors
+            .iter()
+            .filter(|(p, _, _)| matches(p, key))
+            .max_by_key(|(p, _, user)| (*user, usize::MAX - p.matches('*').count()))
+            .map_or(0.0, |(_, f, _)| *f)
+    }
+
     /// Adds a rule given as `PATTERN=PCT` (or `PATTERN=off`).
     pub fn set_arg(&mut self, arg: &str) -> Result<(), String> {
         let (pattern, value) = arg
@@ -164,13 +259,32 @@ impl Thresholds {
         self.set(pattern.trim(), t)
     }
 
-    /// Reads rules from a TOML file of `"pattern" = pct` (or `"off"`) lines.
+    /// Reads rules from a TOML file of `"pattern" = pct` (or `"off"`) lines, and noise floors
+    /// from its `[noise_floor]` table of `"pattern" = value` lines.
     pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
         let name = path.display();
         let text = crate::results::file::read_text(path).map_err(|e| format!("{name}: {e}"))?;
-        let table: toml::Table = text
+        let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| format!("{name}: {}", e.message().trim()))?;
+        if let Some(floors) = table.remove("noise_floor") {
+            let toml::Value::Table(floors) = floors else {
+                return Err(format!(
+                    "{name}: noise_floor must be a table of \"pattern\" = value"
+                ));
+            };
+            for (pattern, value) in floors {
+                let f = match &value {
+                    toml::Value::Integer(i) => parse_floor(&i.to_string()),
+                    toml::Value::Float(f) => parse_floor(&f.to_string()),
+                    toml::Value::String(s) => parse_floor(s),
+                    other => Err(format!("noise floor {other} is not a number or a duration")),
+                }
+                .map_err(|e| format!("{name}: noise_floor: {pattern}: {e}"))?;
+                self.set_floor(&pattern, f)
+                    .map_err(|e| format!("{name}: noise_floor: {e}"))?;
+            }
+        }
         for (pattern, value) in table {
             let t = match &value {
                 toml::Value::Integer(i) => parse_threshold(&i.to_string()),
@@ -418,6 +532,7 @@ fn all_keys() -> Vec<String> {
         "errors.buffer_overflows",
         "errors.write_failures",
         "resources.cpu_avg_pct",
+        "resources.cpu_working_avg_pct",
         "resources.cpu_peak_pct",
         "resources.rss_peak_mib",
         "resources.rss_avg_mib",
@@ -441,6 +556,7 @@ fn judge(
     current: Option<f64>,
     better: Better,
     threshold: Threshold,
+    floor: f64,
     few: Option<String>,
 ) -> (Option<f64>, Option<f64>, Status) {
     let (Some(b), Some(c)) = (baseline, current) else {
@@ -469,6 +585,17 @@ fn judge(
         Better::Lower => change,
         Better::Higher => -change,
     };
+    if (worse > t || (-worse > t && t > 0.0)) && (c - b).abs() <= floor {
+        return (
+            Some(change),
+            Some(t),
+            Status::NotJudged(format!(
+                "a change of {} is within the noise floor of {}",
+                trim_number((c - b).abs()),
+                trim_number(floor)
+            )),
+        );
+    }
     let status = if worse > t {
         Status::Regressed
     } else if -worse > t && t > 0.0 {
@@ -477,6 +604,18 @@ fn judge(
         Status::Ok
     };
     (Some(change), Some(t), status)
+}
+
+/// `1234.5` as `1234.5`, `2000.0` as `2000`: a number in a message, as short as it is exact.
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    }
 }
 
 /// Compares `current` against `baseline` metric by metric. `extra_warnings` (e.g. from
@@ -498,7 +637,8 @@ pub fn compare(
                     c: Option<f64>,
                     few: Option<String>| {
         let threshold = thresholds.get(&key);
-        let (change_pct, threshold_pct, status) = judge(b, c, better, threshold, few);
+        let floor = thresholds.floor(&key);
+        let (change_pct, threshold_pct, status) = judge(b, c, better, threshold, floor, few);
         metrics.push(Metric {
             key,
             section: section.to_string(),
@@ -672,6 +812,13 @@ pub fn compare(
             cr.cpu_avg_pct,
         ),
         (
+            "resources.cpu_working_avg_pct",
+            "CPU working avg (% of one core)",
+            "%",
+            br.cpu_working_avg_pct,
+            cr.cpu_working_avg_pct,
+        ),
+        (
             "resources.cpu_peak_pct",
             "CPU peak (% of one core)",
             "%",
@@ -728,6 +875,8 @@ pub struct Options {
     pub thresholds_file: Option<PathBuf>,
     /// `--threshold PATTERN=PCT`, in order.
     pub threshold: Vec<String>,
+    /// `--noise-floor PATTERN=VALUE`, in order.
+    pub noise_floor: Vec<String>,
     /// `--allow-config-change`.
     pub allow_config_change: bool,
 }
@@ -743,6 +892,10 @@ impl Options {
         for arg in &self.threshold {
             t.set_arg(arg)
                 .map_err(|e| InputError(format!("--threshold {e}")))?;
+        }
+        for arg in &self.noise_floor {
+            t.set_floor_arg(arg)
+                .map_err(|e| InputError(format!("--noise-floor {e}")))?;
         }
         Ok(t)
     }
@@ -780,7 +933,7 @@ mod tests {
 
     #[test]
     fn judging_follows_direction_and_threshold() {
-        let j = |b, c, better, t| judge(Some(b), Some(c), better, Threshold::Pct(t), None);
+        let j = |b, c, better, t| judge(Some(b), Some(c), better, Threshold::Pct(t), 0.0, None);
         assert_eq!(j(100.0, 130.0, Better::Lower, 25.0).2, Status::Regressed);
         assert_eq!(j(100.0, 120.0, Better::Lower, 25.0).2, Status::Ok);
         assert_eq!(j(100.0, 70.0, Better::Lower, 25.0).2, Status::Improved);
@@ -792,13 +945,65 @@ mod tests {
         assert_eq!(j(0.0, 0.0, Better::Lower, 0.0).2, Status::Ok);
         assert_eq!(j(100.0, 130.0, Better::Lower, 25.0).0, Some(30.0));
         assert!(matches!(
-            judge(Some(1.0), Some(2.0), Better::Lower, Threshold::Off, None).2,
+            judge(
+                Some(1.0),
+                Some(2.0),
+                Better::Lower,
+                Threshold::Off,
+                0.0,
+                None
+            )
+            .2,
             Status::NotJudged(_)
         ));
         assert!(matches!(
-            judge(None, Some(2.0), Better::Lower, Threshold::Pct(1.0), None).2,
+            judge(
+                None,
+                Some(2.0),
+                Better::Lower,
+                Threshold::Pct(1.0),
+                0.0,
+                None
+            )
+            .2,
             Status::NotJudged(_)
         ));
+    }
+
+    #[test]
+    fn a_change_within_the_noise_floor_is_not_a_regression() {
+        let t = Thresholds::default();
+        // A 12 ns move of a 50 ns P90: +24%, but noise.
+        let floor = t.floor("latency.service.all.p90");
+        let (_, _, s) = judge(
+            Some(50.0),
+            Some(62.0),
+            Better::Lower,
+            Threshold::Pct(20.0),
+            floor,
+            None,
+        );
+        assert!(
+            matches!(s, Status::NotJudged(ref r) if r.contains("noise floor")),
+            "{s:?}"
+        );
+        // A 2x slower write is caught.
+        let (_, _, s) = judge(
+            Some(60.0),
+            Some(120.0),
+            Better::Lower,
+            Threshold::Pct(20.0),
+            floor,
+            None,
+        );
+        assert_eq!(s, Status::Regressed);
+        let mut t = Thresholds::default();
+        t.set_floor_arg("latency.response.*.p99=200us").unwrap();
+        assert_eq!(t.floor("latency.response.book.p99"), 200_000.0);
+        assert_eq!(t.floor("latency.e2e.all.p99"), 1_000_000.0);
+        assert!(t.set_floor_arg("latency.response.*.p99=-1").is_err());
+        assert!(t.set_floor_arg("latency.nothing.*.p99=1").is_err());
+        assert_eq!(parse_floor("1.5ms"), Ok(1_500_000.0));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::run::reader_wire::{Start, ToTester};
 use crate::source::market::{BookReplica, ReplicaError};
 
 /// Name of the file, in the run directory, where the writer publishes the final book digests.
-pub const DIGESTS_NAME: &str = "digests.json";
+pub use alphapulse_bus::DIGESTS_NAME;
 
 /// The final state of every book a writer published: `digests[exchange][symbol] = (version,
 /// digest)`. A reader that applied every update holds the same.

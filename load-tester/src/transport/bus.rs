@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use alphapulse_bus::{
-    BookUpdate, Manifest, ManifestRing, Record, RunDir, Trade, WriteError, Writer, MANIFEST_VERSION,
+    BookUpdate, Manifest, ManifestRing, Record, RunDir, Trade, WriteError, Writer, DIGESTS_NAME,
+    LOCK_NAME, MANIFEST_NAME, MANIFEST_VERSION,
 };
 
 use super::{SendError, Transport};
@@ -89,6 +90,17 @@ impl BusRun {
             }
             exchanges.push(BusExchange { trades, book });
         }
+        let mut files: Vec<String> = rings.iter().map(|r| r.file.clone()).collect();
+        files.extend(
+            [MANIFEST_NAME, LOCK_NAME, DIGESTS_NAME]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        files.extend(
+            [MANIFEST_NAME, DIGESTS_NAME]
+                .iter()
+                .map(|s| format!("{s}.tmp")),
+        );
         dir.write_manifest(&Manifest {
             version: MANIFEST_VERSION,
             run_id,
@@ -97,6 +109,7 @@ impl BusRun {
             symbols: plan.symbols.clone(),
             rings,
         })?;
+        super::sigbus::arm(dir.path(), &files);
         Ok((Self { dir }, exchanges))
     }
 
@@ -110,9 +123,17 @@ impl BusRun {
         self.dir.write_file(name, contents)
     }
 
-    /// Keeps the run directory after the run.
+    /// Keeps the run directory after the run (even if a SIGBUS kills the process).
     pub fn keep(&mut self) {
+        super::sigbus::disarm();
         self.dir.keep();
+    }
+}
+
+impl Drop for BusRun {
+    fn drop(&mut self) {
+        // The run directory goes the ordinary way now (unless kept).
+        super::sigbus::disarm();
     }
 }
 

@@ -5,6 +5,7 @@
 use alphapulse_bus::{BookUpdate, Trade};
 
 pub mod bus;
+mod sigbus;
 
 /// Why one send did not go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

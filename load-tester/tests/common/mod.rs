@@ -123,3 +123,74 @@ pub fn have_tool(test: &str, found: bool, why: &str) -> bool {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
     false
 }
+
+/// A results or reader JSON file, parsed; fails the test with the path when it cannot be.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let body =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// The exit status a verdict outcome (`passed`, `failed`, `invalid`) maps to.
+pub fn outcome_code(outcome: &str) -> i32 {
+    match outcome {
+        "passed" => 0,
+        "failed" => 1,
+        "invalid" => 3,
+        other => panic!("unknown verdict outcome {other:?}"),
+    }
+}
+
+/// The exit status the verdict of a results file maps to.
+pub fn verdict_code(results: &serde_json::Value) -> i32 {
+    outcome_code(
+        results["verdict"]["outcome"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no verdict.outcome: {}", results["verdict"])),
+    )
+}
+
+/// What a child that ran to its end left: exit code, output, and how long it took.
+pub struct Out {
+    /// Exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+    /// How long it ran.
+    pub took: std::time::Duration,
+}
+
+/// Runs `cmd` to its end with stdin closed and `NO_COLOR` set; kills it and fails the test
+/// when it takes longer than `limit`.
+pub fn run_bounded(mut cmd: std::process::Command, limit: std::time::Duration) -> Out {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let start = std::time::Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .env("NO_COLOR", "1")
+        .spawn()
+        .expect("spawning");
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Out {
+        code: status.code(),
+        stdout: std::fs::read_to_string(out).unwrap(),
+        stderr: std::fs::read_to_string(err).unwrap(),
+        took: start.elapsed(),
+    }
+}
