@@ -4,6 +4,7 @@
 
 pub mod limits;
 pub mod patterns;
+pub mod segments;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
