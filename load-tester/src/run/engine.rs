@@ -111,6 +111,42 @@ pub fn run_with_patterns(
     observer: &mut dyn Observer,
     custom: Option<PatternFactory>,
 ) -> Result<RunEnd, EngineError> {
+    prepare(plan, shm_dir, keep_shm, stop, custom)?.run(None, stop, observer)
+}
+
+/// A run ready to start: its transport created, its reader processes attached, its generator
+/// threads' work laid out; nothing has been sent. [`Prepared::run`] starts it; dropping it
+/// instead removes the transport and stops the readers.
+pub struct Prepared<'a> {
+    /// The plan to run.
+    plan: &'a Plan,
+    /// Arrival patterns of the user's own, where it gives them.
+    custom: Option<PatternFactory<'a>>,
+    /// The transport: its run directory goes when this does (unless kept).
+    bus: BusRun,
+    /// Each generator thread's exchanges, their schedules not set yet.
+    per_thread: Vec<Vec<ExchangeWork>>,
+    /// The reader processes, every one attached and waiting for `start`.
+    readers: Vec<ReaderChild>,
+    /// Where generator threads and readers send what they hear.
+    tx: mpsc::Sender<Event>,
+    /// What the engine hears.
+    rx: mpsc::Receiver<Event>,
+    /// Cost of one clock read, ns.
+    clock_cost_ns: f64,
+    /// CPU cores the process could run on before the engine thread moved off the generators'.
+    cores: usize,
+}
+
+/// Creates the transport and starts the readers of a run of `plan` on the bus under `shm_dir`;
+/// the load starts with [`Prepared::run`]. Fails if a stop is requested meanwhile.
+pub fn prepare<'a>(
+    plan: &'a Plan,
+    shm_dir: &Path,
+    keep_shm: bool,
+    stop: &Stop,
+    custom: Option<PatternFactory<'a>>,
+) -> Result<Prepared<'a>, EngineError> {
     let clock_cost_ns = crate::run::measure::clock_cost_ns();
     let (mut bus, transports) = BusRun::create(plan, shm_dir)?;
     if keep_shm {
@@ -151,259 +187,303 @@ pub fn run_with_patterns(
     )
     .map_err(EngineError::Readers)?;
     wait_ready(&rx, &mut readers, stop)?;
-
-    let interval_ns = plan.interval_ns;
-    let intervals = plan.intervals();
-    let start_ns = now_ns() + START_DELAY_NS;
-    let started_unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_nanos() as u64 + START_DELAY_NS) / 1_000_000)
-        .unwrap_or(0);
-    for works in &mut per_thread {
-        for w in works {
-            let Some(e) = plan.exchanges.iter().find(|e| e.id == w.id) else {
-                continue;
-            };
-            w.trades = schedule_for(plan, e, Stream::Trades, start_ns, custom);
-            w.book = schedule_for(plan, e, Stream::Book, start_ns, custom);
-        }
-    }
-    let start = Start {
-        start_ns,
-        interval_ns,
-        intervals,
-    };
-    for r in &mut readers {
-        r.start(&start);
-    }
-    observer.started(
+    Ok(Prepared {
         plan,
-        &RunStart {
-            location: run_dir.display().to_string(),
-            started_unix_ms,
-        },
-    );
-    let ticks = sampler::ticks_per_sec();
-
-    let mut collector = Collector::new(intervals, interval_ns);
-    let generator_ids: Vec<ProducerId> = (0..plan.threads)
-        .map(|i| collector.producer(format!("generator thread {i}")))
-        .collect();
-    let reader_ids: Vec<ProducerId> = readers
-        .iter()
-        .map(|r| collector.producer(format!("reader {} (pid {})", r.index, r.pid)))
-        .collect();
-    let sampler_id = collector.producer("resource sampler");
-    let mut end = RunEnd {
-        started_unix_ms,
-        location: run_dir.display().to_string(),
-        clock: plan.clock,
+        custom,
+        bus,
+        per_thread,
+        readers,
+        tx,
+        rx,
         clock_cost_ns,
-        pacing: vec![PacingReport::default(); plan.threads],
         cores,
-        interrupted: false,
-        warnings: Vec::new(),
-        readers: Vec::new(),
-        garbage_lines: 0,
-    };
-    let mut refused = 0u64;
-    let mut aborted = false;
-    let mut digests = Digests::default();
-    std::thread::scope(|scope| {
-        let mut spares = Vec::new();
-        for (index, works) in per_thread.into_iter().enumerate() {
-            let (spare_tx, spare_rx) = mpsc::channel();
-            spares.push(spare_tx);
-            let config = GeneratorConfig {
-                index,
-                start_ns,
-                intervals,
-                interval_ns,
-                pacing: plan.pacing,
-                pin_core: plan.pin_cores.get(index).copied(),
-                clock: plan.clock,
-            };
-            let tx = tx.clone();
-            std::thread::Builder::new()
-                .name(format!("generator-{index}"))
-                .spawn_scoped(scope, move || {
-                    generator::run(
-                        config,
-                        works,
-                        stop.flag(),
-                        |m| {
-                            let _ = tx.send(Event::Generator(m));
-                        },
-                        spare_rx,
-                    )
-                })
-                .expect("spawning a generator thread");
-        }
+    })
+}
 
-        let mut proc_before = sampler::read("self");
-        let mut next_sample = start_ns + interval_ns;
-        let mut running = plan.threads;
-        let mut finish_deadline = None;
-        let mut emit = |r: &IntervalReport| observer.interval(r);
-        loop {
-            if stop.aborted() {
-                // The generators watch the same request and return within MAX_WAIT_NS.
-                for r in &mut readers {
-                    r.reap();
+impl Prepared<'_> {
+    /// Where the run's transport lives (the bus's run directory).
+    pub fn location(&self) -> String {
+        self.bus.path().display().to_string()
+    }
+
+    /// Runs the load from `start_ns` (`CLOCK_MONOTONIC`; `None`: in a moment), handing every
+    /// complete interval to `observer`. A start already past is moved to now, plus the moment
+    /// every thread and reader needs to be ready.
+    pub fn run(
+        self,
+        start_ns: Option<u64>,
+        stop: &Stop,
+        observer: &mut dyn Observer,
+    ) -> Result<RunEnd, EngineError> {
+        let Prepared {
+            plan,
+            custom,
+            mut bus,
+            mut per_thread,
+            mut readers,
+            tx,
+            rx,
+            clock_cost_ns,
+            cores,
+        } = self;
+        let run_dir = bus.path();
+        let interval_ns = plan.interval_ns;
+        let intervals = plan.intervals();
+        let now = now_ns();
+        let start_ns = start_ns
+            .filter(|&s| s > now + START_DELAY_NS / 10)
+            .unwrap_or(now + START_DELAY_NS);
+        let started_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| (d.as_nanos() as u64 + (start_ns - now)) / 1_000_000)
+            .unwrap_or(0);
+        for works in &mut per_thread {
+            for w in works {
+                let Some(e) = plan.exchanges.iter().find(|e| e.id == w.id) else {
+                    continue;
+                };
+                w.trades = schedule_for(plan, e, Stream::Trades, start_ns, custom);
+                w.book = schedule_for(plan, e, Stream::Book, start_ns, custom);
+            }
+        }
+        let start = Start {
+            start_ns,
+            interval_ns,
+            intervals,
+        };
+        for r in &mut readers {
+            r.start(&start);
+        }
+        observer.started(
+            plan,
+            &RunStart {
+                location: run_dir.display().to_string(),
+                started_unix_ms,
+            },
+        );
+        let ticks = sampler::ticks_per_sec();
+
+        let mut collector = Collector::new(intervals, interval_ns);
+        let generator_ids: Vec<ProducerId> = (0..plan.threads)
+            .map(|i| collector.producer(format!("generator thread {i}")))
+            .collect();
+        let reader_ids: Vec<ProducerId> = readers
+            .iter()
+            .map(|r| collector.producer(format!("reader {} (pid {})", r.index, r.pid)))
+            .collect();
+        let sampler_id = collector.producer("resource sampler");
+        let mut end = RunEnd {
+            started_unix_ms,
+            location: run_dir.display().to_string(),
+            clock: plan.clock,
+            clock_cost_ns,
+            pacing: vec![PacingReport::default(); plan.threads],
+            cores,
+            interrupted: false,
+            warnings: Vec::new(),
+            readers: Vec::new(),
+            garbage_lines: 0,
+        };
+        let mut refused = 0u64;
+        let mut aborted = false;
+        let mut digests = Digests::default();
+        std::thread::scope(|scope| {
+            let mut spares = Vec::new();
+            for (index, works) in per_thread.into_iter().enumerate() {
+                let (spare_tx, spare_rx) = mpsc::channel();
+                spares.push(spare_tx);
+                let config = GeneratorConfig {
+                    index,
+                    start_ns,
+                    intervals,
+                    interval_ns,
+                    pacing: plan.pacing,
+                    pin_core: plan.pin_cores.get(index).copied(),
+                    clock: plan.clock,
+                };
+                let tx = tx.clone();
+                std::thread::Builder::new()
+                    .name(format!("generator-{index}"))
+                    .spawn_scoped(scope, move || {
+                        generator::run(
+                            config,
+                            works,
+                            stop.flag(),
+                            |m| {
+                                let _ = tx.send(Event::Generator(m));
+                            },
+                            spare_rx,
+                        )
+                    })
+                    .expect("spawning a generator thread");
+            }
+
+            let mut proc_before = sampler::read("self");
+            let mut next_sample = start_ns + interval_ns;
+            let mut running = plan.threads;
+            let mut finish_deadline = None;
+            let mut emit = |r: &IntervalReport| observer.interval(r);
+            loop {
+                if stop.aborted() {
+                    // The generators watch the same request and return within MAX_WAIT_NS.
+                    for r in &mut readers {
+                        r.reap();
+                    }
+                    aborted = true;
+                    break;
                 }
-                aborted = true;
-                break;
-            }
-            if running == 0 && !readers.iter().any(ReaderChild::running) {
-                break;
-            }
-            let now = now_ns();
-            if finish_deadline.is_some_and(|d| now >= d) {
-                for r in readers.iter_mut().filter(|r| r.running()) {
-                    end.warnings.push(format!(
+                if running == 0 && !readers.iter().any(ReaderChild::running) {
+                    break;
+                }
+                let now = now_ns();
+                if finish_deadline.is_some_and(|d| now >= d) {
+                    for r in readers.iter_mut().filter(|r| r.running()) {
+                        end.warnings.push(format!(
                         "reader {} (pid {}) did not report within {} s after the writers closed; killed",
                         r.index,
                         r.pid,
                         READER_FINISH_TIMEOUT.as_secs()
                     ));
-                    r.reap();
-                    r.closed((now.saturating_sub(start_ns)) as f64 / 1e9);
+                        r.reap();
+                        r.closed((now.saturating_sub(start_ns)) as f64 / 1e9);
+                    }
+                    break;
                 }
-                break;
-            }
-            let timeout = next_sample.saturating_sub(now).min(100_000_000);
-            match rx.recv_timeout(Duration::from_nanos(timeout)) {
-                Ok(Event::Generator(Message::Interval { thread, mut report })) => {
-                    if let Err(e) = collector.add(generator_ids[thread], &report) {
-                        refused += 1;
-                        tracing::warn!("{e}");
-                    }
-                    report.reset(report.index);
-                    let _ = spares[thread].send(report);
-                }
-                Ok(Event::Generator(Message::Done(summary))) => {
-                    collector.done(generator_ids[summary.thread]);
-                    running -= 1;
-                    end.interrupted |= summary.interrupted;
-                    if let Some(p) = end.pacing.get_mut(summary.thread) {
-                        *p = summary.pacing;
-                    }
-                    digests.exchanges.extend(summary.digests);
-                    if let Some(e) = summary.pin_error {
-                        end.warnings
-                            .push(format!("generator thread {}: {e}", summary.thread));
-                    }
-                    if running == 0 {
-                        // The interval the generators ended in gets its sample now, then the
-                        // sampler is done.
-                        let index = (now_ns().saturating_sub(start_ns) / interval_ns)
-                            .min(intervals.saturating_sub(1));
-                        if (next_sample - start_ns) / interval_ns - 1 <= index {
-                            let after = sampler::read("self");
-                            sample(
-                                &mut collector,
-                                sampler_id,
-                                index,
-                                interval_ns,
-                                (&proc_before, &after),
-                                &mut readers,
-                                ticks,
-                            );
+                let timeout = next_sample.saturating_sub(now).min(100_000_000);
+                match rx.recv_timeout(Duration::from_nanos(timeout)) {
+                    Ok(Event::Generator(Message::Interval { thread, mut report })) => {
+                        if let Err(e) = collector.add(generator_ids[thread], &report) {
+                            refused += 1;
+                            tracing::warn!("{e}");
                         }
-                        collector.done(sampler_id);
-                        // Every writer is closed once its thread returned; readers drain, then
-                        // compare their books with these.
-                        let json = serde_json::to_vec(&digests).expect("digests serialize");
-                        if let Err(e) = bus.publish(DIGESTS_NAME, &json) {
+                        report.reset(report.index);
+                        let _ = spares[thread].send(report);
+                    }
+                    Ok(Event::Generator(Message::Done(summary))) => {
+                        collector.done(generator_ids[summary.thread]);
+                        running -= 1;
+                        end.interrupted |= summary.interrupted;
+                        if let Some(p) = end.pacing.get_mut(summary.thread) {
+                            *p = summary.pacing;
+                        }
+                        digests.exchanges.extend(summary.digests);
+                        if let Some(e) = summary.pin_error {
                             end.warnings
-                                .push(format!("cannot publish book digests: {e}"));
+                                .push(format!("generator thread {}: {e}", summary.thread));
                         }
-                        finish_deadline = Some(now_ns() + READER_FINISH_TIMEOUT.as_nanos() as u64);
-                    }
-                }
-                Ok(Event::Reader(i, line)) => {
-                    let at = now_ns().saturating_sub(start_ns) as f64 / 1e9;
-                    let id = reader_ids[i];
-                    match line {
-                        ReaderLine::Message(m) => match *m {
-                            ToTester::Interval { report } => {
-                                if let Err(e) = collector.add(id, &report) {
-                                    refused += 1;
-                                    tracing::warn!("{e}");
-                                }
+                        if running == 0 {
+                            // The interval the generators ended in gets its sample now, then the
+                            // sampler is done.
+                            let index = (now_ns().saturating_sub(start_ns) / interval_ns)
+                                .min(intervals.saturating_sub(1));
+                            if (next_sample - start_ns) / interval_ns - 1 <= index {
+                                let after = sampler::read("self");
+                                sample(
+                                    &mut collector,
+                                    sampler_id,
+                                    index,
+                                    interval_ns,
+                                    (&proc_before, &after),
+                                    &mut readers,
+                                    ticks,
+                                );
                             }
-                            ToTester::Final { report, end } => {
-                                if let Err(e) = collector.add(id, &report) {
-                                    refused += 1;
-                                    tracing::warn!("{e}");
+                            collector.done(sampler_id);
+                            // Every writer is closed once its thread returned; readers drain, then
+                            // compare their books with these.
+                            let json = serde_json::to_vec(&digests).expect("digests serialize");
+                            if let Err(e) = bus.publish(DIGESTS_NAME, &json) {
+                                end.warnings
+                                    .push(format!("cannot publish book digests: {e}"));
+                            }
+                            finish_deadline =
+                                Some(now_ns() + READER_FINISH_TIMEOUT.as_nanos() as u64);
+                        }
+                    }
+                    Ok(Event::Reader(i, line)) => {
+                        let at = now_ns().saturating_sub(start_ns) as f64 / 1e9;
+                        let id = reader_ids[i];
+                        match line {
+                            ReaderLine::Message(m) => match *m {
+                                ToTester::Interval { report } => {
+                                    if let Err(e) = collector.add(id, &report) {
+                                        refused += 1;
+                                        tracing::warn!("{e}");
+                                    }
                                 }
-                                readers[i].outcome = Some(*end);
+                                ToTester::Final { report, end } => {
+                                    if let Err(e) = collector.add(id, &report) {
+                                        refused += 1;
+                                        tracing::warn!("{e}");
+                                    }
+                                    readers[i].outcome = Some(*end);
+                                    collector.done(id);
+                                }
+                                ToTester::Ready { .. } => {}
+                            },
+                            ReaderLine::Garbage(_) => end.garbage_lines += 1,
+                            ReaderLine::Closed => {
+                                readers[i].closed(at);
                                 collector.done(id);
-                            }
-                            ToTester::Ready { .. } => {}
-                        },
-                        ReaderLine::Garbage(_) => end.garbage_lines += 1,
-                        ReaderLine::Closed => {
-                            readers[i].closed(at);
-                            collector.done(id);
-                            if let Some(why) = &readers[i].died {
-                                tracing::warn!("{why}");
+                                if let Some(why) = &readers[i].died {
+                                    tracing::warn!("{why}");
+                                }
                             }
                         }
                     }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-            let now = now_ns();
-            if now >= next_sample && running > 0 {
-                let index = ((next_sample - start_ns) / interval_ns - 1).min(intervals - 1);
-                let after = sampler::read("self");
-                sample(
-                    &mut collector,
-                    sampler_id,
-                    index,
-                    interval_ns,
-                    (&proc_before, &after),
-                    &mut readers,
-                    ticks,
-                );
-                proc_before = after;
-                next_sample += interval_ns;
-                // After a stall, sample once, not once per missed second.
-                if next_sample <= now {
-                    next_sample = now + interval_ns;
+                let now = now_ns();
+                if now >= next_sample && running > 0 {
+                    let index = ((next_sample - start_ns) / interval_ns - 1).min(intervals - 1);
+                    let after = sampler::read("self");
+                    sample(
+                        &mut collector,
+                        sampler_id,
+                        index,
+                        interval_ns,
+                        (&proc_before, &after),
+                        &mut readers,
+                        ticks,
+                    );
+                    proc_before = after;
+                    next_sample += interval_ns;
+                    // After a stall, sample once, not once per missed second.
+                    if next_sample <= now {
+                        next_sample = now + interval_ns;
+                    }
+                    collector.reached(sampler_id, (next_sample - start_ns) / interval_ns - 1);
                 }
-                collector.reached(sampler_id, (next_sample - start_ns) / interval_ns - 1);
+                collector.drain(&mut emit);
             }
-            collector.drain(&mut emit);
+            if !aborted {
+                collector.finish(&mut emit);
+            }
+        });
+        if aborted {
+            return Err(EngineError::Aborted);
         }
-        if !aborted {
-            collector.finish(&mut emit);
+        for r in &mut readers {
+            r.stop();
+            r.reap();
         }
-    });
-    if aborted {
-        return Err(EngineError::Aborted);
+        if refused > 0 {
+            end.warnings.push(format!(
+                "{refused} interval report(s) were refused (see -v); their figures are missing"
+            ));
+        }
+        end.readers = readers
+            .iter()
+            .map(|r| ReaderProcessEnd {
+                index: r.index,
+                pid: r.pid,
+                outcome: r.outcome.clone(),
+                died: r.died.clone(),
+            })
+            .collect();
+        Ok(end)
     }
-    for r in &mut readers {
-        r.stop();
-        r.reap();
-    }
-    if refused > 0 {
-        end.warnings.push(format!(
-            "{refused} interval report(s) were refused (see -v); their figures are missing"
-        ));
-    }
-    end.readers = readers
-        .iter()
-        .map(|r| ReaderProcessEnd {
-            index: r.index,
-            pid: r.pid,
-            outcome: r.outcome.clone(),
-            died: r.died.clone(),
-        })
-        .collect();
-    Ok(end)
 }
 
 /// Reports the resource use of the tester and of every live reader over interval `index`.
