@@ -210,3 +210,36 @@ fn an_output_that_fails_does_not_skip_the_others() {
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
     shm.assert_empty();
 }
+
+#[test]
+fn dev_stdout_redirected_to_a_file_is_standard_output_not_a_file_to_replace() {
+    // `--json-output /dev/stdout > out.txt`: replacing the file behind the alias would lose
+    // the console report written to it; as `-`, the JSON goes to stdout and the report to
+    // stderr.
+    let shm = Shm::new("lt-out-devstdout-");
+    let dir = tempfile::tempdir().unwrap();
+    let captured = dir.path().join("out.txt");
+    let file = std::fs::File::create(&captured).unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .env("ALPHAPULSE_SHM_DIR", &shm.base)
+        .env("NO_COLOR", "1")
+        .args(args(&[
+            "--shm-dir",
+            shm.base.to_str().unwrap(),
+            "--json-output",
+            "/dev/stdout",
+        ]))
+        .stdout(file)
+        .output()
+        .expect("running load-tester");
+    assert!(is_verdict(out.status.code()), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Status: "),
+        "the report went to stderr: {stderr}"
+    );
+    let json = std::fs::read_to_string(&captured).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).expect("stdout holds the JSON alone");
+    assert!(v["verdict"]["outcome"].is_string(), "{v}");
+    shm.assert_empty();
+}

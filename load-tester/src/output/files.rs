@@ -7,8 +7,11 @@
 //!   beside the *real* file (a symlink is followed, not replaced) that is renamed over it, so a
 //!   reader sees the old file or the whole new one. A new file gets the mode `0666` less the
 //!   umask; a replaced file keeps its mode;
-//! - a character device or a FIFO (`/dev/null`, `/dev/stdout`, a named pipe): written in place,
-//!   never replaced;
+//! - `/dev/stdout`, `/dev/fd/1` or `/proc/self/fd/1`: standard output as `-` is, where it is
+//!   allowed; any other of the process's own descriptors (`/dev/stderr`, `/dev/fd/N`): written in
+//!   place, appended, never replaced (replacing the file a descriptor of this process has open, a
+//!   shell's `> out.txt`, would lose what was written to it);
+//! - a character device or a FIFO (`/dev/null`, a named pipe): written in place, never replaced;
 //! - anything else (a directory, a socket, a block device): refused.
 //!
 //! Two outputs that resolve to the same file (same device and inode, or the same canonical path
@@ -65,6 +68,14 @@ impl Target {
             } else {
                 Err("`-` (standard output) is not accepted here; name a file".into())
             };
+        }
+        if let Some(fd) = own_descriptor(path) {
+            if fd == 1 && stdout_ok {
+                return Ok(Target::Stdout);
+            }
+            return Ok(Target::Device {
+                path: path.to_path_buf(),
+            });
         }
         let real = follow_links(path)?;
         match std::fs::metadata(&real) {
@@ -235,9 +246,27 @@ fn kind_of(m: &std::fs::Metadata) -> &'static str {
 
 /// Opens a device or FIFO for writing in place. A FIFO that no process reads is an error at
 /// once instead of a hang.
+/// The descriptor `path` names when it is one of this process's own (`/dev/stdout`,
+/// `/dev/stderr`, `/dev/stdin`, `/dev/fd/N`, `/proc/self/fd/N`).
+fn own_descriptor(path: &Path) -> Option<u32> {
+    let s = path.to_str()?;
+    match s {
+        "/dev/stdin" => return Some(0),
+        "/dev/stdout" => return Some(1),
+        "/dev/stderr" => return Some(2),
+        _ => {}
+    }
+    let n = s
+        .strip_prefix("/dev/fd/")
+        .or_else(|| s.strip_prefix("/proc/self/fd/"))?;
+    n.parse().ok()
+}
+
 fn open_device(path: &Path) -> std::io::Result<File> {
+    // Appending: a descriptor alias may lead to a regular file (a shell redirection) that
+    // holds what the process already wrote; a device or FIFO ignores it.
     let file = OpenOptions::new()
-        .write(true)
+        .append(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)
         .map_err(|e| {
