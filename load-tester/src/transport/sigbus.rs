@@ -26,6 +26,9 @@ struct Paths {
 
 const MESSAGE: &[u8] = b"load-tester: SIGBUS: a ring file this process had mapped was truncated \
 or taken away by another process; the run directory was removed, no results were written\n";
+/// The message when the run directory stays: `--keep-shm`, or the run was already ending.
+const MESSAGE_KEPT: &[u8] = b"load-tester: SIGBUS: a ring file this process had mapped was \
+truncated or taken away by another process; no results were written\n";
 
 /// Installs the handler (once per process) and arms it for the run directory `dir` holding
 /// `files` (names relative to `dir`). Best effort: if a path cannot be expressed as a C string,
@@ -63,9 +66,14 @@ fn install() {
 
 extern "C" fn on_sigbus(_signal: libc::c_int) {
     let paths = ARMED.swap(std::ptr::null_mut(), Ordering::AcqRel);
-    // SAFETY: write(2) is async-signal-safe and `MESSAGE` is a valid buffer of its length.
+    let message = if paths.is_null() {
+        MESSAGE_KEPT
+    } else {
+        MESSAGE
+    };
+    // SAFETY: write(2) is async-signal-safe and `message` is a valid buffer of its length.
     unsafe {
-        libc::write(2, MESSAGE.as_ptr().cast(), MESSAGE.len());
+        libc::write(2, message.as_ptr().cast(), message.len());
     }
     if paths.is_null() {
         return;
