@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod config;
+pub mod distributed;
 pub mod exit;
 pub mod output;
 pub mod plan;

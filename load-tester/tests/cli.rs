@@ -1024,11 +1024,62 @@ fn help_entry(help: &str, flag: &str) -> Option<String> {
 }
 
 #[test]
-fn distributed_modes_say_they_are_not_in_this_build() {
-    for mode in ["coordinator", "worker"] {
-        assert_refused(&["--mode", mode], "--mode", &["not available"]);
-    }
+fn each_mode_refuses_the_flags_of_another() {
+    // The load is the coordinator's; a worker's cores are its own; the network is a
+    // distributed run's.
+    assert_refused(
+        &[
+            "--mode",
+            "worker",
+            "--coordinator",
+            "127.0.0.1:1",
+            "-e",
+            "4",
+        ],
+        "--exchanges",
+        &["coordinator"],
+    );
+    assert_refused(
+        &["--mode", "coordinator", "--pin-cores", "0"],
+        "--pin-cores",
+        &["worker"],
+    );
+    assert_refused(
+        &["--mode", "coordinator", "--coordinator", "h:1"],
+        "--coordinator",
+        &["worker"],
+    );
+    assert_refused(&["--port", "9000"], "--port", &["--mode coordinator"]);
     assert_refused(&["--mode", "cluster"], "--mode", &["cluster"]);
+}
+
+#[test]
+fn a_coordinator_beyond_loopback_needs_a_token() {
+    assert_refused(
+        &["--mode", "coordinator", "--bind", "0.0.0.0"],
+        "--bind",
+        &["--token"],
+    );
+    assert_refused(
+        &["--mode", "coordinator", "--bind", "my-host"],
+        "--bind",
+        &["IP address"],
+    );
+    assert_refused(
+        &["--mode", "coordinator", "--token", ""],
+        "--token",
+        &["empty"],
+    );
+    assert_refused(
+        &["--mode", "coordinator", "--tls-ca", "/etc/hostname"],
+        "--tls-ca",
+        &["--tls-cert"],
+    );
+    assert_refused(
+        &["--mode", "coordinator", "--workers", "0"],
+        "--workers",
+        &["1 to"],
+    );
 }
 
 #[test]

@@ -18,7 +18,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("output", &["plan", "report", "results"]),
     (
         "config",
-        &["plan", "report", "source", "results", "output", "run"],
+        &[
+            "plan",
+            "report",
+            "source",
+            "results",
+            "output",
+            "run",
+            "distributed",
+        ],
     ),
     ("exit", &["results"]),
     (

@@ -1,15 +1,12 @@
 //! The load test: configuration, plan, run, results, outputs, exit status.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use super::error;
 use crate::output;
 use crate::report::observe::{Observer, Tee};
 use crate::results::accumulate::RunAccumulator;
 use crate::run::engine::EngineError;
-use crate::run::{Stop, StopRequest};
 
 /// Runs the load test `args` describe; returns the exit status.
 pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
@@ -22,36 +19,11 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         Err(e) => return error(e),
     };
     if settings.verbose {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal() && ::console::colors_enabled_stderr())
-            .try_init();
+        logs_on_stderr();
     }
 
-    // First signal: stop the load and report what was measured. Second: end the run at once
-    // (readers killed, shared memory removed, no results). A third, should the run still not
-    // end, exits on the spot.
-    let stop = Arc::new(Stop::default());
-    let which = Arc::new(AtomicUsize::new(0));
-    for (signal, code) in [
-        (signal_hook::consts::SIGINT, crate::exit::SIGINT),
-        (signal_hook::consts::SIGTERM, crate::exit::SIGTERM),
-    ] {
-        let (stop, which) = (Arc::clone(&stop), Arc::clone(&which));
-        let handler = move || {
-            // Only the first signal names the interruption.
-            let _ = which.compare_exchange(0, signal as usize, Ordering::SeqCst, Ordering::SeqCst);
-            if stop.request() == StopRequest::Again {
-                signal_hook::low_level::exit(code);
-            }
-        };
-        // SAFETY: the handler does only atomic operations and, at the third signal, `_exit`,
-        // all async-signal-safe; it allocates and locks nothing.
-        let _ = unsafe { signal_hook::low_level::register(signal, handler) };
-    }
+    let signals = super::signals::Signals::install();
+    let stop = &signals.stop;
 
     eprintln!("🚀 Starting AlphaPulse Load Tester");
     for note in &settings.notes {
@@ -72,21 +44,14 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         &plan,
         &settings.shm_dir,
         settings.keep_shm,
-        &stop,
+        stop,
         &mut Tee(observers),
     );
-    let signal_name = |which: usize| {
-        if which == signal_hook::consts::SIGTERM as usize {
-            ("SIGTERM", crate::exit::SIGTERM)
-        } else {
-            ("SIGINT", crate::exit::SIGINT)
-        }
-    };
     let end = match run {
         Ok(d) => d,
         Err(EngineError::Aborted) => {
             progress.finish();
-            let (name, code) = signal_name(which.load(Ordering::Relaxed));
+            let (name, code) = signals.first().unwrap_or(("SIGINT", crate::exit::SIGINT));
             eprintln!(
                 "Stopped at once by {name}: readers killed, shared memory removed; \
                  no results were written"
@@ -99,33 +64,45 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         }
     };
     progress.finish();
-    let signal = match which.load(Ordering::Relaxed) {
-        0 => None,
-        s if s == signal_hook::consts::SIGTERM as usize => Some("SIGTERM".to_string()),
-        _ => Some("SIGINT".to_string()),
-    };
-    let interrupted_code = signal.as_deref().map(|s| {
-        if s == "SIGTERM" {
-            crate::exit::SIGTERM
-        } else {
-            crate::exit::SIGINT
-        }
-    });
-    let mut results = accumulator.finish(&end, signal, settings.allow_loss);
+    let signal = signals.first();
+    let mut results =
+        accumulator.finish(&end, signal.map(|s| s.0.to_string()), settings.allow_loss);
     results.verdict = crate::results::judge::judge(&results, &settings.targets);
-    let report = output::console::render(&results, settings.verbose);
-    if reports.stdout_taken() {
-        eprint!("{report}");
-    } else {
-        print!("{report}");
-    }
     if settings.keep_shm {
         eprintln!(
             "Shared memory kept in {} (remove with `load-tester clean` once no reader needs it)",
             end.location
         );
     }
-    let (comparison, errors) = reports.finish(&results);
+    deliver(&results, &settings, reports, signal.map(|s| s.1))
+}
+
+/// Sends the logs (`RUST_LOG`, default `info`) to stderr: `-v`.
+pub(super) fn logs_on_stderr() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && ::console::colors_enabled_stderr())
+        .try_init();
+}
+
+/// Prints the report of `results`, writes the outputs and returns the exit status (of the
+/// verdict, the interruption, the baseline comparison, or of an output that failed).
+pub(super) fn deliver(
+    results: &crate::results::Results,
+    settings: &crate::config::Settings,
+    reports: output::reports::Reports,
+    interrupted_code: Option<i32>,
+) -> i32 {
+    let report = output::console::render(results, settings.verbose);
+    if reports.stdout_taken() {
+        eprint!("{report}");
+    } else {
+        print!("{report}");
+    }
+    let (comparison, errors) = reports.finish(results);
     if !errors.is_empty() {
         errors.iter().for_each(|e| {
             error(e);

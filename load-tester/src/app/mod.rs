@@ -8,8 +8,11 @@ use crate::output;
 
 mod clean;
 mod compare;
+mod coordinator;
 mod load_test;
 mod read;
+mod signals;
+mod worker;
 
 /// Runs the program with the process's arguments and returns its exit status.
 pub fn main() -> i32 {
@@ -29,6 +32,11 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if cli.command.is_none() {
+        if let Err(e) = crate::config::distributed::check_mode_flags(cli.run.mode, &matches) {
+            return error(e);
+        }
+    }
     if let Some(name) = cli.run.scenario.clone() {
         let applied = crate::config::scenario::load(&name).and_then(|(origin, text)| {
             crate::config::scenario::apply(&origin, &text, &mut cli.run, &matches)
@@ -41,15 +49,11 @@ pub fn main() -> i32 {
         Some(Command::Clean { shm_dir }) => clean::run(shm_dir),
         Some(Command::Compare(a)) => compare::run(&a),
         Some(Command::Read(args)) => read::run(&args),
-        None if cli.run.mode != RunMode::Standalone => error(format!(
-            "--mode {}: distributed runs are not available in this build of load-tester; \
-             run without --mode (standalone)",
-            match cli.run.mode {
-                RunMode::Coordinator => "coordinator",
-                _ => "worker",
-            }
-        )),
-        None => load_test::run(&cli.run),
+        None => match cli.run.mode {
+            RunMode::Standalone => load_test::run(&cli.run),
+            RunMode::Coordinator => coordinator::run(&cli.run),
+            RunMode::Worker => worker::run(&cli.run),
+        },
     }
 }
 

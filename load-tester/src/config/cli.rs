@@ -371,6 +371,79 @@ pub struct RunArgs {
     /// What the scenario is, when one was given.
     #[arg(skip)]
     pub scenario_description: Option<String>,
+
+    /// Options of a distributed run (--mode coordinator or worker).
+    #[command(
+        flatten,
+        next_help_heading = "Distributed run (--mode coordinator / worker)"
+    )]
+    pub distributed: DistributedArgs,
+}
+
+/// Options of a distributed run: the coordinator's and the workers'.
+#[derive(Debug, Args)]
+pub struct DistributedArgs {
+    /// Coordinator: the port to listen on
+    #[arg(long, value_name = "PORT", default_value_t = 8080,
+          value_parser = |s: &str| whole(s, 0, 65_535))]
+    pub port: u64,
+
+    /// Coordinator: the address to listen on; anything but loopback needs --token
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind: String,
+
+    /// Coordinator: workers to split the load among; the run starts when all have joined
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = |s: &str| whole(s, 1, MAX_WORKERS))]
+    pub workers: u64,
+
+    /// Coordinator: seconds to wait for every worker; worker: to keep trying to reach the
+    /// coordinator
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = |s: &str| whole(s, 1, 86_400))]
+    pub join_timeout_secs: u64,
+
+    /// Coordinator: refuse to start when a worker's clock is further off than this, ms
+    #[arg(long, value_name = "MS", default_value_t = 10,
+          value_parser = |s: &str| whole(s, 0, 60_000))]
+    pub clock_offset_budget_ms: u64,
+
+    /// Worker: the coordinator to join, HOST:PORT
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator: Option<String>,
+
+    /// The shared secret workers present to the coordinator (compared in constant time)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ALPHAPULSE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Worker: this worker's index, which tells it apart from others on its host
+    /// [default: $JOB_COMPLETION_INDEX, else the process id]
+    #[arg(long, value_name = "N", env = "JOB_COMPLETION_INDEX", hide_env_values = true,
+          value_parser = |s: &str| whole(s, 0, u64::from(u32::MAX)))]
+    pub worker_index: Option<u64>,
+
+    /// TLS: coordinator: its certificate (PEM); worker: its client certificate, when the
+    /// coordinator requires one
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS: the private key of --tls-cert (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// TLS: worker: the CA that signed the coordinator's certificate (turns TLS on);
+    /// coordinator: require worker certificates this CA signed
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// TLS, worker: the name the coordinator's certificate must carry [default: its host]
+    #[arg(long, value_name = "NAME")]
+    pub tls_domain: Option<String>,
 }
 
 /// Parses a whole number in `min..=max`, with an error that says what is accepted.

@@ -2,11 +2,12 @@
 //! so here, before anything is created or run.
 
 pub mod cli;
+pub mod distributed;
 pub mod scenario;
 
 use std::path::PathBuf;
 
-use crate::config::cli::{ClockArg, PlacementArg, RunArgs};
+use crate::config::cli::{ClockArg, PlacementArg, RunArgs, RunMode};
 use crate::output::reports::OutputRequest;
 use crate::plan::limits::MAX_TOTAL_RATE;
 use crate::plan::patterns::PatternSpec;
@@ -67,27 +68,19 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             args.threads, args.exchanges, args.exchanges
         ));
     }
-    let mut pin_cores = check_pin_cores("--pin-cores", &args.pin_cores, args.threads)?;
-    let mut reader_pin_cores =
-        check_pin_cores("--reader-pin-cores", &args.reader_pin_cores, args.consumers)?;
-    let mut notes = Vec::new();
-    if args.placement == PlacementArg::Auto && pin_cores.is_empty() && reader_pin_cores.is_empty() {
-        let cores = placement::available_cores();
-        match placement::auto(args.threads as usize, args.consumers as usize, &cores) {
-            Some((generators, readers)) => {
-                pin_cores = generators;
-                reader_pin_cores = readers;
-            }
-            None if cores.len() > 1 => notes.push(format!(
-                "{} generator thread(s) and {} reader(s) do not get a core each on {} cores: \
-                 the scheduler places them, and their contention may show as lag",
-                args.threads,
-                args.consumers,
-                cores.len()
-            )),
-            None => {}
-        }
-    }
+    // A coordinator runs no load itself: cores are each worker's to choose.
+    let (pin_cores, reader_pin_cores, mut notes) = if args.mode == RunMode::Coordinator {
+        (Vec::new(), Vec::new(), Vec::new())
+    } else {
+        let p = place(
+            args.threads,
+            args.consumers,
+            &args.pin_cores,
+            &args.reader_pin_cores,
+            args.placement,
+        )?;
+        (p.pin_cores, p.reader_pin_cores, p.notes)
+    };
     if let Some(c) = args.ring_capacity {
         if !c.is_power_of_two() {
             return fail(format!(
@@ -194,6 +187,51 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         notes,
     };
     Ok((plan, settings))
+}
+
+/// Where the generator threads and readers of a run go on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Placed {
+    /// Generator thread i's core, if pinned.
+    pub pin_cores: Vec<usize>,
+    /// Reader i's core, if pinned.
+    pub reader_pin_cores: Vec<usize>,
+    /// What the user should know (not enough cores to place them).
+    pub notes: Vec<String>,
+}
+
+/// The cores of `threads` generator threads and `consumers` readers on this host: the ones
+/// given (checked), else, with `placement` auto, a core each when there are enough.
+pub(crate) fn place(
+    threads: u64,
+    consumers: u64,
+    pin: &[u64],
+    reader_pin: &[u64],
+    placement_arg: PlacementArg,
+) -> Result<Placed, ConfigError> {
+    let mut pin_cores = check_pin_cores("--pin-cores", pin, threads)?;
+    let mut reader_pin_cores = check_pin_cores("--reader-pin-cores", reader_pin, consumers)?;
+    let mut notes = Vec::new();
+    if placement_arg == PlacementArg::Auto && pin_cores.is_empty() && reader_pin_cores.is_empty() {
+        let cores = placement::available_cores();
+        match placement::auto(threads as usize, consumers as usize, &cores) {
+            Some((generators, readers)) => {
+                pin_cores = generators;
+                reader_pin_cores = readers;
+            }
+            None if cores.len() > 1 => notes.push(format!(
+                "{threads} generator thread(s) and {consumers} reader(s) do not get a core each \
+                 on {} cores: the scheduler places them, and their contention may show as lag",
+                cores.len()
+            )),
+            None => {}
+        }
+    }
+    Ok(Placed {
+        pin_cores,
+        reader_pin_cores,
+        notes,
+    })
 }
 
 /// The magic number of tmpfs in `statfs(2)`'s `f_type`.

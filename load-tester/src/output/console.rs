@@ -120,7 +120,11 @@ pub fn render(r: &Results, verbose: bool) -> String {
         String::new()
     };
     let _ = writeln!(out, "  Pacing: {}{window}", plan.pacing.describe());
-    let _ = writeln!(out, "  Placement: {}", placement(plan));
+    if r.workers.is_some() {
+        let _ = writeln!(out, "  Placement: each worker's own (below)");
+    } else {
+        let _ = writeln!(out, "  Placement: {}", placement(plan));
+    }
     if verbose {
         let _ = writeln!(
             out,
@@ -143,6 +147,10 @@ pub fn render(r: &Results, verbose: bool) -> String {
             ))
             .yellow()
         );
+    }
+
+    if let Some(w) = &r.workers {
+        workers(&mut out, w);
     }
 
     let tp = &r.throughput;
@@ -194,7 +202,12 @@ pub fn render(r: &Results, verbose: bool) -> String {
     let res = &r.resources;
     let _ = writeln!(
         out,
-        "\nResource Usage (tester process; CPU 100% = one core):"
+        "\nResource Usage ({}; CPU 100% = one core):",
+        if r.workers.is_some() {
+            "the busiest worker's tester process, figure by figure"
+        } else {
+            "tester process"
+        }
     );
     let _ = writeln!(out, "  Peak CPU: {:.1}%", res.cpu_peak_pct);
     let _ = writeln!(out, "  Avg CPU:  {:.1}%", res.cpu_avg_pct);
@@ -222,7 +235,7 @@ pub fn render(r: &Results, verbose: bool) -> String {
     }
 
     if let Some(d) = &r.delivery {
-        delivery(&mut out, d);
+        delivery(&mut out, d, r.workers.as_ref().map(|w| w.workers.len()));
     }
     if let Some(b) = &r.bursts {
         let _ = writeln!(out, "\nBursts (whole seconds inside vs outside bursts):");
@@ -377,7 +390,58 @@ fn integrity_line(i: &Integrity) -> String {
     )
 }
 
-fn delivery(out: &mut String, d: &Delivery) {
+/// The workers of a distributed run, one line each.
+fn workers(out: &mut String, w: &crate::results::workers::Workers) {
+    let _ = writeln!(
+        out,
+        "\nWorkers ({}, split by {}; clock offsets accepted up to {}; coordinator CPU {:.1}% of a core):",
+        w.workers.len(),
+        match w.split {
+            crate::plan::segments::Split::Exchanges => "exchanges",
+            crate::plan::segments::Split::Rates => "rates",
+        },
+        human_ns(w.clock_offset_budget_ns),
+        w.coordinator_cpu_pct
+    );
+    for x in &w.workers {
+        let ids: Vec<String> = x.exchanges.iter().map(|e| e.to_string()).collect();
+        let figures = x.results.as_ref().map_or_else(
+            || "reported nothing".to_string(),
+            |r| {
+                format!(
+                    "sent {} ({:.1}%), write p99 {}, lag p99 {}, CPU {:.0}% ({:.0}% working)",
+                    thousands(r.throughput.total.sent),
+                    r.throughput.total.achievement_pct,
+                    human_ns(r.latency.service.all.p99),
+                    human_ns(r.latency.lag.all.p99),
+                    r.resources.cpu_avg_pct,
+                    r.resources.cpu_working_avg_pct
+                )
+            },
+        );
+        let _ = writeln!(
+            out,
+            "  w{} {} exchanges {} at {} msgs/s, offset {:+.3} ms: {figures}",
+            x.index,
+            x.identity,
+            ids.join(","),
+            thousands(x.target_rate),
+            x.clock_offset_ns as f64 / 1e6
+        );
+        if let Some(l) = &x.lost {
+            let _ = writeln!(
+                out,
+                "     {} {:.1} s into the run: {}",
+                style("LOST").red().bold(),
+                l.at_secs,
+                l.reason
+            );
+        }
+    }
+}
+
+/// `workers`: in a distributed run, each worker's readers read that worker's rings only.
+fn delivery(out: &mut String, d: &Delivery, workers: Option<usize>) {
     let _ = writeln!(out);
     latency_lines(
         out,
@@ -390,14 +454,27 @@ fn delivery(out: &mut String, d: &Delivery) {
     );
     let total = d.total();
     let written: u64 = d.written.values().sum();
-    let _ = writeln!(
-        out,
-        "  Received: {} of {} written x {} reader{} that reported",
-        thousands(total.received),
-        thousands(written),
-        d.readers - d.dead,
-        if d.readers - d.dead == 1 { "" } else { "s" }
-    );
+    let reported = d.readers - d.dead;
+    let _ = match workers {
+        None => writeln!(
+            out,
+            "  Received: {} of {} written x {} reader{} that reported",
+            thousands(total.received),
+            thousands(written),
+            reported,
+            if reported == 1 { "" } else { "s" }
+        ),
+        Some(n) => writeln!(
+            out,
+            "  Received: {} of {} written over {n} workers, each read by its own {} reader{} \
+             ({reported} of {} reported)",
+            thousands(total.received),
+            thousands(written),
+            d.readers / n.max(1),
+            if d.readers / n.max(1) == 1 { "" } else { "s" },
+            d.readers
+        ),
+    };
     let lost = if total.lost == 0 {
         style(thousands(0)).green()
     } else if d.loss_allowed {

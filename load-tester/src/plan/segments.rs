@@ -41,7 +41,9 @@ pub fn share(r: u64, i: u64, n: u64) -> u64 {
 /// of its own with `threads` threads at most (never more than its exchanges), and says how.
 pub fn split(plan: &Plan, workers: usize) -> Result<(Split, Vec<Plan>), SplitError> {
     if workers == 0 {
-        return Err(SplitError("a distributed run needs at least one worker".into()));
+        return Err(SplitError(
+            "a distributed run needs at least one worker".into(),
+        ));
     }
     let n = workers as u64;
     let with_threads = |mut p: Plan| {
@@ -153,9 +155,9 @@ mod tests {
             for n in 1..=13 {
                 let sum: u128 = (0..n).map(|i| u128::from(share(r, i, n))).sum();
                 assert_eq!(sum, u128::from(r), "r {r} n {n}");
-                let (lo, hi) = (0..n).map(|i| share(r, i, n)).fold((u64::MAX, 0), |(a, b), s| {
-                    (a.min(s), b.max(s))
-                });
+                let (lo, hi) = (0..n)
+                    .map(|i| share(r, i, n))
+                    .fold((u64::MAX, 0), |(a, b), s| (a.min(s), b.max(s)));
                 assert!(hi - lo <= 1, "shares differ by one at most: r {r} n {n}");
             }
         }

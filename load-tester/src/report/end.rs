@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Integrity, Stream};
-use crate::plan::ClockSource;
+use super::{Integrity, ProcessUsage, Stream};
+use crate::plan::segments::Split;
+use crate::plan::{ClockSource, Plan};
 
 /// One ring as a reader saw it at its end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,4 +109,58 @@ pub struct RunEnd {
     pub readers: Vec<ReaderProcessEnd>,
     /// Reader output lines that could not be understood.
     pub garbage_lines: u64,
+    /// The workers, when this is the end of a distributed run as its coordinator saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistributedEnd>,
+}
+
+/// Why and when a worker was lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerLoss {
+    /// When, seconds from the start of interval 0 (negative: before the load started).
+    pub at_secs: f64,
+    /// What happened: its stream ended, it stayed silent, it sent what does not convert, ...
+    pub reason: String,
+}
+
+/// How one worker of a distributed run took part, as its coordinator saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerEnd {
+    /// Its index among the run's workers, in order of joining.
+    pub index: usize,
+    /// What it called itself: host and job index (or pid), unique in the run.
+    pub identity: String,
+    /// Its host name.
+    pub host: String,
+    /// Its process id on that host.
+    pub pid: u32,
+    /// Its tool version.
+    pub tool_version: String,
+    /// Its segment of the plan.
+    pub segment: Plan,
+    /// The coordinator's clock minus the worker's, ns, from the round with the shortest trip.
+    pub clock_offset_ns: i64,
+    /// That round's trip time, ns: the offset is good to half of it.
+    pub round_trip_ns: u64,
+    /// CPU cores it could run on.
+    pub cores: u32,
+    /// Where its transport lived (its bus run directory, on its host).
+    pub location: String,
+    /// Its own end of the run, when it finished and said so.
+    pub end: Option<RunEnd>,
+    /// Set when the worker was lost before it finished.
+    pub lost: Option<WorkerLoss>,
+}
+
+/// The distributed part of a run's end, as its coordinator saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistributedEnd {
+    /// How the plan was split among the workers.
+    pub split: Split,
+    /// The largest clock offset the run accepted, ns.
+    pub clock_offset_budget_ns: u64,
+    /// Every worker that joined, by index.
+    pub workers: Vec<WorkerEnd>,
+    /// The coordinator process's own resource use from the start of the load to its end.
+    pub coordinator: ProcessUsage,
 }

@@ -68,11 +68,39 @@ impl std::fmt::Display for HistogramConfig {
 
 /// Serializes `h` in HdrHistogram's V2 compressed form, base64 (standard alphabet, padded).
 pub fn encode(h: &Histogram<u64>) -> String {
+    base64::engine::general_purpose::STANDARD.encode(encode_bytes(h))
+}
+
+/// Serializes `h` in HdrHistogram's V2 compressed form, as bytes.
+pub fn encode_bytes(h: &Histogram<u64>) -> Vec<u8> {
     let mut buf = Vec::new();
     V2DeflateSerializer::new()
         .serialize(h, &mut buf)
         .expect("serializing into memory cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(buf)
+    buf
+}
+
+/// Decodes what [`encode_bytes`] produced (or any V2 / V2-deflate histogram), refusing input
+/// over [`MAX_ENCODED_BYTES`] and histograms of another configuration than
+/// [`HistogramConfig::STANDARD`].
+pub fn decode_bytes(bytes: &[u8]) -> Result<Histogram<u64>, String> {
+    if bytes.len() > MAX_ENCODED_BYTES {
+        return Err(format!(
+            "histogram of {} bytes is larger than any this tester writes",
+            bytes.len()
+        ));
+    }
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut &bytes[..])
+        .map_err(|e| format!("histogram does not decode: {e:?}"))?;
+    let config = HistogramConfig::of(&h);
+    if config != HistogramConfig::STANDARD {
+        return Err(format!(
+            "histogram of {config}, not the {} every latency is recorded in",
+            HistogramConfig::STANDARD
+        ));
+    }
+    Ok(h)
 }
 
 /// Decodes what [`encode`] produced (or any V2 / V2-deflate histogram, base64), refusing input
@@ -88,17 +116,7 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|e| format!("histogram is not base64: {e}"))?;
-    let h: Histogram<u64> = Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("histogram does not decode: {e:?}"))?;
-    let config = HistogramConfig::of(&h);
-    if config != HistogramConfig::STANDARD {
-        return Err(format!(
-            "histogram of {config}, not the {} every latency is recorded in",
-            HistogramConfig::STANDARD
-        ));
-    }
-    Ok(h)
+    decode_bytes(&bytes)
 }
 
 #[cfg(test)]

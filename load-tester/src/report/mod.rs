@@ -422,6 +422,24 @@ impl ProcessUsage {
 /// The name under which the tester process's own usage is reported.
 pub const TESTER_PROCESS: &str = "tester";
 
+/// The name under which a distributed run's coordinator merges worker `worker`'s process
+/// `name`: `w<worker>.<name>` (`w1.tester`, `w1.reader.0`), so that one host's figures are not
+/// added to another's.
+pub fn worker_process(worker: usize, name: &str) -> String {
+    format!("w{worker}.{name}")
+}
+
+/// Whether the process `name` is a tester process: this run's, or a worker's
+/// ([`worker_process`]).
+pub fn is_tester_process(name: &str) -> bool {
+    name == TESTER_PROCESS
+        || name
+            .strip_suffix(TESTER_PROCESS)
+            .and_then(|p| p.strip_suffix('.'))
+            .and_then(|p| p.strip_prefix('w'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The name under which reader process `index` is reported: `reader.<index>`.
 pub fn reader_process(index: usize) -> String {
     format!("reader.{index}")

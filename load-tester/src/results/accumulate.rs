@@ -301,6 +301,7 @@ impl RunAccumulator {
             series: self.series.clone(),
             warnings: end.warnings.clone(),
             verdict: Verdict::default(),
+            workers: None,
         }
     }
 

@@ -169,6 +169,9 @@ pub fn judge(results: &Results, targets: &Targets) -> Verdict {
 }
 
 fn invalid_reason(r: &Results) -> Option<String> {
+    if let Some(lost) = lost_workers(r) {
+        return Some(lost);
+    }
     let attempts = r.errors.attempts;
     if attempts == 0 || r.measured_secs <= 0.0 {
         return Some("nothing was measured (the run ended before the warm-up was over)".into());
@@ -191,6 +194,31 @@ fn invalid_reason(r: &Results) -> Option<String> {
         who_used_the_cpu(r),
         advice(r)
     ))
+}
+
+/// A distributed run that lost a worker measured only part of its load after that: which
+/// worker, when and why.
+fn lost_workers(r: &Results) -> Option<String> {
+    let w = r.workers.as_ref()?;
+    let lost: Vec<String> = w
+        .workers
+        .iter()
+        .filter_map(|w| {
+            w.lost.as_ref().map(|l| {
+                format!(
+                    "worker {} ({}) was lost {:.1} s into the run: {}",
+                    w.index, w.identity, l.at_secs, l.reason
+                )
+            })
+        })
+        .collect();
+    (!lost.is_empty()).then(|| {
+        format!(
+            "{}. The other workers were stopped; the results cover what was measured up to \
+             then, and do not show the load the plan asked for.",
+            lost.join("; ")
+        )
+    })
 }
 
 /// Nanoseconds in the unit that reads best (the judge cannot use the output layer's helper).
@@ -239,7 +267,13 @@ fn advice(r: &Results) -> String {
         tips.push("use --pacing spin".to_string());
     }
     let busy = p.threads + p.consumers;
-    if r.generator.cores > busy {
+    if r.workers.is_some() {
+        tips.push(
+            "give each worker cores of its own (its --pin-cores and --reader-pin-cores), add \
+             workers"
+                .to_string(),
+        );
+    } else if r.generator.cores > busy {
         tips.push(format!(
             "add --threads (this machine has {} cores, the run used {} for its generator threads \
              and readers)",

@@ -12,6 +12,7 @@ pub mod targets;
 #[cfg(test)]
 pub(crate) mod testdata;
 pub mod verdict;
+pub mod workers;
 
 use std::collections::BTreeMap;
 
@@ -466,4 +467,7 @@ pub struct Results {
     pub warnings: Vec<String>,
     /// The verdict against the targets.
     pub verdict: Verdict,
+    /// A distributed run's workers, each with its own figures (absent for a standalone run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<workers::Workers>,
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{IntervalReport, Kind, ProcessUsage, SourceReport, Stream, TESTER_PROCESS};
+use crate::report::{is_tester_process, IntervalReport, Kind, ProcessUsage, SourceReport, Stream};
 
 /// P50, P99 and max of one latency over one time-series point, ns (0 when nothing was recorded).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,8 +121,11 @@ pub struct PointAccumulator {
     covered_ns: u64,
     /// Per stream, the sum of every source (all exchanges) of the added intervals.
     per_stream: BTreeMap<Stream, SourceReport>,
-    /// The tester's resource sample of each added interval that had one, in order.
-    tester: Vec<ProcessUsage>,
+    /// For each added interval that had a tester sample, in order: the highest CPU of a tester
+    /// process in it (percent of one core) and the largest resident set (bytes). One tester
+    /// process in a standalone run; one per worker in a distributed run, whose point shows the
+    /// busiest.
+    tester: Vec<(f64, u64)>,
 }
 
 impl PointAccumulator {
@@ -152,8 +155,16 @@ impl PointAccumulator {
             // Reports were validated when they were merged: adding cannot fail.
             let _ = self.per_stream.entry(id.stream).or_default().add(s);
         }
-        if let Some(u) = r.processes.get(TESTER_PROCESS) {
-            self.tester.push(*u);
+        let testers: Vec<&ProcessUsage> = r
+            .processes
+            .iter()
+            .filter(|(name, _)| is_tester_process(name))
+            .map(|(_, u)| u)
+            .collect();
+        if !testers.is_empty() {
+            let cpu = testers.iter().map(|u| u.cpu_pct()).fold(0.0, f64::max);
+            let rss = testers.iter().map(|u| u.rss_bytes).max().unwrap_or(0);
+            self.tester.push((cpu, rss));
         }
     }
 
@@ -169,16 +180,11 @@ impl PointAccumulator {
             warmup: self.warmup,
             trades: stream(Stream::Trades),
             book: stream(Stream::Book),
-            cpu_pct: self
-                .tester
-                .iter()
-                .map(ProcessUsage::cpu_pct)
-                .fold(0.0, |a, b| a + b)
-                / n,
+            cpu_pct: self.tester.iter().map(|t| t.0).fold(0.0, |a, b| a + b) / n,
             rss_mib: self
                 .tester
                 .iter()
-                .map(|u| u.rss_bytes as f64 / (1u64 << 20) as f64)
+                .map(|t| t.1 as f64 / (1u64 << 20) as f64)
                 .fold(0.0, f64::max),
         }
     }

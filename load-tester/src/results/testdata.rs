@@ -60,5 +60,6 @@ pub(crate) fn sample_end() -> crate::report::end::RunEnd {
         warnings: Vec::new(),
         readers: Vec::new(),
         garbage_lines: 0,
+        distributed: None,
     }
 }

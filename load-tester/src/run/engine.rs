@@ -283,6 +283,7 @@ impl Prepared<'_> {
             warnings: Vec::new(),
             readers: Vec::new(),
             garbage_lines: 0,
+            distributed: None,
         };
         let mut refused = 0u64;
         let mut aborted = false;

@@ -51,6 +51,19 @@ impl Stop {
         }
     }
 
+    /// Stops the load gracefully, as a first request does (a request after it ends the run at
+    /// once), and does nothing if a stop was requested already. Only atomic operations.
+    pub fn stop_gracefully(&self) {
+        self.graceful.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the run at once, as a second request does, whatever came before. Only atomic
+    /// operations.
+    pub fn abort_now(&self) {
+        self.graceful.store(true, Ordering::SeqCst);
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
     /// Whether the load must stop (any request).
     pub fn stopping(&self) -> bool {
         self.graceful.load(Ordering::Relaxed)

@@ -105,7 +105,7 @@ impl BusRun {
             version: MANIFEST_VERSION,
             run_id,
             writer_pid: std::process::id(),
-            exchanges: plan.exchanges.iter().map(|e| e.name.clone()).collect(),
+            exchanges: names_by_id(plan),
             symbols: plan.symbols.clone(),
             rings,
         })?;
@@ -128,6 +128,23 @@ impl BusRun {
         super::sigbus::disarm();
         self.dir.keep();
     }
+}
+
+/// Exchange names indexed by exchange id, as the manifest lists them. A distributed worker runs
+/// some exchanges of a larger plan (ids 1 and 3, say): the ids it has no ring of get an empty
+/// name.
+fn names_by_id(plan: &Plan) -> Vec<String> {
+    let len = plan
+        .exchanges
+        .iter()
+        .map(|e| usize::from(e.id) + 1)
+        .max()
+        .unwrap_or(0);
+    let mut names = vec![String::new(); len];
+    for e in &plan.exchanges {
+        names[usize::from(e.id)] = e.name.clone();
+    }
+    names
 }
 
 impl Drop for BusRun {

@@ -1,0 +1,92 @@
+//! `--mode worker`: joins a coordinator, runs the segment it hands out on this host's bus, and
+//! exits with the run's exit status as the coordinator judged it.
+
+use super::error;
+use super::load_test::logs_on_stderr;
+use crate::distributed::worker::{work, WorkerError, WorkerNotice};
+use crate::output::format::thousands;
+
+/// Runs the worker `args` describe; returns the exit status.
+pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
+    let (config, local) = match crate::config::distributed::worker(args) {
+        Ok(v) => v,
+        Err(e) => return error(e),
+    };
+    if args.verbose {
+        logs_on_stderr();
+    }
+    let signals = super::signals::Signals::install();
+    eprintln!(
+        "🚀 Starting AlphaPulse Load Tester: worker, joining {}",
+        config.coordinator
+    );
+    let mut localize = |plan: &mut crate::plan::Plan| {
+        for note in crate::config::distributed::localize(plan, &local)? {
+            eprintln!("note: {note}");
+        }
+        Ok(())
+    };
+    let mut notices = |n: WorkerNotice| match n {
+        WorkerNotice::Joined {
+            index,
+            workers,
+            segment,
+        } => {
+            let ids: Vec<String> = segment.exchanges.iter().map(|e| e.id.to_string()).collect();
+            eprintln!(
+                "joined as worker {index} of {workers}: exchanges {} at {} msgs/s, {} s{}",
+                ids.join(","),
+                thousands(segment.total_target_rate()),
+                segment.total_secs(),
+                if segment.pin_cores.is_empty() {
+                    String::new()
+                } else {
+                    format!(", generator cores {:?}", segment.pin_cores)
+                }
+            );
+        }
+        WorkerNotice::Ready {
+            offset_ns,
+            round_trip_ns,
+        } => eprintln!(
+            "ready: clock offset to the coordinator {:+.3} ms (round trip {:.3} ms)",
+            offset_ns as f64 / 1e6,
+            round_trip_ns as f64 / 1e6
+        ),
+        WorkerNotice::Started => eprintln!("every worker is ready: the load starts"),
+        WorkerNotice::Stopping(reason) => eprintln!("the coordinator stopped the run: {reason}"),
+    };
+    let result = work(&config, &signals.stop, &mut localize, &mut notices);
+    let worked = match result {
+        Ok(w) => w,
+        Err(WorkerError::Interrupted) | Err(WorkerError::Aborted(None))
+            if signals.first().is_some() =>
+        {
+            let (name, code) = signals.first().unwrap_or(("SIGINT", crate::exit::SIGINT));
+            eprintln!("Stopped by {name}; shared memory removed, nothing was reported");
+            return code;
+        }
+        Err(e) => return error(e),
+    };
+    if let Some(why) = &worked.coordinator_lost {
+        return error(format!(
+            "lost the coordinator at {} ({why}): the run was stopped and its shared memory \
+             removed; the coordinator's report, if any, covers this worker up to then",
+            config.coordinator
+        ));
+    }
+    if let Some((name, code)) = signals.first() {
+        eprintln!("Stopped by {name}: what was measured was sent to the coordinator");
+        return code;
+    }
+    match worked.exit_code {
+        Some(code) => {
+            eprintln!(
+                "the coordinator judged the run {}: exit status {code}",
+                worked.outcome.as_deref().unwrap_or("?")
+            );
+            code
+        }
+        None => error("the coordinator did not send the verdict; see its report"),
+    }
+}
