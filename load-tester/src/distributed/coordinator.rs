@@ -377,6 +377,9 @@ pub fn coordinate(
     per_worker: &mut dyn FnMut(usize, &IntervalReport),
     notices: &mut dyn FnMut(Notice),
 ) -> Result<(RunEnd, Finisher), CoordinatorError> {
+    // The coordinator may share a machine with workers' generators (a test, a small cluster):
+    // every thread of it (they inherit this one's priority) yields to them.
+    crate::run::placement::lower_this_thread();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("coordinator-net")

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::report::histogram::{decode_bytes, encode_bytes, HistogramConfig};
+use crate::report::histogram::{decode_bytes, encode_plain_bytes, HistogramConfig};
 use crate::report::{
     GeneratorTime, Integrity, IntervalReport, Kind, ProcessUsage, SourceId, SourceReport, Stream,
     WriterCounters,
@@ -73,7 +73,7 @@ pub fn report_to_pb(r: &IntervalReport) -> pb::IntervalReport {
                         s.latency
                             .get(k)
                             .filter(|h| !h.is_empty())
-                            .map(|h| (k.name().to_string(), encode_bytes(h)))
+                            .map(|h| (k.name().to_string(), encode_plain_bytes(h)))
                     })
                     .collect(),
                 writer: Some(pb::WriterCounters {

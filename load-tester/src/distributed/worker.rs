@@ -226,6 +226,8 @@ pub fn work(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("worker-net")
+        // The network threads must not preempt this host's generator threads for long.
+        .on_thread_start(crate::run::placement::lower_this_thread)
         .enable_all()
         .build()
         .map_err(|e| WorkerError::Connect(format!("cannot start the network runtime: {e}")))?;

@@ -319,6 +319,9 @@ impl Prepared<'_> {
                     .expect("spawning a generator thread");
             }
 
+            // Generator threads run at the priority this thread had; from here this thread
+            // only merges and samples, and must not take a generator's core for long.
+            crate::run::placement::lower_this_thread();
             let mut proc_before = sampler::read("self");
             let mut next_sample = start_ns + interval_ns;
             let mut running = plan.threads;

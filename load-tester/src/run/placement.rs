@@ -44,3 +44,50 @@ mod tests {
         assert_eq!(auto(1, 0, &[0]), None, "one core: nothing to place");
     }
 }
+
+/// The nice value of the threads that merge, sample and talk to the network while generator
+/// threads run: they get a small share of a core a generator also wants, instead of taking it
+/// for milliseconds at each interval's end (which shows as lag).
+pub const HOUSEKEEPING_NICE: i32 = 19;
+
+/// The time slice those threads ask the scheduler for, ns (EEVDF's custom slices, Linux 6.12
+/// and later; the smallest it grants is 100 us): when one of them runs on a generator's core,
+/// it gives the core back after this long, not after the default slice of milliseconds.
+pub const HOUSEKEEPING_SLICE_NS: u64 = 100_000;
+
+/// `struct sched_attr` of `sched_setattr(2)` (its first version, 48 bytes).
+#[repr(C)]
+struct SchedAttr {
+    size: u32,
+    sched_policy: u32,
+    sched_flags: u64,
+    sched_nice: i32,
+    sched_priority: u32,
+    sched_runtime: u64,
+    sched_deadline: u64,
+    sched_period: u64,
+}
+
+/// Lowers the calling thread's priority to [`HOUSEKEEPING_NICE`] with a
+/// [`HOUSEKEEPING_SLICE_NS`] slice (threads it starts inherit both). Best effort: on a kernel
+/// without custom slices only the nice value changes; a failure changes nothing but the lag
+/// on a crowded machine.
+pub fn lower_this_thread() {
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        sched_policy: 0, // SCHED_OTHER
+        sched_flags: 0,
+        sched_nice: HOUSEKEEPING_NICE,
+        sched_priority: 0,
+        sched_runtime: HOUSEKEEPING_SLICE_NS,
+        sched_deadline: 0,
+        sched_period: 0,
+    };
+    // SAFETY: sched_setattr(2) reads `attr.size` bytes from a valid, initialized `SchedAttr`
+    // that outlives the call; pid 0 is the calling thread; flags 0. It writes no memory.
+    let done = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if done != 0 {
+        let _ =
+            rustix::process::setpriority_process(Some(rustix::thread::gettid()), HOUSEKEEPING_NICE);
+    }
+}
