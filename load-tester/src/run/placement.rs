@@ -31,20 +31,6 @@ pub fn auto(threads: usize, readers: usize, cores: &[usize]) -> Option<(Vec<usiz
     Some((generators, readers))
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::run::placement::auto;
-
-    #[test]
-    fn generators_take_the_top_cores_and_leave_core_0_when_they_can() {
-        assert_eq!(auto(1, 1, &[0, 1]), Some((vec![1], vec![0])));
-        assert_eq!(auto(1, 1, &[0, 1, 2, 3]), Some((vec![3], vec![2])));
-        assert_eq!(auto(2, 0, &[0, 1, 2]), Some((vec![2, 1], vec![])));
-        assert_eq!(auto(2, 1, &[0, 1]), None, "not enough cores");
-        assert_eq!(auto(1, 0, &[0]), None, "one core: nothing to place");
-    }
-}
-
 /// The nice value of the threads that merge, sample and talk to the network while generator
 /// threads run: they get a small share of a core a generator also wants, instead of taking it
 /// for milliseconds at each interval's end (which shows as lag).
@@ -89,5 +75,19 @@ pub fn lower_this_thread() {
     if done != 0 {
         let _ =
             rustix::process::setpriority_process(Some(rustix::thread::gettid()), HOUSEKEEPING_NICE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::run::placement::auto;
+
+    #[test]
+    fn generators_take_the_top_cores_and_leave_core_0_when_they_can() {
+        assert_eq!(auto(1, 1, &[0, 1]), Some((vec![1], vec![0])));
+        assert_eq!(auto(1, 1, &[0, 1, 2, 3]), Some((vec![3], vec![2])));
+        assert_eq!(auto(2, 0, &[0, 1, 2]), Some((vec![2, 1], vec![])));
+        assert_eq!(auto(2, 1, &[0, 1]), None, "not enough cores");
+        assert_eq!(auto(1, 0, &[0]), None, "one core: nothing to place");
     }
 }
