@@ -146,10 +146,49 @@ enum Event {
         conn: u64,
         report: Result<Box<IntervalReport>, String>,
     },
-    /// Any message at all arrived (pings and heartbeats included): the peer is alive.
-    Seen { conn: u64 },
+    /// Any message at all arrived (pings and heartbeats included) at `at`: the peer is alive.
+    Seen { conn: u64, at: Instant },
     /// The session ended.
     Closed { conn: u64, why: String },
+    /// The network runtime's own pulse, every [`TICK`]: silence is judged only while it is
+    /// steady, so that a coordinator starved of CPU never calls its workers silent.
+    Tick { at: Instant },
+}
+
+/// How often the network runtime pulses.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Pulses that must have come regularly before silence is judged (a second of them).
+const PULSES: usize = 5;
+
+/// The pulses of the network runtime, newest last.
+///
+/// Invariant: at most [`PULSES`] instants, in order.
+#[derive(Default)]
+struct Pulse {
+    ticks: std::collections::VecDeque<Instant>,
+}
+
+impl Pulse {
+    fn tick(&mut self, at: Instant) {
+        if self.ticks.len() == PULSES {
+            self.ticks.pop_front();
+        }
+        self.ticks.push_back(at);
+    }
+
+    /// The last pulse, when the network runtime has pulsed regularly for a second up to a
+    /// moment ago: then whatever arrived before it has been seen.
+    fn steady(&self, now: Instant) -> Option<Instant> {
+        let last = *self.ticks.back()?;
+        let regular = self.ticks.len() == PULSES
+            && self
+                .ticks
+                .iter()
+                .zip(self.ticks.iter().skip(1))
+                .all(|(a, b)| b.duration_since(*a) <= TICK * 2);
+        (regular && now.duration_since(last) <= TICK * 2).then_some(last)
+    }
 }
 
 /// The gRPC service: each session's messages go to the coordinator's thread.
@@ -181,14 +220,26 @@ impl pb::coordinator_server::Coordinator for Service {
             kill,
         });
         tokio::spawn(async move {
+            // Heartbeats go from here, not from the coordinator's thread, so that they keep
+            // going while it judges the run and writes the outputs.
+            let mut beat = tokio::time::interval(HEARTBEAT);
             let why = loop {
                 let next = tokio::select! {
                     m = inbound.message() => m,
                     _ = &mut killed => break "closed by the coordinator".to_string(),
+                    _ = beat.tick() => {
+                        let _ = tx.send(Ok(pb::CoordinatorMessage {
+                            body: Some(Out::Heartbeat(pb::Heartbeat {})),
+                        }));
+                        continue;
+                    }
                 };
                 match next {
                     Ok(Some(m)) => {
-                        let _ = events.send(Event::Seen { conn });
+                        let _ = events.send(Event::Seen {
+                            conn,
+                            at: Instant::now(),
+                        });
                         match m.body {
                             // Answered here, not on the coordinator's thread, so that the
                             // round trip holds as little of the coordinator's time as can be.
@@ -299,6 +350,8 @@ struct Coordinator<'a> {
     slots: Vec<Option<Worker>>,
     histograms: HistogramConfig,
     notices: &'a mut dyn FnMut(Notice),
+    /// The network runtime's pulses.
+    pulse: Pulse,
 }
 
 /// The server and its runtime, kept until the workers have been told the verdict.
@@ -396,6 +449,16 @@ pub fn coordinate(
         })?;
     let listen = listener.local_addr().unwrap_or(config.listen);
     let (events_tx, events) = mpsc::channel();
+    let ticks = events_tx.clone();
+    runtime.spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        loop {
+            every.tick().await;
+            if ticks.send(Event::Tick { at: Instant::now() }).is_err() {
+                return;
+            }
+        }
+    });
     let service = pb::coordinator_server::CoordinatorServer::new(Service {
         events: events_tx,
         next: AtomicU64::new(0),
@@ -437,6 +500,7 @@ pub fn coordinate(
         slots: (0..segments.len()).map(|_| None).collect(),
         histograms: HistogramConfig::STANDARD,
         notices,
+        pulse: Pulse::default(),
     };
     let outcome = c
         .join(stop)
@@ -538,9 +602,12 @@ impl Coordinator<'_> {
                 hello.identity
             ));
         }
-        self.slots
-            .iter()
-            .position(Option::is_none)
+        let wanted = hello
+            .worker_index
+            .map(|i| i as usize)
+            .filter(|&i| self.slots.get(i).is_some_and(Option::is_none));
+        wanted
+            .or_else(|| self.slots.iter().position(Option::is_none))
             .ok_or_else(|| format!("the run has its {} workers already", self.slots.len()))
     }
 
@@ -565,9 +632,13 @@ impl Coordinator<'_> {
                 );
                 None
             }
-            Event::Seen { conn } => {
+            Event::Tick { at } => {
+                self.pulse.tick(at);
+                None
+            }
+            Event::Seen { conn, at } => {
                 if let Some(w) = self.worker_of(conn) {
-                    w.last_seen = Instant::now();
+                    w.last_seen = w.last_seen.max(at);
                 }
                 None
             }
@@ -708,7 +779,6 @@ impl Coordinator<'_> {
                 return Err(CoordinatorError::JoinTimeout(msg));
             }
             if now >= next_heartbeat {
-                self.send_to_all(&Out::Heartbeat(pb::Heartbeat {}));
                 next_heartbeat = now + HEARTBEAT;
                 self.close_idle();
             }
@@ -742,12 +812,16 @@ impl Coordinator<'_> {
                         offset_ns: offset,
                         round_trip_ns: trip,
                     });
-                    if offset.unsigned_abs() > budget {
+                    // The true offset lies within half the round trip of the estimate:
+                    // refused only when even its least possible value exceeds the budget.
+                    let least = offset.unsigned_abs().saturating_sub(trip / 2);
+                    if least > budget {
                         let msg = format!(
                             "worker {index} ({identity})'s clock is {} off the coordinator's \
-                             (round trip {}), beyond the budget of {}: synchronize the hosts' \
-                             clocks (chrony, NTP) or raise --clock-offset-budget-ms",
+                             (at least {}, round trip {}), beyond the budget of {}: synchronize \
+                             the hosts' clocks (chrony, NTP) or raise --clock-offset-budget-ms",
                             human(offset.unsigned_abs()),
+                            human(least),
                             human(trip),
                             human(budget)
                         );
@@ -794,7 +868,7 @@ impl Coordinator<'_> {
                         });
                     }
                 }
-                Event::Opened { .. } | Event::Seen { .. } => {}
+                Event::Opened { .. } | Event::Seen { .. } | Event::Tick { .. } => {}
             }
         }
     }
@@ -844,6 +918,7 @@ impl Coordinator<'_> {
         let mut next_heartbeat = Instant::now() + HEARTBEAT;
         let mut stop_sent: Option<Instant> = None;
         let mut interrupted = false;
+        let mut last_check = Instant::now();
         loop {
             if stop.aborted() {
                 self.stop_all("the coordinator was stopped at once", true);
@@ -860,63 +935,80 @@ impl Coordinator<'_> {
             if !self.slots.iter().flatten().any(Worker::active) {
                 break;
             }
-            // The silent, and those that outstay the stop or the planned end, are lost.
-            let overdue: Vec<(usize, String)> = self
-                .slots
-                .iter()
-                .flatten()
-                .filter(|w| w.active())
-                .filter_map(|w| {
-                    if now > start_at && now.duration_since(w.last_seen.max(start_at)) > silence {
-                        Some((
-                            w.index,
-                            format!(
-                                "silent for {:.1} s ({SILENT_INTERVALS} intervals, heartbeats \
-                                 included): a network cut, or its host stopped",
-                                now.duration_since(w.last_seen).as_secs_f64()
-                            ),
-                        ))
-                    } else if stop_sent.is_some_and(|s| now.duration_since(s) > STOP_GRACE) {
-                        Some((
-                            w.index,
-                            format!(
-                                "it did not finish within {} s of being told to stop",
-                                STOP_GRACE.as_secs()
-                            ),
-                        ))
-                    } else if now > planned_end + END_GRACE {
-                        Some((
-                            w.index,
-                            format!(
-                                "it did not finish within {} s of the planned end",
-                                END_GRACE.as_secs()
-                            ),
-                        ))
-                    } else {
-                        None
+            // Judged only with nothing queued: when this thread was slow to run, what arrived
+            // meanwhile counts before anyone is called silent.
+            let queued = if last_check.elapsed() < HEARTBEAT {
+                self.events.try_recv().ok()
+            } else {
+                // A steady stream of events still leaves room for the checks once a second.
+                None
+            };
+            let event = match queued {
+                Some(event) => event,
+                None => {
+                    last_check = Instant::now();
+                    // The silent, and those that outstay the stop or the planned end, are lost.
+                    let pulse = self.pulse.steady(now);
+                    let overdue: Vec<(usize, String)> = self
+                        .slots
+                        .iter()
+                        .flatten()
+                        .filter(|w| w.active())
+                        .filter_map(|w| {
+                            let heard = w.last_seen.max(start_at);
+                            let silent = pulse.filter(|&p| p > heard).map(|p| p.duration_since(heard));
+                            if silent.is_some_and(|s| s > silence) {
+                                Some((
+                                    w.index,
+                                    format!(
+                                        "silent for {:.1} s ({SILENT_INTERVALS} intervals, heartbeats \
+                                         included): a network cut, or its host stopped",
+                                        silent.unwrap_or_default().as_secs_f64()
+                                    ),
+                                ))
+                            } else if stop_sent.is_some_and(|s| now.duration_since(s) > STOP_GRACE) {
+                                Some((
+                                    w.index,
+                                    format!(
+                                        "it did not finish within {} s of being told to stop",
+                                        STOP_GRACE.as_secs()
+                                    ),
+                                ))
+                            } else if now > planned_end + END_GRACE {
+                                Some((
+                                    w.index,
+                                    format!(
+                                        "it did not finish within {} s of the planned end",
+                                        END_GRACE.as_secs()
+                                    ),
+                                ))
+                            } else {
+                                None
+                            }
+                        })
+                        .collect();
+                    for (index, reason) in overdue {
+                        self.lose(
+                            index,
+                            secs_since_start(now),
+                            reason,
+                            &mut collector,
+                            &mut stop_sent,
+                        );
                     }
-                })
-                .collect();
-            for (index, reason) in overdue {
-                self.lose(
-                    index,
-                    secs_since_start(now),
-                    reason,
-                    &mut collector,
-                    &mut stop_sent,
-                );
-            }
-            if now >= next_heartbeat {
-                self.send_to_all(&Out::Heartbeat(pb::Heartbeat {}));
-                next_heartbeat = now + HEARTBEAT;
-                self.close_idle();
-            }
-            collector.drain(&mut |r| merged.interval(r));
-            let wait = next_heartbeat
-                .saturating_duration_since(now)
-                .min(Duration::from_millis(100));
-            let Ok(event) = self.events.recv_timeout(wait) else {
-                continue;
+                    if now >= next_heartbeat {
+                        next_heartbeat = now + HEARTBEAT;
+                        self.close_idle();
+                    }
+                    collector.drain(&mut |r| merged.interval(r));
+                    let wait = next_heartbeat
+                        .saturating_duration_since(now)
+                        .min(Duration::from_millis(100));
+                    match self.events.recv_timeout(wait) {
+                        Ok(event) => event,
+                        Err(_) => continue,
+                    }
+                }
             };
             let Some(event) = self.common(event, true) else {
                 continue;
@@ -1022,7 +1114,7 @@ impl Coordinator<'_> {
                         }
                     }
                 }
-                Event::Opened { .. } | Event::Seen { .. } => {}
+                Event::Opened { .. } | Event::Seen { .. } | Event::Tick { .. } => {}
             }
         }
         collector.drain(&mut |r| merged.interval(r));

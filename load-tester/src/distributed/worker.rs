@@ -226,8 +226,9 @@ pub fn work(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("worker-net")
-        // The network threads must not preempt this host's generator threads for long.
-        .on_thread_start(crate::run::placement::lower_this_thread)
+        // The network threads must answer promptly (heartbeats) yet not hold a generator's
+        // core for long.
+        .on_thread_start(crate::run::placement::short_slices_for_this_thread)
         .enable_all()
         .build()
         .map_err(|e| WorkerError::Connect(format!("cannot start the network runtime: {e}")))?;
@@ -310,6 +311,7 @@ fn session(
             pid: std::process::id(),
             histograms: Some(histograms_pb(HistogramConfig::STANDARD)),
             tool_version: env!("CARGO_PKG_VERSION").into(),
+            worker_index: config.index.and_then(|i| u32::try_from(i).ok()),
         }),
     );
     let response = runtime
@@ -452,8 +454,14 @@ fn take_part(
     // Clock rounds: the one with the shortest trip bounds the offset's error best.
     let skew = config.clock_skew_ns;
     let local_unix = || (unix_ns() as i64).saturating_add(skew) as u64;
+    // At least 8 rounds, and up to 32 until the best one's trip bounds the error to a quarter
+    // of the budget: on a busy machine single trips can take milliseconds.
     let mut best: Option<(i64, u64)> = None;
-    for _ in 0..8 {
+    let budget = welcome.clock_offset_budget_ns;
+    for round in 0..32 {
+        if round >= 8 && best.is_some_and(|b| b.1 / 2 <= budget / 4) {
+            break;
+        }
         let t1 = local_unix();
         send(
             out,

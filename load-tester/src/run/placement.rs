@@ -59,11 +59,22 @@ struct SchedAttr {
 /// without custom slices only the nice value changes; a failure changes nothing but the lag
 /// on a crowded machine.
 pub fn lower_this_thread() {
+    set_this_thread(HOUSEKEEPING_NICE);
+}
+
+/// Gives the calling thread [`HOUSEKEEPING_SLICE_NS`] slices at the default priority: for a
+/// thread that must answer promptly (a network peer's heartbeats) yet should hold a core only
+/// briefly. Best effort, as [`lower_this_thread`].
+pub fn short_slices_for_this_thread() {
+    set_this_thread(0);
+}
+
+fn set_this_thread(nice: i32) {
     let attr = SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
         sched_policy: 0, // SCHED_OTHER
         sched_flags: 0,
-        sched_nice: HOUSEKEEPING_NICE,
+        sched_nice: nice,
         sched_priority: 0,
         sched_runtime: HOUSEKEEPING_SLICE_NS,
         sched_deadline: 0,
@@ -73,8 +84,7 @@ pub fn lower_this_thread() {
     // that outlives the call; pid 0 is the calling thread; flags 0. It writes no memory.
     let done = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
     if done != 0 {
-        let _ =
-            rustix::process::setpriority_process(Some(rustix::thread::gettid()), HOUSEKEEPING_NICE);
+        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice);
     }
 }
 
