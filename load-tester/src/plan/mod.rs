@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 
 pub use alphapulse_bus::WriterMode;
 
+use crate::plan::limits::{
+    MAX_CONSUMERS, MAX_CORE, MAX_DURATION_SECS, MAX_EXCHANGES, MAX_LAG_BUDGET_US,
+    MAX_RATE_PER_STREAM, MAX_READER_DELAY_NS, MAX_SPIN_US, MAX_SYMBOLS, MAX_THREADS,
+    MAX_TOTAL_RATE, MAX_WARMUP_SECS, RING_CAPACITY,
+};
 use crate::plan::patterns::PatternSpec;
 
 /// The two streams every exchange publishes.
@@ -221,6 +226,127 @@ impl Plan {
     /// Intervals of the warm-up: interval `i` is warm-up when `i < warmup_intervals()`.
     pub fn warmup_intervals(&self) -> u64 {
         (self.warmup_secs * 1_000_000_000).div_ceil(self.interval_ns.max(1))
+    }
+}
+
+impl Plan {
+    /// Checks that every value of the plan lies in its range and that its parts agree (thread
+    /// indices, unique exchange ids, ring capacities, patterns): what a plan that came from
+    /// outside the process (a coordinator's segment, a results file) must pass before it runs.
+    pub fn check(&self) -> Result<(), String> {
+        let within = |what: &str, v: u64, min: u64, max: u64| {
+            if (min..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{what} is {v}, outside {min}..={max}"))
+            }
+        };
+        within(
+            "the number of exchanges",
+            self.exchanges.len() as u64,
+            1,
+            MAX_EXCHANGES,
+        )?;
+        within(
+            "the number of symbols",
+            self.symbols.len() as u64,
+            1,
+            MAX_SYMBOLS,
+        )?;
+        within("the number of threads", self.threads as u64, 1, MAX_THREADS)?;
+        if self.threads > self.exchanges.len() {
+            return Err(format!(
+                "{} threads for {} exchanges",
+                self.threads,
+                self.exchanges.len()
+            ));
+        }
+        within(
+            "the number of readers",
+            self.consumers as u64,
+            0,
+            MAX_CONSUMERS,
+        )?;
+        within(
+            "the reader delay (ns)",
+            self.reader_delay_ns,
+            0,
+            MAX_READER_DELAY_NS,
+        )?;
+        within("the duration (s)", self.duration_secs, 1, MAX_DURATION_SECS)?;
+        within("the warm-up (s)", self.warmup_secs, 0, MAX_WARMUP_SECS)?;
+        within(
+            "the lag budget (ns)",
+            self.lag_budget_ns,
+            1,
+            MAX_LAG_BUDGET_US * 1000,
+        )?;
+        within(
+            "the spin window (ns)",
+            self.pacing.spin_ns.unwrap_or(0),
+            0,
+            MAX_SPIN_US * 1000,
+        )?;
+        if self.interval_ns != 1_000_000_000 {
+            return Err(format!(
+                "an interval of {} ns (only 1 s is supported)",
+                self.interval_ns
+            ));
+        }
+        within(
+            "the seconds per point",
+            self.point_secs,
+            1,
+            MAX_DURATION_SECS,
+        )?;
+        let mut total = 0u64;
+        let mut ids = std::collections::BTreeSet::new();
+        for e in &self.exchanges {
+            if !ids.insert(e.id) || u64::from(e.id) >= MAX_EXCHANGES {
+                return Err(format!("exchange id {} is repeated or out of range", e.id));
+            }
+            if e.thread >= self.threads {
+                return Err(format!(
+                    "exchange {} runs on thread {} of {}",
+                    e.id, e.thread, self.threads
+                ));
+            }
+            for (what, rate) in [
+                ("trades", e.trades_per_sec),
+                ("book updates", e.book_per_sec),
+            ] {
+                within(
+                    &format!("exchange {} {what} per second", e.id),
+                    rate,
+                    0,
+                    MAX_RATE_PER_STREAM,
+                )?;
+                total = total.saturating_add(rate);
+            }
+            for c in [e.trades_capacity, e.book_capacity] {
+                within(
+                    &format!("exchange {} ring capacity", e.id),
+                    c,
+                    RING_CAPACITY.0,
+                    RING_CAPACITY.1,
+                )?;
+                if !c.is_power_of_two() {
+                    return Err(format!(
+                        "exchange {} ring capacity {c} is not a power of two",
+                        e.id
+                    ));
+                }
+            }
+            for p in [&e.trades_pattern, &e.book_pattern] {
+                p.validate(self.total_secs())
+                    .map_err(|err| format!("exchange {}: {err}", e.id))?;
+            }
+        }
+        within("the total rate (msgs/s)", total, 0, MAX_TOTAL_RATE)?;
+        for &c in self.pin_cores.iter().chain(&self.reader_pin_cores) {
+            within("a pinned core", c as u64, 0, MAX_CORE)?;
+        }
+        Ok(())
     }
 }
 

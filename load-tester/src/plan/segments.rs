@@ -189,4 +189,34 @@ mod tests {
         }
         assert!(split(&plan, 0).is_err());
     }
+
+    #[test]
+    fn segments_pass_the_check_and_broken_plans_do_not() {
+        let whole = plan(5);
+        for n in 1..=7 {
+            for seg in split(&whole, n).unwrap().1 {
+                seg.check().unwrap();
+            }
+        }
+        let broken: Vec<(&str, Box<dyn Fn(&mut Plan)>)> = vec![
+            ("threads", Box::new(|p| p.threads = 0)),
+            ("thread 3", Box::new(|p| p.exchanges[0].thread = 3)),
+            (
+                "power of two",
+                Box::new(|p| p.exchanges[1].trades_capacity = 1000),
+            ),
+            ("repeated", Box::new(|p| p.exchanges[1].id = 0)),
+            ("interval", Box::new(|p| p.interval_ns = 7)),
+            (
+                "total rate",
+                Box::new(|p| p.exchanges[0].trades_per_sec = u64::MAX),
+            ),
+        ];
+        for (what, f) in broken {
+            let mut p = whole.clone();
+            f(&mut p);
+            let e = p.check().unwrap_err();
+            assert!(e.contains(what) || e.contains("outside"), "{what}: {e}");
+        }
+    }
 }
