@@ -198,19 +198,14 @@ mod tests {
                 seg.check().unwrap();
             }
         }
-        let broken: Vec<(&str, Box<dyn Fn(&mut Plan)>)> = vec![
-            ("threads", Box::new(|p| p.threads = 0)),
-            ("thread 3", Box::new(|p| p.exchanges[0].thread = 3)),
-            (
-                "power of two",
-                Box::new(|p| p.exchanges[1].trades_capacity = 1000),
-            ),
-            ("repeated", Box::new(|p| p.exchanges[1].id = 0)),
-            ("interval", Box::new(|p| p.interval_ns = 7)),
-            (
-                "total rate",
-                Box::new(|p| p.exchanges[0].trades_per_sec = u64::MAX),
-            ),
+        type Break = fn(&mut Plan);
+        let broken: [(&str, Break); 6] = [
+            ("threads", |p| p.threads = 0),
+            ("thread 3", |p| p.exchanges[0].thread = 3),
+            ("power of two", |p| p.exchanges[1].trades_capacity = 1000),
+            ("repeated", |p| p.exchanges[1].id = 0),
+            ("interval", |p| p.interval_ns = 7),
+            ("total rate", |p| p.exchanges[0].trades_per_sec = u64::MAX),
         ];
         for (what, f) in broken {
             let mut p = whole.clone();
