@@ -35,6 +35,10 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     if settings.verbose {
         logs_on_stderr();
     }
+    let mut metrics = match super::load_test::bind_metrics(&settings) {
+        Ok(m) => m,
+        Err(e) => return error(e),
+    };
     let signals = super::signals::Signals::install();
     let stop = &signals.stop;
 
@@ -56,6 +60,9 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     let mut observers: Vec<&mut dyn Observer> = vec![&mut accumulator, &mut progress];
     if let Some(hlog) = reports.hlog.as_mut() {
         observers.push(hlog);
+    }
+    if let Some(m) = metrics.as_mut() {
+        observers.push(m);
     }
     let mut notices = |n: Notice| match n {
         Notice::Listening(addr) => eprintln!(
@@ -161,5 +168,6 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         Outcome::Invalid => "invalid",
     };
     finisher.finish(code, outcome);
+    super::load_test::linger(metrics, &results, &settings, stop);
     code
 }

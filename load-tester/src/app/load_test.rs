@@ -21,6 +21,10 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     if settings.verbose {
         logs_on_stderr();
     }
+    let mut metrics = match bind_metrics(&settings) {
+        Ok(m) => m,
+        Err(e) => return error(e),
+    };
 
     let signals = super::signals::Signals::install();
     let stop = &signals.stop;
@@ -39,6 +43,9 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     let mut observers: Vec<&mut dyn Observer> = vec![&mut accumulator, &mut progress];
     if let Some(hlog) = reports.hlog.as_mut() {
         observers.push(hlog);
+    }
+    if let Some(m) = metrics.as_mut() {
+        observers.push(m);
     }
     let run = crate::run::engine::run(
         &plan,
@@ -74,7 +81,58 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
             end.location
         );
     }
-    deliver(&results, &settings, reports, signal.map(|s| s.1))
+    let code = deliver(&results, &settings, reports, signal.map(|s| s.1));
+    linger(metrics, &results, &settings, stop);
+    code
+}
+
+/// The metrics server of `--metrics-addr`, bound now (so that a port in use fails before the
+/// run), or `None` without the flag.
+pub(super) fn bind_metrics(
+    settings: &crate::config::Settings,
+) -> Result<Option<output::metrics::Metrics>, String> {
+    let Some(addr) = &settings.metrics_addr else {
+        return Ok(None);
+    };
+    let m = output::metrics::Metrics::bind(addr, crate::run::placement::lower_this_thread)
+        .map_err(|e| format!("--metrics-addr {e}"))?;
+    eprintln!("Metrics: http://{}/metrics", m.addr());
+    Ok(Some(m))
+}
+
+/// Sets the metrics' outcome and keeps serving for `--metrics-linger` seconds (a signal ends
+/// the wait).
+pub(super) fn linger(
+    metrics: Option<output::metrics::Metrics>,
+    results: &crate::results::Results,
+    settings: &crate::config::Settings,
+    stop: &crate::run::Stop,
+) {
+    let Some(m) = metrics else { return };
+    let outcome = if results.interrupted.is_some() {
+        "interrupted"
+    } else {
+        match results.verdict.outcome {
+            crate::results::verdict::Outcome::Passed => "passed",
+            crate::results::verdict::Outcome::Failed => "failed",
+            crate::results::verdict::Outcome::Invalid => "invalid",
+        }
+    };
+    m.finish(outcome);
+    if settings.metrics_linger_secs == 0 {
+        return;
+    }
+    eprintln!(
+        "Serving the final metrics at http://{}/metrics for {} s (--metrics-linger)",
+        m.addr(),
+        settings.metrics_linger_secs
+    );
+    let was = stop.stopping();
+    let until =
+        std::time::Instant::now() + std::time::Duration::from_secs(settings.metrics_linger_secs);
+    while std::time::Instant::now() < until && stop.stopping() == was && !stop.aborted() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Sends the logs (`RUST_LOG`, default `info`) to stderr: `-v`.

@@ -6,6 +6,11 @@ use super::load_test::logs_on_stderr;
 use crate::distributed::worker::{work, WorkerError, WorkerNotice};
 use crate::output::format::thousands;
 
+/// Watches nothing: a worker without `--metrics-addr`.
+struct NoObserver;
+
+impl crate::report::observe::Observer for NoObserver {}
+
 /// Runs the worker `args` describe; returns the exit status.
 pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     let (config, local) = match crate::config::distributed::worker(args) {
@@ -14,6 +19,18 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     };
     if args.verbose {
         logs_on_stderr();
+    }
+    let mut metrics = match args
+        .metrics_addr
+        .as_deref()
+        .map(|a| crate::output::metrics::Metrics::bind(a, crate::run::placement::lower_this_thread))
+        .transpose()
+    {
+        Ok(m) => m,
+        Err(e) => return error(format!("--metrics-addr {e}")),
+    };
+    if let Some(m) = &metrics {
+        eprintln!("Metrics of this worker: http://{}/metrics", m.addr());
     }
     let signals = super::signals::Signals::install();
     eprintln!(
@@ -56,7 +73,30 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         WorkerNotice::Started => eprintln!("every worker is ready: the load starts"),
         WorkerNotice::Stopping(reason) => eprintln!("the coordinator stopped the run: {reason}"),
     };
-    let result = work(&config, &signals.stop, &mut localize, &mut notices);
+    let mut none = NoObserver;
+    let observer: &mut dyn crate::report::observe::Observer = match metrics.as_mut() {
+        Some(m) => m,
+        None => &mut none,
+    };
+    let result = work(
+        &config,
+        &signals.stop,
+        &mut localize,
+        &mut notices,
+        observer,
+    );
+    if let Some(m) = &metrics {
+        let outcome = match &result {
+            Ok(w) => w.outcome.clone().unwrap_or_else(|| "interrupted".into()),
+            Err(_) => "interrupted".into(),
+        };
+        m.finish(&outcome);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(args.metrics_linger);
+        while std::time::Instant::now() < until && !signals.stop.aborted() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    drop(metrics);
     let worked = match result {
         Ok(w) => w,
         Err(WorkerError::Interrupted) | Err(WorkerError::Aborted(None))

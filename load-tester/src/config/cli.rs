@@ -343,6 +343,15 @@ pub struct RunArgs {
           value_parser = |s: &str| whole(s, 1, MAX_LAG_BUDGET_US))]
     pub lag_budget_us: u64,
 
+    /// Serve live Prometheus metrics at http://ADDR:PORT/metrics (`:PORT` or `PORT`: loopback)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<String>,
+
+    /// With --metrics-addr: keep serving this many seconds after the run, for a last scrape
+    #[arg(long, value_name = "SECS", default_value_t = 0, requires = "metrics_addr",
+          value_parser = |s: &str| whole(s, 0, 3600))]
+    pub metrics_linger: u64,
+
     /// Base directory of the run's shared memory [default: /dev/shm/alphapulse]
     #[arg(long, value_name = "DIR", env = "ALPHAPULSE_SHM_DIR")]
     pub shm_dir: Option<PathBuf>,

@@ -35,6 +35,10 @@ pub struct Settings {
     pub allow_loss: bool,
     /// What the user should know before the run starts (printed on stderr).
     pub notes: Vec<String>,
+    /// `--metrics-addr`, not yet resolved.
+    pub metrics_addr: Option<String>,
+    /// `--metrics-linger`, seconds.
+    pub metrics_linger_secs: u64,
 }
 
 /// A configuration error: one line naming the flag or file and what to do.
@@ -185,6 +189,8 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         keep_shm: args.keep_shm,
         allow_loss: args.allow_loss,
         notes,
+        metrics_addr: args.metrics_addr.clone(),
+        metrics_linger_secs: args.metrics_linger,
     };
     Ok((plan, settings))
 }

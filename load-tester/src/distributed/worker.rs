@@ -26,7 +26,7 @@ use crate::distributed::{HEARTBEAT, SILENT_INTERVALS};
 use crate::plan::Plan;
 use crate::report::end::RunEnd;
 use crate::report::histogram::HistogramConfig;
-use crate::report::observe::Observer;
+use crate::report::observe::{Observer, Tee};
 use crate::report::IntervalReport;
 use crate::run::engine::{self, EngineError};
 use crate::run::Stop;
@@ -222,6 +222,7 @@ pub fn work(
     stop: &Stop,
     localize: &mut dyn FnMut(&mut Plan) -> Result<(), String>,
     notices: &mut dyn FnMut(WorkerNotice),
+    observer: &mut dyn Observer,
 ) -> Result<Worked, WorkerError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -232,7 +233,7 @@ pub fn work(
         .enable_all()
         .build()
         .map_err(|e| WorkerError::Connect(format!("cannot start the network runtime: {e}")))?;
-    let result = session(&runtime, config, stop, localize, notices);
+    let result = session(&runtime, config, stop, localize, notices, observer);
     runtime.shutdown_timeout(Duration::from_millis(500));
     result
 }
@@ -243,6 +244,7 @@ fn session(
     stop: &Stop,
     localize: &mut dyn FnMut(&mut Plan) -> Result<(), String>,
     notices: &mut dyn FnMut(WorkerNotice),
+    observer: &mut dyn Observer,
 ) -> Result<Worked, WorkerError> {
     let address = &config.coordinator;
     let host = address
@@ -369,7 +371,7 @@ fn session(
         }
     });
     let ctrl = Mutex::new(ctrl);
-    let result = take_part(config, stop, &out, &ctrl, localize, notices);
+    let result = take_part(config, stop, &out, &ctrl, localize, notices, observer);
     heartbeat.abort();
     // Ending the request stream tells the coordinator this worker is done; its answer, the end
     // of the response stream, shows that everything sent before was delivered.
@@ -392,6 +394,7 @@ fn take_part(
     ctrl: &Mutex<mpsc::Receiver<FromCoordinator>>,
     localize: &mut dyn FnMut(&mut Plan) -> Result<(), String>,
     notices: &mut dyn FnMut(WorkerNotice),
+    observer: &mut dyn Observer,
 ) -> Result<Worked, WorkerError> {
     let soon = || Some(Instant::now() + Duration::from_secs(30));
     let welcome = match next(ctrl, soon(), stop, "its welcome")?.0 {
@@ -563,7 +566,8 @@ fn take_part(
                 }
             }
         });
-        let run = prepared.run(mono_start, stop, &mut Forward { out });
+        let mut forward = Forward { out };
+        let run = prepared.run(mono_start, stop, &mut Tee(vec![&mut forward, observer]));
         over.store(true, Ordering::Release);
         run
     });

@@ -10,6 +10,7 @@ pub mod hlog;
 pub mod html;
 pub mod json;
 pub mod junit;
+pub mod metrics;
 pub mod progress;
 pub mod reports;
 
