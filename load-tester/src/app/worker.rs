@@ -71,6 +71,11 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
             round_trip_ns as f64 / 1e6
         ),
         WorkerNotice::Started => eprintln!("every worker is ready: the load starts"),
+        WorkerNotice::Late(ns) => eprintln!(
+            "warning: the start time had passed {:.1} ms before it arrived: this worker starts \
+             late, its intervals behind the others'",
+            ns as f64 / 1e6
+        ),
         WorkerNotice::Stopping(reason) => eprintln!("the coordinator stopped the run: {reason}"),
     };
     let mut none = NoObserver;

@@ -15,8 +15,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc as tmpsc, oneshot};
@@ -138,6 +139,7 @@ enum Event {
         peer: String,
         tx: tmpsc::UnboundedSender<Result<pb::CoordinatorMessage, Status>>,
         kill: oneshot::Sender<()>,
+        admitted: Arc<AtomicBool>,
     },
     /// A message other than a clock ping or an interval report.
     Message { conn: u64, body: In },
@@ -212,12 +214,14 @@ impl pb::coordinator_server::Coordinator for Service {
         let conn = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tmpsc::unbounded_channel();
         let (kill, mut killed) = oneshot::channel();
+        let admitted = Arc::new(AtomicBool::new(false));
         let events = self.events.clone();
         let _ = events.send(Event::Opened {
             conn,
             peer,
             tx: tx.clone(),
             kill,
+            admitted: Arc::clone(&admitted),
         });
         tokio::spawn(async move {
             // Heartbeats go from here, not from the coordinator's thread, so that they keep
@@ -254,7 +258,9 @@ impl pb::coordinator_server::Coordinator for Service {
                                     body: Some(Out::Pong(pong)),
                                 }));
                             }
-                            Some(In::Interval(r)) => {
+                            // Decoded only for an admitted worker: a session that has not said
+                            // a valid Hello gets no histogram decoded on its behalf.
+                            Some(In::Interval(r)) if admitted.load(Ordering::Acquire) => {
                                 let report = report_from_pb(&r).map(Box::new);
                                 let _ = events.send(Event::Interval { conn, report });
                             }
@@ -289,6 +295,8 @@ struct Conn {
     opened: Instant,
     /// The worker it is, once admitted.
     worker: Option<usize>,
+    /// Set when admitted: its network task decodes its reports from then on.
+    admitted: Arc<AtomicBool>,
 }
 
 impl Conn {
@@ -619,6 +627,7 @@ impl Coordinator<'_> {
                 peer,
                 tx,
                 kill,
+                admitted,
             } => {
                 self.conns.insert(
                     conn,
@@ -628,6 +637,7 @@ impl Coordinator<'_> {
                         kill: Some(kill),
                         opened: Instant::now(),
                         worker: None,
+                        admitted,
                     },
                 );
                 None
@@ -666,6 +676,7 @@ impl Coordinator<'_> {
             return;
         };
         c.worker = Some(index);
+        c.admitted.store(true, Ordering::Release);
         c.send(Out::Welcome(pb::Welcome {
             worker_index: index as u32,
             workers: self.slots.len() as u32,
@@ -900,7 +911,7 @@ impl Coordinator<'_> {
             plan,
             &RunStart {
                 location: format!(
-                    "{} workers, each with its own run directory",
+                    "the bus of each of {} workers (their run directories: the results' workers)",
                     self.slots.len()
                 ),
                 started_unix_ms,
@@ -1221,7 +1232,7 @@ impl Coordinator<'_> {
         RunEnd {
             started_unix_ms,
             location: format!(
-                "{} workers, each with its own run directory",
+                "the bus of each of {} workers (their run directories: the results' workers)",
                 self.slots.len()
             ),
             clock: ends.first().map_or(self.plan.clock, |e| e.clock),

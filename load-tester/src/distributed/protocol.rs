@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::report::histogram::{decode_bytes, encode_plain_bytes, HistogramConfig};
+use crate::report::histogram::{decode_plain_bytes, encode_plain_bytes, HistogramConfig};
 use crate::report::{
     GeneratorTime, Integrity, IntervalReport, Kind, ProcessUsage, SourceId, SourceReport, Stream,
     WriterCounters,
@@ -154,7 +154,7 @@ pub fn report_from_pb(r: &pb::IntervalReport) -> Result<IntervalReport, String> 
                 .copied()
                 .find(|k| k.name() == name)
                 .ok_or_else(|| format!("exchange {exchange}: unknown latency kind {name:?}"))?;
-            let h = decode_bytes(bytes)
+            let h = decode_plain_bytes(bytes)
                 .map_err(|e| format!("exchange {exchange} {} {name}: {e}", stream.name()))?;
             // `decode_bytes` checked the configuration.
             let _ = report.latency.set(kind, h);
@@ -296,7 +296,14 @@ mod tests {
             .insert("service".into(), vec![1, 2, 3]);
         assert!(report_from_pb(&bad)
             .unwrap_err()
-            .contains("does not decode"));
+            .contains("uncompressed V2"));
+        // A compressed histogram is refused too: its configuration is behind the deflate.
+        let deflated =
+            crate::report::histogram::encode_bytes(&crate::report::histogram::new_histogram());
+        bad.sources[0].histograms.insert("service".into(), deflated);
+        assert!(report_from_pb(&bad)
+            .unwrap_err()
+            .contains("uncompressed V2"));
         bad.sources[0].histograms.clear();
         bad.sources.push(bad.sources[0].clone());
         assert!(report_from_pb(&bad).unwrap_err().contains("twice"));

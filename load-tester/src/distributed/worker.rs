@@ -105,6 +105,9 @@ pub enum WorkerNotice {
         /// Round trip of that round, ns.
         round_trip_ns: u64,
     },
+    /// The start time had passed when the Start arrived, by this many ns: this worker starts
+    /// now, behind the others.
+    Late(u64),
     /// The load starts now.
     Started,
     /// The coordinator asked the run to stop.
@@ -437,6 +440,8 @@ fn take_part(
         workers: welcome.workers,
         segment: Box::new(plan.clone()),
     });
+    // Counted before the engine moves this thread off the generators' cores.
+    let cores = crate::run::placement::available_cores().len() as u32;
     let prepared = match engine::prepare(&plan, &config.shm_dir, config.keep_shm, stop, None) {
         Ok(p) => p,
         Err(e) => {
@@ -500,7 +505,7 @@ fn take_part(
             clock_offset_ns: offset_ns,
             round_trip_ns,
             location: prepared.location(),
-            cores: crate::run::placement::available_cores().len() as u32,
+            cores,
         }),
     );
     notices(WorkerNotice::Ready {
@@ -517,6 +522,9 @@ fn take_part(
     let local_start = i128::from(start_unix_ns) - i128::from(offset_ns);
     let ahead = local_start - i128::from(local_unix());
     let mono_start = (ahead > 0).then(|| alphapulse_bus::now_ns() + ahead as u64);
+    if ahead <= 0 {
+        notices(WorkerNotice::Late(ahead.unsigned_abs() as u64));
+    }
     notices(WorkerNotice::Started);
 
     let over = AtomicBool::new(false);

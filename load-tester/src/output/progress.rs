@@ -80,7 +80,11 @@ impl Observer for Progress {
         self.total_secs = plan.total_secs();
         self.warmup_intervals = plan.warmup_intervals();
         // Users need it for `load-tester read --run-dir`.
-        eprintln!("Run directory: {}", start.location);
+        if start.location.starts_with('/') {
+            eprintln!("Run directory: {}", start.location);
+        } else {
+            eprintln!("Transport: {}", start.location);
+        }
         if let Some(bar) = &mut self.bar {
             bar.set_draw_target(ProgressDrawTarget::stderr());
             bar.set_length(self.total_secs);

@@ -85,6 +85,9 @@ pub fn split(plan: &Plan, workers: usize) -> Result<(Split, Vec<Plan>), SplitErr
     let segments = (0..n)
         .map(|w| {
             let mut p = plan.clone();
+            // Each worker simulates its own share of every exchange: its records differ from
+            // the others' (a seed of its own), as they would from separate feed handlers.
+            p.seed = plan.seed.wrapping_add(w);
             for e in &mut p.exchanges {
                 e.trades_per_sec = share(e.trades_per_sec, w, n);
                 e.book_per_sec = share(e.book_per_sec, w, n);

@@ -126,7 +126,7 @@ pub struct WorkerLoss {
 /// How one worker of a distributed run took part, as its coordinator saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerEnd {
-    /// Its index among the run's workers, in order of joining.
+    /// Its index among the run's workers: the one it asked for when free, else the lowest free.
     pub index: usize,
     /// What it called itself: host and job index (or pid), unique in the run.
     pub identity: String,

@@ -123,6 +123,16 @@ fn plain_header(bytes: &[u8]) -> Option<Result<HistogramConfig, String>> {
     })
 }
 
+/// Decodes what [`encode_plain_bytes`] produced and nothing else: the distributed wire's
+/// histograms, whose configuration is checked from the header before anything is allocated (a
+/// compressed one would have to be inflated first).
+pub fn decode_plain_bytes(bytes: &[u8]) -> Result<Histogram<u64>, String> {
+    match plain_header(bytes) {
+        Some(_) => decode_bytes(bytes),
+        None => Err("histogram is not HdrHistogram's uncompressed V2 encoding".into()),
+    }
+}
+
 /// Decodes what [`encode_bytes`] or [`encode_plain_bytes`] produced (any V2 or V2-deflate
 /// histogram), refusing input over [`MAX_ENCODED_BYTES`] and histograms of another
 /// configuration than [`HistogramConfig::STANDARD`] (an uncompressed one before it is decoded).

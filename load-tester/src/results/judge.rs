@@ -233,6 +233,17 @@ fn human(ns: u64) -> String {
 /// Which of the tester's own processes used how much CPU, and what else used the machine.
 fn who_used_the_cpu(r: &Results) -> String {
     let res = &r.resources;
+    if let Some(w) = &r.workers {
+        // The busiest worker's figures, one host's: the machine-wide share cannot be told here.
+        return format!(
+            "CPU over the measured time, the busiest of {} workers: tester process {:.0}% of a \
+             core ({:.0}% working, the rest spinning for send times), its host {:.0}% busy.",
+            w.workers.len(),
+            res.cpu_avg_pct,
+            res.cpu_working_avg_pct,
+            res.system_cpu_avg_pct
+        );
+    }
     let mut ours = res.cpu_avg_pct;
     let mut parts = vec![format!(
         "tester process {:.0}% of a core ({:.0}% working, the rest spinning for send times)",

@@ -35,7 +35,8 @@ pub struct Workers {
 /// One worker of a distributed run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerSummary {
-    /// Its index, in order of joining.
+    /// Its index: the one it asked for (`--worker-index`, `JOB_COMPLETION_INDEX`) when that
+    /// was free, else the lowest free one.
     pub index: usize,
     /// What it called itself (host and job index, or pid).
     pub identity: String,
@@ -59,8 +60,8 @@ pub struct WorkerSummary {
     pub location: String,
     /// Set when it was lost: when and why.
     pub lost: Option<WorkerLoss>,
-    /// Its own results, from its own reports alone and judged against the same targets (time
-    /// series left out: the merged one is the run's). `None` when it reported nothing.
+    /// Its own results, from its own reports alone (empty when it reported nothing) and judged
+    /// against the same targets; time series left out: the merged one is the run's.
     pub results: Option<Box<Results>>,
 }
 
@@ -141,6 +142,7 @@ pub fn combine(mut merged: Results, end: &RunEnd, own: Vec<Option<Results>>) -> 
     };
     let present: Vec<&Results> = own.iter().flatten().collect();
     merged.resources = busiest(&present.iter().map(|r| &r.resources).collect::<Vec<_>>());
+    merged.generator.threads = d.workers.iter().map(|w| w.segment.threads).sum();
     if merged.plan.consumers > 0 {
         let ds: Vec<&Delivery> = present.iter().filter_map(|r| r.delivery.as_ref()).collect();
         merged.delivery = Some(combine_delivery(&ds));

@@ -66,7 +66,9 @@ pub fn lower_this_thread() {
 /// thread that must answer promptly (a network peer's heartbeats) yet should hold a core only
 /// briefly. Best effort, as [`lower_this_thread`].
 pub fn short_slices_for_this_thread() {
-    set_this_thread(0);
+    // Keeps the thread's nice value (a process started under `nice` stays there).
+    let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(0);
+    set_this_thread(nice);
 }
 
 fn set_this_thread(nice: i32) {
