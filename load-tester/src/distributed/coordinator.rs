@@ -475,7 +475,9 @@ pub fn coordinate(
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(HEARTBEAT))
-        .http2_keepalive_timeout(Some(HEARTBEAT * SILENT_INTERVALS))
+        // Longer than the silence that loses a worker, so that a cut link is reported as the
+        // silence it is, not as a transport error.
+        .http2_keepalive_timeout(Some(HEARTBEAT * SILENT_INTERVALS * 3))
         .tcp_nodelay(true);
     if let Some(tls) = &config.tls {
         builder = builder

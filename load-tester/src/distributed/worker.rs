@@ -269,7 +269,8 @@ fn session(
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(HEARTBEAT)
-        .keep_alive_timeout(HEARTBEAT * SILENT_INTERVALS)
+        // Longer than the silence that loses the coordinator (see the coordinator).
+        .keep_alive_timeout(HEARTBEAT * SILENT_INTERVALS * 3)
         .keep_alive_while_idle(true);
     if let Some(tls) = &config.tls {
         endpoint = endpoint
