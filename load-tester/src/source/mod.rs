@@ -1,3 +1,4 @@
-//! What records are generated from: the market simulator.
+//! What records are generated from: the market simulator, or a capture replayed.
 
+pub mod capture;
 pub mod market;
