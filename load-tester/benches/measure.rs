@@ -14,6 +14,7 @@ use alphapulse_load_tester::run::generator::{self, ExchangeWork, GeneratorConfig
 use alphapulse_load_tester::run::measure::LatencySet;
 use alphapulse_load_tester::run::pacing::{ConstantRate, Schedule};
 use alphapulse_load_tester::source::market::ExchangeSim;
+use alphapulse_load_tester::source::Market;
 use alphapulse_load_tester::transport::bus::BusRun;
 use alphapulse_load_tester::transport::Transport;
 use clap::Parser;
@@ -64,7 +65,7 @@ fn hot_path(c: &mut Criterion) {
             let start_ns = alphapulse_bus::now_ns() + 30_000_000;
             let works = vec![ExchangeWork {
                 id: 0,
-                sim: ExchangeSim::new(0, 10, 42),
+                market: Market::Sim(ExchangeSim::new(0, 10, 42)),
                 transport: Box::new(transports.into_iter().next().unwrap()) as Box<dyn Transport>,
                 trades: Some(Schedule::Constant(ConstantRate::new(start_ns, 40_000_000))),
                 book: Some(Schedule::Constant(ConstantRate::new(start_ns, 10_000_000))),

@@ -72,8 +72,10 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     };
     progress.finish();
     let signal = signals.first();
-    let mut results =
-        accumulator.finish(&end, signal.map(|s| s.0.to_string()), settings.allow_loss);
+    let stopped_by = signal
+        .map(|s| s.0.to_string())
+        .or_else(|| end.failure.as_ref().map(|_| "a replay error".to_string()));
+    let mut results = accumulator.finish(&end, stopped_by, settings.allow_loss);
     results.verdict = crate::results::judge::judge(&results, &settings.targets);
     if settings.keep_shm {
         eprintln!(
@@ -81,8 +83,33 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
             end.location
         );
     }
-    let code = deliver(&results, &settings, reports, signal.map(|s| s.1));
+    let mut code = deliver(&results, &settings, reports, signal.map(|s| s.1));
     linger(metrics, &results, &settings, stop);
+    if let Some(f) = &end.failure {
+        code = error(format!(
+            "--replay {f} (the run stopped there; the results so far were written)"
+        ));
+    }
+    let capture = results
+        .delivery
+        .iter()
+        .flat_map(|d| &d.per_reader)
+        .find_map(|r| r.capture.as_ref());
+    match (&plan.record, capture) {
+        (_, Some(c)) if c.error.is_some() => {
+            code = error(format!(
+                "--record {}",
+                c.error.as_deref().unwrap_or_default()
+            ));
+        }
+        (Some(path), None) => {
+            code = error(format!(
+                "--record {path}: the recording reader ended without finishing the capture \
+                 (its {path}.partial is left for inspection)"
+            ));
+        }
+        _ => {}
+    }
     code
 }
 

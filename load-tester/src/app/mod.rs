@@ -9,6 +9,7 @@ use crate::output;
 mod clean;
 mod compare;
 mod coordinator;
+mod import;
 mod load_test;
 mod read;
 mod signals;
@@ -37,6 +38,9 @@ pub fn main() -> i32 {
             return error(e);
         }
     }
+    cli.run.duration_from_replay = cli.run.replay.replay.is_some()
+        && !cli.run.replay.looped
+        && matches.value_source("duration_secs") != Some(clap::parser::ValueSource::CommandLine);
     if let Some(name) = cli.run.scenario.clone() {
         let applied = crate::config::scenario::load(&name).and_then(|(origin, text)| {
             crate::config::scenario::apply(&origin, &text, &mut cli.run, &matches)
@@ -49,6 +53,17 @@ pub fn main() -> i32 {
         Some(Command::Clean { shm_dir }) => clean::run(shm_dir),
         Some(Command::Compare(a)) => compare::run(&a),
         Some(Command::Read(args)) => read::run(&args),
+        Some(Command::Record(a)) => read::run(&crate::config::cli::ReadArgs {
+            run_dir: a.run_dir,
+            pin_core: None,
+            delay_ns: 0,
+            duration_secs: a.duration_secs,
+            stale_after_ms: a.stale_after_ms,
+            json_output: None,
+            protocol: false,
+            record: Some(a.output),
+        }),
+        Some(Command::ImportTardis(a)) => import::run(&a),
         None => match cli.run.mode {
             RunMode::Standalone => load_test::run(&cli.run),
             RunMode::Coordinator => coordinator::run(&cli.run),

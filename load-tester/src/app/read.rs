@@ -36,6 +36,7 @@ pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
         delay_ns: args.delay_ns,
         stale_after: std::time::Duration::from_millis(args.stale_after_ms),
         max_duration: args.duration_secs.map(std::time::Duration::from_secs),
+        record: args.record.clone(),
     };
     let result = if args.protocol {
         // The tester handles Ctrl-C for the whole run: a reader keeps reading until the writers
@@ -100,6 +101,9 @@ pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
         if let Err(e) = output::json::write_value(&outcome, t) {
             return error(format!("--json-output {}: {e}", t.path().display()));
         }
+    }
+    if let Some(e) = outcome.capture.as_ref().and_then(|c| c.error.as_ref()) {
+        return error(format!("--record: {e}"));
     }
     let failed = outcome
         .streams

@@ -35,6 +35,12 @@ pub enum Command {
     /// Read a run's rings as a consumer: end-to-end latency, losses and integrity of every
     /// record, from any writer built on alphapulse-bus.
     Read(ReadArgs),
+    /// Record every record of a run's rings into a capture file, from any writer built on
+    /// alphapulse-bus (a reader like `read`, that also writes what it reads).
+    Record(RecordArgs),
+    /// Convert Tardis.dev CSV files (trades, incremental_book_L2; .csv or .csv.gz) into a
+    /// capture file that `--replay` plays.
+    ImportTardis(ImportTardisArgs),
     /// Remove the shared-memory run directories of runs whose process died.
     Clean {
         /// Base directory of run directories [default: $ALPHAPULSE_SHM_DIR or /dev/shm/alphapulse].
@@ -75,6 +81,62 @@ pub struct ReadArgs {
     /// Speak the load tester's line protocol on stdin/stdout (used when it starts readers)
     #[arg(long, hide = true)]
     pub protocol: bool,
+
+    /// Also write every record read into this capture file (it must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+}
+
+/// Options of `load-tester record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The run directory to record (it holds manifest.json)
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: PathBuf,
+
+    /// The capture file to write (it must not exist)
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Stop after this many seconds even if the writers are still open
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = |s: &str| whole(s, 1, MAX_DURATION_SECS))]
+    pub duration_secs: Option<u64>,
+
+    /// A writer silent for this long counts as stopped, milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = |s: &str| whole(s, 1, 3_600_000))]
+    pub stale_after_ms: u64,
+}
+
+/// Options of `load-tester import-tardis`.
+#[derive(Debug, Args)]
+pub struct ImportTardisArgs {
+    /// A Tardis `trades` CSV file (exchange,symbol,timestamp,local_timestamp,id,side,price,amount)
+    #[arg(long, value_name = "FILE", required_unless_present = "book")]
+    pub trades: Vec<PathBuf>,
+
+    /// A Tardis `incremental_book_L2` CSV file
+    /// (exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount)
+    #[arg(long, value_name = "FILE")]
+    pub book: Vec<PathBuf>,
+
+    /// The capture file to write (it must not exist)
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Which Tardis time is the record's time: when the exchange stamped it, or when Tardis
+    /// received it (`local`, the order rows were recorded in)
+    #[arg(long, value_enum, default_value_t = TardisTime::Local)]
+    pub time: TardisTime,
+}
+
+/// Which timestamp of a Tardis row a capture keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TardisTime {
+    /// `local_timestamp`: when Tardis received the message.
+    Local,
+    /// `timestamp`: the exchange's own time.
+    Exchange,
 }
 
 /// Options of `load-tester compare`.
@@ -381,12 +443,52 @@ pub struct RunArgs {
     #[arg(skip)]
     pub scenario_description: Option<String>,
 
+    /// With --replay: -d was not given, so the run lasts as long as the capture does.
+    #[arg(skip)]
+    pub duration_from_replay: bool,
+
+    /// Options of record and replay.
+    #[command(flatten, next_help_heading = "Record and replay")]
+    pub replay: ReplayArgs,
+
     /// Options of a distributed run (--mode coordinator or worker).
     #[command(
         flatten,
         next_help_heading = "Distributed run (--mode coordinator / worker)"
     )]
     pub distributed: DistributedArgs,
+}
+
+/// Options of record and replay.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Record every record the first reader reads into this capture file (it must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Publish the records of this capture file at their recorded times instead of simulating
+    /// (exchanges and symbols come from the capture)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["exchanges", "symbol_count", "trades_per_second", "orderbook_updates_per_second", "scenario"])]
+    pub replay: Option<PathBuf>,
+
+    /// With --replay: play this many times faster (0.5: half as fast)
+    #[arg(long, value_name = "X", default_value_t = 1.0, requires = "replay",
+          value_parser = |s: &str| real(s, 0.001, 1000.0))]
+    pub speed: f64,
+
+    /// With --replay: start again from the first record after the last, until the run ends
+    #[arg(long = "loop", requires = "replay")]
+    pub looped: bool,
+
+    /// With --replay: skip the records of the capture's first SECS seconds
+    #[arg(long, value_name = "SECS", requires = "replay",
+          value_parser = |s: &str| real(s, 0.0, 1e9))]
+    pub replay_from: Option<f64>,
+
+    /// With --replay: replay records up to SECS seconds after the capture's start
+    #[arg(long, value_name = "SECS", requires = "replay",
+          value_parser = |s: &str| real(s, 0.0, 1e9))]
+    pub replay_to: Option<f64>,
 }
 
 /// Options of a distributed run: the coordinator's and the workers'.
@@ -460,6 +562,17 @@ fn whole(s: &str, min: u64, max: u64) -> Result<u64, String> {
     let what = || format!("must be a whole number from {min} to {max}");
     let value: u64 = s.trim().replace('_', "").parse().map_err(|_| what())?;
     if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(what())
+    }
+}
+
+/// Parses a finite number in `min..=max`, with an error that says what is accepted.
+fn real(s: &str, min: f64, max: f64) -> Result<f64, String> {
+    let what = || format!("must be a number from {min} to {max}");
+    let value: f64 = s.trim().parse().map_err(|_| what())?;
+    if value.is_finite() && (min..=max).contains(&value) {
         Ok(value)
     } else {
         Err(what())

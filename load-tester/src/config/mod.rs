@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod distributed;
+pub mod replay;
 pub mod scenario;
 
 use std::path::PathBuf;
@@ -65,12 +66,51 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
              exceeds the {MAX_TOTAL_RATE} msgs/s this tester can schedule; lower the rates or the exchanges"
         ));
     }
-    if args.threads > args.exchanges {
+    let replayed = match &args.replay.replay {
+        Some(path) => {
+            if args.mode != RunMode::Standalone {
+                return fail(
+                    "--replay runs standalone: a distributed replay (each worker replaying its \
+                     exchanges of the capture) is not built yet"
+                        .into(),
+                );
+            }
+            Some(replay::from_capture(path, &args.replay)?)
+        }
+        None => None,
+    };
+    if let Some(r) = &replayed {
+        let total: f64 = r.rates.iter().flatten().map(|(mean, _)| mean).sum();
+        if total > MAX_TOTAL_RATE as f64 {
+            return fail(format!(
+                "--replay at --speed {} is {total:.0} msgs/s on average, over the \
+                 {MAX_TOTAL_RATE} msgs/s this tester can schedule; lower --speed",
+                args.replay.speed
+            ));
+        }
+    }
+    let exchange_count = replayed
+        .as_ref()
+        .map_or(args.exchanges, |r| r.exchanges.len() as u64);
+    if args.threads > exchange_count {
         return fail(format!(
-            "--threads {} is more than --exchanges {}: each thread drives whole exchanges; \
-             use at most {} threads",
-            args.threads, args.exchanges, args.exchanges
+            "--threads {} is more than the {exchange_count} exchanges: each thread drives whole \
+             exchanges; use at most {exchange_count} threads",
+            args.threads
         ));
+    }
+    if let Some(path) = &args.replay.record {
+        if path.symlink_metadata().is_ok() {
+            return fail(format!(
+                "--record {}: exists; a capture never overwrites a file (choose another name)",
+                path.display()
+            ));
+        }
+    }
+    if args.replay.record.is_some() && args.consumers == 0 {
+        return fail(
+            "--record needs a reader to record what it reads: use --consumers 1 or more".into(),
+        );
     }
     // A coordinator runs no load itself: cores are each worker's to choose.
     let (pin_cores, reader_pin_cores, mut notes) = if args.mode == RunMode::Coordinator {
@@ -118,8 +158,11 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
     let book_pattern = args.book_pattern.clone().unwrap_or(PatternSpec::Constant {
         rate: Some(args.orderbook_updates_per_second as f64),
     });
-    let names = exchange_names(args.exchanges as usize);
-    let exchanges = names
+    let names = match &replayed {
+        Some(r) => r.exchanges.clone(),
+        None => exchange_names(args.exchanges as usize),
+    };
+    let mut exchanges: Vec<ExchangePlan> = names
         .into_iter()
         .enumerate()
         .map(|(i, name)| ExchangePlan {
@@ -138,10 +181,33 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             book_pattern: book_pattern.clone(),
         })
         .collect();
-    let total_secs = args.warmup_secs + args.duration_secs;
+    let mut duration_secs = args.duration_secs;
+    if let Some(r) = &replayed {
+        for (e, rates) in exchanges.iter_mut().zip(&r.rates) {
+            let [(trades, trades_peak), (book, book_peak)] = *rates;
+            e.trades_per_sec = trades.round() as u64;
+            e.book_per_sec = book.round() as u64;
+            e.trades_pattern = PatternSpec::Constant { rate: Some(trades) };
+            e.book_pattern = PatternSpec::Constant { rate: Some(book) };
+            if args.ring_capacity.is_none() {
+                e.trades_capacity = default_capacity(trades_peak.ceil() as u64);
+                e.book_capacity = default_capacity(book_peak.ceil() as u64);
+            }
+        }
+        if args.duration_from_replay {
+            // The warm-up is the replay's first seconds: the run ends with its last record.
+            duration_secs = (r.replay_secs.ceil() as u64)
+                .saturating_sub(args.warmup_secs)
+                .max(1);
+        }
+    }
+    let total_secs = args.warmup_secs + duration_secs;
     let plan = Plan {
         exchanges,
-        symbols: symbol_names(args.symbol_count as usize),
+        symbols: match &replayed {
+            Some(r) => r.symbols.clone(),
+            None => symbol_names(args.symbol_count as usize),
+        },
         threads,
         pin_cores,
         pacing: Pacing {
@@ -155,11 +221,13 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         reader_delay_ns: args.reader_delay_ns,
         seed: args.seed,
         warmup_secs: args.warmup_secs,
-        duration_secs: args.duration_secs,
+        duration_secs,
         interval_ns: 1_000_000_000,
         point_secs: total_secs.div_ceil(MAX_POINTS).max(1),
         lag_budget_ns: args.lag_budget_us * 1_000,
         scenario: args.scenario_description.clone(),
+        record: args.replay.record.as_ref().map(|p| p.display().to_string()),
+        replay: replayed.map(|r| r.replay),
     };
     let shm_dir = args
         .shm_dir

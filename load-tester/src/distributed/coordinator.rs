@@ -1248,6 +1248,7 @@ impl Coordinator<'_> {
             warnings,
             readers: Vec::new(),
             garbage_lines: ends.iter().map(|e| e.garbage_lines).sum(),
+            failure: ends.iter().find_map(|e| e.failure.clone()),
             distributed: Some(DistributedEnd {
                 split,
                 clock_offset_budget_ns: self.config.clock_offset_budget_ns,

@@ -63,6 +63,7 @@ fn target_line(plan: &crate::plan::Plan, stream: crate::plan::Stream) -> String 
     };
     let pattern = first.pattern(stream);
     match pattern.constant_rate() {
+        Some(_) if plan.replay.is_some() => format!("{} total", plan.target_rate(stream)),
         Some(_) => format!(
             "{} per exchange ({} total)",
             first.rate(stream),
@@ -91,6 +92,19 @@ pub fn render(r: &Results, verbose: bool) -> String {
     let _ = writeln!(out, "Configuration:");
     if let Some(sc) = &plan.scenario {
         let _ = writeln!(out, "  Scenario: {sc}");
+    }
+    if let Some(rp) = &plan.replay {
+        let _ = writeln!(
+            out,
+            "  Replay: {} at speed {}{}, {:.3} s of recorded time (rates below: the capture's mean)",
+            rp.file,
+            rp.speed,
+            if rp.looped { ", looped" } else { "" },
+            (rp.to_ns - rp.from_ns) as f64 / 1e9,
+        );
+    }
+    if let Some(path) = &plan.record {
+        let _ = writeln!(out, "  Recording into: {path}");
     }
     let _ = writeln!(out, "  Exchanges: {}", plan.exchanges.len());
     let _ = writeln!(
@@ -502,6 +516,35 @@ fn delivery(out: &mut String, d: &Delivery, workers: Option<usize>) {
         if let Some(why) = &r.died {
             let _ = writeln!(out, "    {}", style(why).red());
         }
+        if let Some(c) = &r.capture {
+            capture_line(out, c);
+        }
+    }
+}
+
+/// What a recording reader wrote: one line, red when records are missing from the capture.
+fn capture_line(out: &mut String, c: &crate::report::end::CaptureOutcome) {
+    let line = match &c.error {
+        Some(e) => format!("Recording failed: {e}"),
+        None => format!(
+            "Recorded {} records into {} ({:.1} MB){}",
+            thousands(c.records),
+            c.path,
+            c.bytes as f64 / 1e6,
+            if c.lost > 0 {
+                format!(
+                    "; {} records lost by the recording reader are not in it",
+                    thousands(c.lost)
+                )
+            } else {
+                String::new()
+            }
+        ),
+    };
+    if c.error.is_some() || c.lost > 0 {
+        let _ = writeln!(out, "    {}", style(line).red());
+    } else {
+        let _ = writeln!(out, "    {line}");
     }
 }
 
@@ -555,6 +598,9 @@ pub fn render_reader(o: &ReaderEnd) -> String {
         o.ended,
         if o.digests_compared { "yes" } else { "no" }
     );
+    if let Some(c) = &o.capture {
+        capture_line(&mut out, c);
+    }
     out
 }
 

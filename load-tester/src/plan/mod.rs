@@ -192,6 +192,48 @@ pub struct Plan {
     pub lag_budget_ns: u64,
     /// The scenario the plan came from, if any.
     pub scenario: Option<String>,
+    /// Reader 0 records every record it reads into this capture file (`--record`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// The records come from this capture instead of the simulator (`--replay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayPlan>,
+}
+
+/// A replay: which records of which capture, at what speed.
+///
+/// Record `r` of the window is due at `start + (ts(r) - from_ns + k * period_ns) / speed`, where
+/// `ts` is its recorded send time, `k` the loop iteration (0 without `looped`) and the
+/// timestamps those of the capture's clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayPlan {
+    /// The capture file.
+    pub file: String,
+    /// Time divisor: 2 replays twice as fast; > 0.
+    pub speed: f64,
+    /// Start again from the window's first record after its last, until the run ends.
+    pub looped: bool,
+    /// First recorded time replayed, ns of the capture's clock (inclusive).
+    pub from_ns: u64,
+    /// Last recorded time replayed, ns of the capture's clock (exclusive).
+    pub to_ns: u64,
+    /// Recorded time between the starts of two loop iterations, ns: the window's span plus
+    /// its mean gap between records, so that the last record and the next first do not
+    /// coincide.
+    pub period_ns: u64,
+}
+
+impl ReplayPlan {
+    /// When a record recorded at `ts` (in the window) is due in iteration `k`, relative to the
+    /// run's start, ns. Exact integers at speed 1; otherwise rounded to the nearest ns.
+    pub fn offset_ns(&self, ts: u64, k: u64) -> u64 {
+        let recorded = ts.saturating_sub(self.from_ns) + k.saturating_mul(self.period_ns);
+        if self.speed == 1.0 {
+            recorded
+        } else {
+            (recorded as f64 / self.speed).round() as u64
+        }
+    }
 }
 
 /// Most points a time series holds.

@@ -149,6 +149,8 @@ mod tests {
             point_secs: 1,
             lag_budget_ns: 1_000_000,
             scenario: None,
+            record: None,
+            replay: None,
         }
     }
 

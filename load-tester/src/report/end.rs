@@ -49,6 +49,26 @@ pub struct ReaderEnd {
     pub ended: String,
     /// Whether the writer's final digests were found and compared.
     pub digests_compared: bool,
+    /// What this reader recorded, if it was asked to (`--record`, `load-tester record`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureOutcome>,
+}
+
+/// What a recording reader wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureOutcome {
+    /// The capture file.
+    pub path: String,
+    /// Records written.
+    pub records: u64,
+    /// Bytes of the file.
+    pub bytes: u64,
+    /// Records the reader lost (lapped by the writer) and so are not in the capture.
+    pub lost: u64,
+    /// Why the capture could not be finished, if it could not (the file then does not exist;
+    /// its `.partial` is left for inspection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl ReaderEnd {
@@ -109,6 +129,10 @@ pub struct RunEnd {
     pub readers: Vec<ReaderProcessEnd>,
     /// Reader output lines that could not be understood.
     pub garbage_lines: u64,
+    /// Why the run stopped itself before its planned end, if it did (a replayed capture
+    /// turned bad): the results so far are kept, and the exit status says input error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// The workers, when this is the end of a distributed run as its coordinator saw it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distributed: Option<DistributedEnd>,

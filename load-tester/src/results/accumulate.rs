@@ -373,6 +373,7 @@ impl RunAccumulator {
                 cpu_avg_pct: res.cpu_avg_pct,
                 cpu_peak_pct: res.cpu_peak_pct,
                 rss_peak_mib: res.rss_peak_mib,
+                capture: r.outcome.as_ref().and_then(|o| o.capture.clone()),
             });
         }
         let mut all = Latencies::default();

@@ -370,6 +370,9 @@ pub struct ReaderSummary {
     pub cpu_peak_pct: f64,
     /// Peak resident memory, MiB.
     pub rss_peak_mib: f64,
+    /// What it recorded, if it recorded (`--record`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::report::end::CaptureOutcome>,
 }
 
 /// What the readers received: end-to-end latency, losses, integrity.

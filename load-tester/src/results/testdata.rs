@@ -60,6 +60,7 @@ pub(crate) fn sample_end() -> crate::report::end::RunEnd {
         warnings: Vec::new(),
         readers: Vec::new(),
         garbage_lines: 0,
+        failure: None,
         distributed: None,
     }
 }

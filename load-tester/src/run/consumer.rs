@@ -19,11 +19,13 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::Stream;
-use crate::report::end::{ReaderEnd, RingOutcome, StreamDelivery};
+use crate::report::end::{CaptureOutcome, ReaderEnd, RingOutcome, StreamDelivery};
 use crate::report::histogram::{encode, new_histogram};
 use crate::report::{Integrity, IntervalReport, Kind, SourceId};
 use crate::run::clock::{tsc_usable, Clock, ClockSource};
 use crate::run::reader_wire::{Start, ToTester};
+use crate::source::capture::format::{CaptureError, Header, FORMAT_NAME};
+use crate::source::capture::writer::CaptureWriter;
 use crate::source::market::{BookReplica, ReplicaError};
 
 /// Name of the file, in the run directory, where the writer publishes the final book digests.
@@ -50,6 +52,8 @@ pub struct ReadOptions {
     pub stale_after: Duration,
     /// Stop after this long even if writers are still open.
     pub max_duration: Option<Duration>,
+    /// Record every record read into this capture file (created; never overwritten).
+    pub record: Option<PathBuf>,
 }
 
 /// Why reading could not start.
@@ -61,6 +65,9 @@ pub enum ReadError {
     /// The run lists no ring.
     #[error("{0}: the run lists no ring")]
     Empty(String),
+    /// The capture file cannot be created.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
 }
 
 enum RingReader {
@@ -200,6 +207,7 @@ impl Ring {
         clock: &mut Clock,
         delay_ns: u64,
         halt: &mut dyn FnMut(u64) -> bool,
+        recorder: &mut Option<CaptureWriter>,
     ) -> usize {
         let e2e = &mut self.e2e;
         let mut n = 0;
@@ -209,6 +217,9 @@ impl Ring {
                     Poll::Record(t) => {
                         let now = clock.now_after();
                         e2e.saturating_record(now.saturating_sub(t.send_ts_ns));
+                        if let Some(w) = recorder {
+                            w.push(self.id.exchange, Stream::Trades, bytemuck::bytes_of(&t));
+                        }
                         check_trade(
                             &t,
                             self.id.exchange,
@@ -229,6 +240,9 @@ impl Ring {
                     Poll::Record(u) => {
                         let now = clock.now_after();
                         e2e.saturating_record(now.saturating_sub(u.send_ts_ns));
+                        if let Some(w) = recorder {
+                            w.push(self.id.exchange, Stream::Book, bytemuck::bytes_of(&u));
+                        }
                         check_book(
                             &u,
                             self.id.exchange,
@@ -404,7 +418,25 @@ pub fn read_run(
     if let Some(core) = options.pin_core {
         pin(core);
     }
-    let (_manifest, mut rings) = attach(&options.run_dir, options.stale_after)?;
+    let (manifest, mut rings) = attach(&options.run_dir, options.stale_after)?;
+    let mut recorder = match &options.record {
+        Some(path) => Some(CaptureWriter::create(
+            path,
+            &Header {
+                format: FORMAT_NAME.into(),
+                tool: format!("load-tester {}", env!("CARGO_PKG_VERSION")),
+                created_unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                exchanges: manifest.exchanges.clone(),
+                symbols: manifest.symbols.clone(),
+                origin: format!("run {}", manifest.run_id),
+                clock: "monotonic".into(),
+            },
+            crate::run::placement::lower_this_thread,
+        )?),
+        None => None,
+    };
     let pid = std::process::id();
     emit(&ToTester::Ready {
         pid,
@@ -448,7 +480,7 @@ pub fn read_run(
     loop {
         let mut taken = 0;
         for ring in rings.iter_mut().filter(|r| !r.finished) {
-            taken += ring.poll(64, &mut clock, options.delay_ns, &mut halt);
+            taken += ring.poll(64, &mut clock, options.delay_ns, &mut halt, &mut recorder);
         }
         let now = clock.now();
         if now >= boundary {
@@ -473,7 +505,13 @@ pub fn read_run(
                 if matches!(
                     ring.writer,
                     WriterStatus::Closed | WriterStatus::Dead | WriterStatus::Replaced
-                ) && ring.poll(usize::MAX, &mut clock, options.delay_ns, &mut halt) == 0
+                ) && ring.poll(
+                    usize::MAX,
+                    &mut clock,
+                    options.delay_ns,
+                    &mut halt,
+                    &mut recorder,
+                ) == 0
                 {
                     ring.finished = true;
                 }
@@ -514,7 +552,32 @@ pub fn read_run(
             .or_default()
             .add(&ring.counts);
     }
+    let capture = recorder.map(|w| {
+        let lost = rings.iter().map(|r| r.counts.lost).sum();
+        let path = options
+            .record
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        match w.finish() {
+            Ok(s) => CaptureOutcome {
+                path,
+                records: s.records,
+                bytes: s.bytes,
+                lost,
+                error: None,
+            },
+            Err(e) => CaptureOutcome {
+                path,
+                records: 0,
+                bytes: 0,
+                lost,
+                error: Some(e.to_string()),
+            },
+        }
+    });
     let end = ReaderEnd {
+        capture,
         pid,
         streams: streams
             .iter()

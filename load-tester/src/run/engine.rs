@@ -21,7 +21,11 @@ use crate::run::reader_wire::{Start, ToTester};
 use crate::run::readers::{self, ReaderChild, ReaderLine, ReaderSpec};
 use crate::run::sampler;
 use crate::run::Stop;
+use crate::source::capture::format::CaptureError;
+use crate::source::capture::reader::CaptureFile;
 use crate::source::market::ExchangeSim;
+use crate::source::replay::{self, ReplayMarket};
+use crate::source::Market;
 use crate::transport::bus::BusRun;
 use crate::transport::Transport;
 
@@ -38,6 +42,9 @@ pub enum EngineError {
     /// and nothing is left to report.
     #[error("the run was ended at once by a second stop request")]
     Aborted,
+    /// The capture to replay cannot be read.
+    #[error(transparent)]
+    Replay(#[from] CaptureError),
 }
 
 /// Everything the engine hears, from generator threads and reader processes.
@@ -158,11 +165,15 @@ pub fn prepare<'a>(
     for (e, transport) in plan.exchanges.iter().zip(transports) {
         per_thread[e.thread].push(ExchangeWork {
             id: e.id,
-            sim: ExchangeSim::new(
-                e.id,
-                plan.symbols.len() as u32,
-                plan.seed ^ (u64::from(e.id) << 32),
-            ),
+            market: if plan.replay.is_some() {
+                Market::Replay(ReplayMarket::new(e.id, plan.symbols.len() as u32))
+            } else {
+                Market::Sim(ExchangeSim::new(
+                    e.id,
+                    plan.symbols.len() as u32,
+                    plan.seed ^ (u64::from(e.id) << 32),
+                ))
+            },
             transport: Box::new(transport) as Box<dyn Transport>,
             trades: None,
             book: None,
@@ -179,6 +190,7 @@ pub fn prepare<'a>(
             count: plan.consumers,
             pin_cores: plan.reader_pin_cores.clone(),
             delay_ns: plan.reader_delay_ns,
+            record: plan.record.as_ref().map(std::path::PathBuf::from),
         },
         &run_dir,
         move |i, line| {
@@ -237,11 +249,36 @@ impl Prepared<'_> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| (d.as_nanos() as u64 + (start_ns - now)) / 1_000_000)
             .unwrap_or(0);
+        let capture = match &plan.replay {
+            Some(r) => Some(std::sync::Arc::new(CaptureFile::open(Path::new(&r.file))?)),
+            None => None,
+        };
         for works in &mut per_thread {
             for w in works {
                 let Some(e) = plan.exchanges.iter().find(|e| e.id == w.id) else {
                     continue;
                 };
+                if let (Some(capture), Some(r)) = (&capture, &plan.replay) {
+                    let mut feeds = replay::feeds(
+                        capture,
+                        r,
+                        start_ns,
+                        &[(w.id, Stream::Trades), (w.id, Stream::Book)],
+                        crate::run::placement::lower_this_thread,
+                    )
+                    .into_iter();
+                    w.trades = feeds.next().flatten().map(Schedule::Replay);
+                    w.book = feeds.next().flatten().map(Schedule::Replay);
+                    // A capture whose first chunks are bad fails before any load.
+                    for s in [&w.trades, &w.book].into_iter().flatten() {
+                        if let Schedule::Replay(f) = s {
+                            if let Some(e) = f.error() {
+                                return Err(EngineError::Replay(e.clone()));
+                            }
+                        }
+                    }
+                    continue;
+                }
                 w.trades = schedule_for(plan, e, Stream::Trades, start_ns, custom);
                 w.book = schedule_for(plan, e, Stream::Book, start_ns, custom);
             }
@@ -283,6 +320,7 @@ impl Prepared<'_> {
             warnings: Vec::new(),
             readers: Vec::new(),
             garbage_lines: 0,
+            failure: None,
             distributed: None,
         };
         let mut refused = 0u64;
@@ -367,6 +405,17 @@ impl Prepared<'_> {
                         collector.done(generator_ids[summary.thread]);
                         running -= 1;
                         end.interrupted |= summary.interrupted;
+                        if end.failure.is_none() {
+                            end.failure = summary.failure;
+                        }
+                        if summary.dropped_levels > 0 {
+                            end.warnings.push(format!(
+                                "replay: {} recorded level changes of generator thread {} had no \
+                                 effect on this run's books (deletes of levels they did not \
+                                 have, or no room left in their update) and were left out",
+                                summary.dropped_levels, summary.thread
+                            ));
+                        }
                         if let Some(p) = end.pacing.get_mut(summary.thread) {
                             *p = summary.pacing;
                         }

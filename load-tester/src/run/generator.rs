@@ -20,15 +20,15 @@ use crate::report::{GeneratorTime, IntervalReport, Kind, SourceId, SourceReport,
 use crate::run::clock::{Clock, ClockSource};
 use crate::run::measure::LatencySet;
 use crate::run::pacing::{Pacer, Schedule, MAX_WAIT_NS};
-use crate::source::market::ExchangeSim;
+use crate::source::Market;
 use crate::transport::{SendError, Transport};
 
 /// One exchange as a generator thread drives it.
 pub struct ExchangeWork {
     /// Exchange id.
     pub id: u16,
-    /// Its market.
-    pub sim: ExchangeSim,
+    /// Where its records come from.
+    pub market: Market,
     /// Where its records go.
     pub transport: Box<dyn Transport>,
     /// When its trades are due (`None`: no trades).
@@ -76,6 +76,10 @@ pub struct ThreadSummary {
     pub pacing: PacingReport,
     /// Per exchange, per symbol: the last published book version and its digest.
     pub digests: Vec<(u16, Vec<(u64, u64)>)>,
+    /// Why the thread stopped the run, if it did: a replayed capture turned bad.
+    pub failure: Option<String>,
+    /// Replay: recorded level changes that had no effect on this run's books.
+    pub dropped_levels: u64,
 }
 
 /// Messages from generator threads to the engine.
@@ -233,6 +237,7 @@ pub fn run(
         spare: &spare,
     };
     let mut interrupted = false;
+    let mut failure = None;
     let mut now = clock.now();
 
     loop {
@@ -276,7 +281,7 @@ pub fn run(
             Stream::Trades => {
                 let trade = &mut source.trade;
                 if !source.pending {
-                    work.sim.next_trade(trade);
+                    work.market.trade(source.schedule.recorded(), trade);
                     trade.seal();
                 }
                 let start = clock.now();
@@ -286,7 +291,7 @@ pub fn run(
             Stream::Book => {
                 let book = &mut source.book;
                 if !source.pending {
-                    work.sim.next_book_update(book);
+                    work.market.book_update(source.schedule.recorded(), book);
                     book.seal();
                 }
                 let start = clock.now();
@@ -309,11 +314,21 @@ pub fn run(
         }
         iv.time.write_ns += end.saturating_sub(start);
         source.schedule.advance();
+        let next = source.schedule.due();
         // Replacing the top in place costs one sift instead of a pop and a push.
         if let Some(mut top) = heap.peek_mut() {
-            *top = Reverse((source.schedule.due(), idx));
+            *top = Reverse((next, idx));
         }
         now = end;
+        if next == u64::MAX {
+            if let Some(f) = source.schedule.failure() {
+                // The capture turned bad: the whole run stops, and keeps what it measured.
+                failure = Some(f);
+                stop.store(true, Ordering::SeqCst);
+                interrupted = true;
+                break;
+            }
+        }
     }
     // Every message due before the cut-off and never attempted is backlog, in the interval it
     // was due in; the intervals up to the cut-off are shipped, the last one covered up to it.
@@ -346,11 +361,11 @@ pub fn run(
     let digests = works
         .iter()
         .map(|w| {
-            let n = w.sim.symbol_count();
+            let n = w.market.symbol_count();
             (
                 w.id,
                 (0..n)
-                    .map(|s| (w.sim.published_version(s), w.sim.published_digest(s)))
+                    .map(|s| (w.market.published_version(s), w.market.published_digest(s)))
                     .collect(),
             )
         })
@@ -362,6 +377,14 @@ pub fn run(
         pin_error,
         pacing: pacer.report(),
         digests,
+        failure,
+        dropped_levels: works
+            .iter()
+            .map(|w| match &w.market {
+                Market::Replay(m) => m.dropped_levels(),
+                Market::Sim(_) => 0,
+            })
+            .sum(),
     }));
     drop(works);
 }

@@ -10,6 +10,7 @@ use crate::plan::patterns::LoadPattern;
 use crate::plan::{Pacing, PacingMode};
 use crate::report::end::PacingReport;
 use crate::run::clock::Clock;
+use crate::source::replay::ReplayFeed;
 
 /// The intended send times of one source at a constant rate.
 ///
@@ -78,8 +79,8 @@ impl ConstantRate {
     }
 }
 
-/// The intended send times of one source: a [`ConstantRate`] (the fast path), or any
-/// [`LoadPattern`].
+/// The intended send times of one source: a [`ConstantRate`] (the fast path), any
+/// [`LoadPattern`], or a capture's recorded times.
 #[derive(Debug)]
 pub enum Schedule {
     /// A constant rate, computed in integers.
@@ -93,6 +94,8 @@ pub enum Schedule {
         /// Messages scheduled so far.
         scheduled: u64,
     },
+    /// A capture's records, each due at its recorded time (see [`crate::plan::ReplayPlan`]).
+    Replay(ReplayFeed),
 }
 
 impl Schedule {
@@ -114,6 +117,24 @@ impl Schedule {
         match self {
             Schedule::Constant(c) => c.due(),
             Schedule::Pattern { due, .. } => *due,
+            Schedule::Replay(f) => f.due(),
+        }
+    }
+
+    /// The recorded record whose time [`Schedule::due`] is (replay only; empty otherwise).
+    #[inline]
+    pub fn recorded(&self) -> &[u8] {
+        match self {
+            Schedule::Replay(f) => f.current(),
+            _ => &[],
+        }
+    }
+
+    /// Why a replay ended before its window did (the capture turned bad), if it did.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            Schedule::Replay(f) => f.error().map(ToString::to_string),
+            _ => None,
         }
     }
 
@@ -133,6 +154,7 @@ impl Schedule {
                     None => u64::MAX,
                 };
             }
+            Schedule::Replay(f) => f.advance(),
         }
     }
 
@@ -165,7 +187,7 @@ impl Schedule {
                     }
                 }
             }
-            Schedule::Pattern { .. } => {
+            Schedule::Pattern { .. } | Schedule::Replay(_) => {
                 while self.due() < t_ns {
                     let i = index_of(self.due());
                     match out.last_mut() {

@@ -36,6 +36,8 @@ pub struct ReaderSpec {
     pub pin_cores: Vec<usize>,
     /// Busy delay per record, ns.
     pub delay_ns: u64,
+    /// Reader 0 also records every record it reads into this capture file.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// One reader process as the tester sees it.
@@ -90,6 +92,9 @@ pub fn spawn(
             .arg(spec.delay_ns.to_string());
         if let Some(core) = spec.pin_cores.get(index) {
             cmd.arg("--pin-core").arg(core.to_string());
+        }
+        if let (0, Some(path)) = (index, &spec.record) {
+            cmd.arg("--record").arg(path);
         }
         cmd.env(READER_CHILD_ENV, "1")
             .stdin(Stdio::piped())

@@ -36,7 +36,7 @@ fn trade(ts: u64, seq: u64) -> Trade {
 }
 
 fn write(path: &std::path::Path, n: u64) {
-    let mut w = CaptureWriter::create(path, &header()).unwrap();
+    let mut w = CaptureWriter::create(path, &header(), || {}).unwrap();
     for i in 0..n {
         w.push(
             1,
@@ -140,7 +140,9 @@ fn an_existing_partial_capture_is_never_overwritten() {
         .unwrap()
         .write_all(b"mine")
         .unwrap();
-    let e = CaptureWriter::create(&path, &header()).err().unwrap();
+    let e = CaptureWriter::create(&path, &header(), || {})
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("cannot create"), "{e}");
     assert_eq!(std::fs::read(partial_of(&path)).unwrap(), b"mine");
 }

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
 
 use crate::plan::Stream;
 use crate::source::capture::format::{
@@ -53,9 +55,12 @@ struct Job {
 /// A capture being written.
 ///
 /// Invariant: every buffer of `filling` holds fewer than [`CHUNK_RECORDS`] records; `tx` and
-/// `thread` are `Some` until [`CaptureWriter::finish`].
+/// `thread` are `Some` until [`CaptureWriter::finish`] or [`CaptureWriter::abort`].
 pub struct CaptureWriter {
     path: PathBuf,
+    /// Set by [`CaptureWriter::abort`]: the thread removes the partial file instead of
+    /// finishing it.
+    aborted: Arc<AtomicBool>,
     filling: BTreeMap<(u16, Stream), Filling>,
     tx: Option<SyncSender<Job>>,
     thread: Option<std::thread::JoinHandle<Result<CaptureSummary, CaptureError>>>,
@@ -70,9 +75,19 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> CaptureError {
 }
 
 impl CaptureWriter {
-    /// Creates `<path>.partial` (refusing to touch one that exists) and writes the header.
-    pub fn create(path: &Path, header: &Header) -> Result<Self, CaptureError> {
+    /// Creates `<path>.partial` (refusing to touch one that exists, or a `path` that exists)
+    /// and writes the header. The
+    /// writing thread first calls `on_start` (a reader lowers its priority there, so that
+    /// compressing yields to reading).
+    pub fn create(path: &Path, header: &Header, on_start: fn()) -> Result<Self, CaptureError> {
         let partial = partial_of(path);
+        if path.symlink_metadata().is_ok() {
+            return Err(CaptureError {
+                path: path.display().to_string(),
+                offset: None,
+                problem: "exists; a capture never overwrites a file (choose another name)".into(),
+            });
+        }
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -96,9 +111,12 @@ impl CaptureWriter {
         let offset = (MAGIC.len() + 8 + json.len()) as u64;
         let (tx, rx) = sync_channel::<Job>(QUEUE);
         let final_path = path.to_path_buf();
+        let aborted = Arc::new(AtomicBool::new(false));
+        let abort_seen = Arc::clone(&aborted);
         let thread = std::thread::Builder::new()
             .name("capture-writer".into())
             .spawn(move || {
+                on_start();
                 let mut offset = offset;
                 let mut index: Vec<ChunkInfo> = Vec::new();
                 let mut summary = CaptureSummary::default();
@@ -126,6 +144,11 @@ impl CaptureWriter {
                     summary.chunks += 1;
                     index.push(info);
                 }
+                if abort_seen.load(Ordering::SeqCst) {
+                    drop(out);
+                    let _ = std::fs::remove_file(&partial);
+                    return Ok(summary);
+                }
                 let index_offset = offset;
                 let mut tail = Vec::with_capacity(8 + index.len() * 32 + 16);
                 tail.extend_from_slice(INDEX_MAGIC);
@@ -140,13 +163,30 @@ impl CaptureWriter {
                     .and_then(|()| out.get_ref().sync_all())
                     .map_err(|e| io_error(&partial, "cannot write", e))?;
                 summary.bytes = offset + tail.len() as u64;
-                std::fs::rename(&partial, &final_path)
-                    .map_err(|e| io_error(&final_path, "cannot rename the finished capture", e))?;
+                // Never over a file that appeared meanwhile: the capture stays `.partial`.
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &partial,
+                    rustix::fs::CWD,
+                    &final_path,
+                    rustix::fs::RenameFlags::NOREPLACE,
+                )
+                .map_err(|e| {
+                    io_error(
+                        &final_path,
+                        &format!(
+                            "cannot move the finished capture into place (it stays {})",
+                            partial.display()
+                        ),
+                        e.into(),
+                    )
+                })?;
                 Ok(summary)
             })
             .map_err(|e| io_error(path, "cannot start the writing thread", e))?;
         Ok(Self {
             path: path.to_path_buf(),
+            aborted,
             filling: BTreeMap::new(),
             tx: Some(tx),
             thread: Some(thread),
@@ -214,6 +254,19 @@ impl CaptureWriter {
                 offset: None,
                 problem: "the writing thread failed".into(),
             }),
+        }
+    }
+}
+
+impl CaptureWriter {
+    /// Stops writing and removes the partial file (this writer created it): nothing of an
+    /// abandoned capture is left behind.
+    pub fn abort(mut self) {
+        self.aborted.store(true, Ordering::SeqCst);
+        self.filling.clear();
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

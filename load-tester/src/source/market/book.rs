@@ -260,6 +260,32 @@ impl Book {
         self.asks.last().map(|l| (l.price, l.size))
     }
 
+    /// The size resting at `price` on `side`, if a level is there.
+    #[inline]
+    pub fn size_at(&self, side: Side, price: i64) -> Option<i64> {
+        let levels = match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        };
+        locate_side(levels, side, price)
+            .ok()
+            .map(|i| levels[i].size)
+    }
+
+    /// Prices of the opposite side that an insert at `price` on `side` would cross (asks at or
+    /// below a bid's price, bids at or above an ask's), best first.
+    pub fn crossed_by(&self, side: Side, price: i64) -> impl Iterator<Item = i64> + '_ {
+        let (opposite, ask) = match side {
+            Side::Buy => (&self.asks, true),
+            Side::Sell => (&self.bids, false),
+        };
+        opposite
+            .iter()
+            .rev()
+            .map(|l| l.price)
+            .take_while(move |&p| if ask { p <= price } else { p >= price })
+    }
+
     /// Number of price levels, `(bids, asks)`.
     #[inline]
     pub fn depth(&self) -> (usize, usize) {
