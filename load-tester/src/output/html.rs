@@ -342,7 +342,23 @@ fn section_config(out: &mut String, r: &Results) {
             .join(", ")
     };
     let caps = rates;
-    let items: Vec<(&str, String)> = vec![
+    let mut items: Vec<(&str, String)> = Vec::new();
+    if let Some(rp) = &p.replay {
+        items.push((
+            "Replay",
+            format!(
+                "{} at speed {}{}, {:.3} s of recorded time (rates: the capture's mean)",
+                rp.file,
+                rp.speed,
+                if rp.looped { ", looped" } else { "" },
+                (rp.to_ns - rp.from_ns) as f64 / 1e9
+            ),
+        ));
+    }
+    if let Some(path) = &p.record {
+        items.push(("Recorded into", path.clone()));
+    }
+    items.extend(vec![
         (
             "Exchanges",
             format!(
@@ -435,7 +451,7 @@ fn section_config(out: &mut String, r: &Results) {
         ),
         ("Started (UTC)", iso8601_utc(r.started_unix_ms)),
         ("Tool", format!("{} {}", r.tool.name, r.tool.version)),
-    ];
+    ]);
     for (k, v) in items {
         let _ = writeln!(
             out,

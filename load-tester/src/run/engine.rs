@@ -264,7 +264,10 @@ impl Prepared<'_> {
                         r,
                         start_ns,
                         &[(w.id, Stream::Trades), (w.id, Stream::Book)],
-                        crate::run::placement::lower_this_thread,
+                        // A decoder at the lowest priority starves behind a busy-polling reader
+                        // and then stalls the generator; at the default one with short slices
+                        // it takes what the replay's rate needs and holds a core only briefly.
+                        crate::run::placement::short_slices_for_this_thread,
                     )
                     .into_iter();
                     w.trades = feeds.next().flatten().map(Schedule::Replay);

@@ -9,7 +9,7 @@
 //! the generator waits for a chunk of another: a deadlock that depends on how chunks of
 //! different rates interleave in the file. A thread per source waits only on the disk and on
 //! its own consumer. Memory per source: [`PREFETCH`] chunks queued, one being decoded, one
-//! being sent.
+//! being replayed; their buffers go back to the decoder and are reused.
 //!
 //! # Why books are re-derived
 //!
@@ -48,6 +48,8 @@ type Decoded = Result<(Vec<u8>, u64), CaptureError>;
 pub struct ReplayFeed {
     /// Decoded chunks, in order.
     rx: Receiver<Decoded>,
+    /// Where a consumed chunk's buffer goes back to its decoder.
+    back: std::sync::mpsc::Sender<Vec<u8>>,
     /// The current chunk's records.
     chunk: Vec<u8>,
     /// Loop iteration of the current chunk.
@@ -70,8 +72,8 @@ pub struct ReplayFeed {
 
 /// Starts a decoding thread for each of `sources` of `capture` and returns their feeds, in the
 /// same order; a source without records in the window gets `None`. Each thread first calls
-/// `on_start` (the engine lowers its priority there, so that decoding yields to the readers
-/// and the generators).
+/// `on_start` (the engine sets its scheduling there: each needs only a small share of a core,
+/// bounded by the replay's rate, but must get it, or the generator waits for its chunks).
 pub fn feeds(
     capture: &Arc<CaptureFile>,
     plan: &ReplayPlan,
@@ -93,6 +95,9 @@ pub fn feeds(
                 return None;
             }
             let (tx, rx) = sync_channel::<Decoded>(PREFETCH);
+            // Buffers the feed is done with come back, so that steady state allocates nothing
+            // (and no allocator arena grows with thread after thread's chunks).
+            let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
             let capture = Arc::clone(capture);
             let window = (plan.from_ns, plan.to_ns, plan.looped);
             let symbols = capture.header.symbols.len();
@@ -100,33 +105,46 @@ pub fn feeds(
                 .name(format!("replay-{exchange}-{}", stream.name()))
                 .spawn(move || {
                     on_start();
-                    let mut file = match File::open(&capture.path) {
-                        Ok(f) => f,
+                    let fail = |problem: String, offset: Option<u64>| CaptureError {
+                        path: capture.path.display().to_string(),
+                        offset,
+                        problem,
+                    };
+                    let opened = File::open(&capture.path)
+                        .map_err(|e| fail(format!("cannot open: {e}"), None))
+                        .and_then(|f| {
+                            zstd::bulk::Decompressor::new()
+                                .map(|d| (f, d))
+                                .map_err(|e| fail(format!("cannot start zstd: {e}"), None))
+                        });
+                    let (mut file, mut decompressor) = match opened {
+                        Ok(v) => v,
                         Err(e) => {
-                            let _ = tx.send(Err(CaptureError {
-                                path: capture.path.display().to_string(),
-                                offset: None,
-                                problem: format!("cannot open: {e}"),
-                            }));
+                            let _ = tx.send(Err(e));
                             return;
                         }
                     };
                     let (from, to, looped) = window;
+                    let mut compressed = Vec::new();
                     for iteration in 0.. {
                         for c in &chunks {
-                            let decoded = capture.read_chunk(&mut file, c).and_then(|raw| {
-                                check_and_trim(&raw, c, symbols, from, to).map_err(|problem| {
-                                    CaptureError {
-                                        path: capture.path.display().to_string(),
-                                        offset: Some(c.offset),
-                                        problem,
-                                    }
-                                })
-                            });
+                            let mut records = back_rx.try_recv().unwrap_or_default();
+                            let decoded = capture
+                                .read_chunk_into(
+                                    &mut file,
+                                    c,
+                                    &mut compressed,
+                                    &mut records,
+                                    &mut decompressor,
+                                )
+                                .and_then(|()| {
+                                    check_and_trim(&mut records, c, symbols, from, to)
+                                        .map_err(|problem| fail(problem, Some(c.offset)))
+                                });
                             let failed = decoded.is_err();
                             let sent = match decoded {
-                                Ok(records) if records.is_empty() => true,
-                                Ok(records) => tx.send(Ok((records, iteration))).is_ok(),
+                                Ok(()) if records.is_empty() => true,
+                                Ok(()) => tx.send(Ok((records, iteration))).is_ok(),
                                 Err(e) => tx.send(Err(e)).is_ok(),
                             };
                             // The feed is gone (the run ended) or was told why it must end.
@@ -141,6 +159,7 @@ pub fn feeds(
                 });
             let mut feed = ReplayFeed {
                 rx,
+                back: back_tx,
                 chunk: Vec::new(),
                 iteration: 0,
                 pos: 0,
@@ -165,19 +184,20 @@ pub fn feeds(
         .collect()
 }
 
-/// Checks every record of a decoded chunk (bytes from a file are not trusted) and returns the
-/// ones recorded in `[from, to)`.
+/// Checks every record of a decoded chunk (bytes from a file are not trusted) and keeps, in
+/// place, the ones recorded in `[from, to)`.
 fn check_and_trim(
-    raw: &[u8],
+    raw: &mut Vec<u8>,
     chunk: &ChunkInfo,
     symbols: usize,
     from: u64,
     to: u64,
-) -> Result<Vec<u8>, String> {
+) -> Result<(), String> {
     let size = record_size(chunk.stream);
-    let mut out = Vec::with_capacity(raw.len());
+    let mut kept = 0;
     let mut last = chunk.first_ts;
-    for (i, r) in raw.chunks_exact(size).enumerate() {
+    for i in 0..raw.len() / size {
+        let r = &raw[i * size..(i + 1) * size];
         let bad = |what: String| format!("record {i} of the chunk: {what}");
         let ts = u64::from_le_bytes(r[8..16].try_into().expect("16 bytes"));
         if ts < last || ts > chunk.last_ts {
@@ -238,10 +258,12 @@ fn check_and_trim(
             }
         }
         if (from..to).contains(&ts) {
-            out.extend_from_slice(r);
+            raw.copy_within(i * size..(i + 1) * size, kept * size);
+            kept += 1;
         }
     }
-    Ok(out)
+    raw.truncate(kept * size);
+    Ok(())
 }
 
 impl ReplayFeed {
@@ -250,7 +272,11 @@ impl ReplayFeed {
         self.pos = 0;
         match self.rx.recv() {
             Ok(Ok((records, iteration))) => {
-                self.chunk = records;
+                let done = std::mem::replace(&mut self.chunk, records);
+                if done.capacity() > 0 {
+                    // A decoder that has ended no longer takes buffers back.
+                    let _ = self.back.send(done);
+                }
                 self.iteration = iteration;
                 self.due = self.due_of_current();
             }

@@ -251,26 +251,53 @@ impl CaptureFile {
     /// The records of `chunk`, decompressed from `file` (a handle of this capture's path) and
     /// checked for length; each is [`record_size`] bytes.
     pub fn read_chunk(&self, file: &mut File, chunk: &ChunkInfo) -> Result<Vec<u8>, CaptureError> {
+        let mut out = Vec::new();
+        self.read_chunk_into(
+            file,
+            chunk,
+            &mut Vec::new(),
+            &mut out,
+            &mut zstd::bulk::Decompressor::new().map_err(|e| CaptureError {
+                path: self.path.display().to_string(),
+                offset: Some(chunk.offset),
+                problem: format!("cannot start zstd: {e}"),
+            })?,
+        )?;
+        Ok(out)
+    }
+
+    /// [`CaptureFile::read_chunk`] into `out` (replacing its contents), reusing `compressed`
+    /// and `decompressor`: what a replay calls once per chunk without allocating.
+    pub fn read_chunk_into(
+        &self,
+        file: &mut File,
+        chunk: &ChunkInfo,
+        compressed: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        decompressor: &mut zstd::bulk::Decompressor<'_>,
+    ) -> Result<(), CaptureError> {
         let fail = |problem: String| CaptureError {
             path: self.path.display().to_string(),
             offset: Some(chunk.offset),
             problem,
         };
-        let mut compressed = vec![0u8; chunk.compressed_len as usize];
+        compressed.resize(chunk.compressed_len as usize, 0);
         file.seek(SeekFrom::Start(chunk.offset + CHUNK_HEADER_LEN as u64))
-            .and_then(|_| file.read_exact(&mut compressed))
+            .and_then(|_| file.read_exact(compressed))
             .map_err(|e| fail(format!("cannot read the chunk: {e}")))?;
-        let raw = zstd::bulk::decompress(&compressed, chunk.raw_len() as usize)
+        out.clear();
+        out.reserve(chunk.raw_len() as usize);
+        let n = decompressor
+            .decompress_to_buffer(&compressed[..], out)
             .map_err(|e| fail(format!("the chunk does not decompress: {e}")))?;
-        if raw.len() as u64 != chunk.raw_len() {
+        if n as u64 != chunk.raw_len() {
             return Err(fail(format!(
-                "the chunk holds {} bytes, not {} records of {} bytes",
-                raw.len(),
+                "the chunk holds {n} bytes, not {} records of {} bytes",
                 chunk.records,
                 record_size(chunk.stream)
             )));
         }
-        Ok(raw)
+        Ok(())
     }
 
     /// Replayable seconds: from the first record to the last.
