@@ -10,7 +10,8 @@ use crate::output;
 pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
     use std::io::{BufRead, Write};
 
-    use crate::run::consumer::{read_run, ReadOptions};
+    use crate::run::consumer::ReadOptions;
+    use crate::run::feed_reader::read_any as read_run;
     use crate::run::reader_wire::{Start, ToTester};
 
     let json = match args

@@ -451,12 +451,99 @@ pub struct RunArgs {
     #[command(flatten, next_help_heading = "Record and replay")]
     pub replay: ReplayArgs,
 
+    /// Options of the transport and its network path.
+    #[command(flatten, next_help_heading = "Transport and network")]
+    pub net: NetArgs,
+
     /// Options of a distributed run (--mode coordinator or worker).
     #[command(
         flatten,
         next_help_heading = "Distributed run (--mode coordinator / worker)"
     )]
     pub distributed: DistributedArgs,
+}
+
+/// Options of the transport and its network path.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// What the records travel through: shm (the bus), udp (a MoldUDP64-style feed on
+    /// loopback) or uds (the feed over Unix datagram sockets)
+    #[arg(long, value_enum, default_value_t = TransportArg::Shm)]
+    pub transport: TransportArg,
+
+    /// udp, uds: most records per datagram; records due back to back share one
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = |s: &str| whole(s, 1, 64).map(|v| v as u16))]
+    pub batch: u16,
+
+    /// udp: send to this IPv4 multicast group (loopback) instead of each reader's own port
+    #[arg(long, value_name = "GROUP:PORT")]
+    pub multicast: Option<String>,
+
+    /// udp, uds: delay every datagram by this much in the sending process (e.g. 100us, 2ms)
+    #[arg(long, value_name = "TIME", value_parser = duration_ns)]
+    pub net_delay: Option<u64>,
+
+    /// With --net-delay: vary each delay uniformly by up to this much either way
+    #[arg(long, value_name = "TIME", value_parser = duration_ns, requires = "net_delay")]
+    pub net_jitter: Option<u64>,
+
+    /// udp, uds: drop this percentage of datagrams (seeded by --seed)
+    #[arg(long, value_name = "PCT", value_parser = |s: &str| percent(s))]
+    pub net_loss: Option<f64>,
+
+    /// With --net-loss: drop in bursts of this mean length (a Gilbert-Elliott chain)
+    #[arg(long, value_name = "N", requires = "net_loss",
+          value_parser = |s: &str| real(s, 1.0, 10_000.0))]
+    pub net_loss_burst: Option<f64>,
+
+    /// udp, uds: hold back this percentage of datagrams behind their stream's next one
+    #[arg(long, value_name = "PCT", value_parser = |s: &str| percent(s))]
+    pub net_reorder: Option<f64>,
+
+    /// udp, uds: send this percentage of datagrams twice
+    #[arg(long, value_name = "PCT", value_parser = |s: &str| percent(s))]
+    pub net_duplicate: Option<f64>,
+}
+
+/// A transport of `--transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    /// The shared-memory bus.
+    Shm,
+    /// A UDP datagram feed.
+    Udp,
+    /// The datagram feed over Unix sockets.
+    Uds,
+}
+
+/// Parses a time with a unit (`250ns`, `100us`, `2ms`, `1s`) into ns, at most 10 s.
+fn duration_ns(s: &str) -> Result<u64, String> {
+    let what =
+        || "must be a time with a unit, e.g. 100us, 2ms (ns, us, ms or s), at most 10s".to_string();
+    let t = s.trim();
+    let (num, scale) = [
+        ("ns", 1.0),
+        ("us", 1e3),
+        ("µs", 1e3),
+        ("ms", 1e6),
+        ("s", 1e9),
+    ]
+    .iter()
+    .find_map(|(u, k)| t.strip_suffix(u).map(|n| (n, *k)))
+    .ok_or_else(what)?;
+    let v: f64 = num.trim().parse().map_err(|_| what())?;
+    let ns = v * scale;
+    if !(0.0..=1e10).contains(&ns) || !ns.is_finite() {
+        return Err(what());
+    }
+    Ok(ns.round() as u64)
+}
+
+/// Parses a percentage (`1`, `0.5%`) in 0..=100.
+fn percent(s: &str) -> Result<f64, String> {
+    real(s.trim().trim_end_matches('%'), 0.0, 100.0)
+        .map_err(|_| "must be a percentage from 0 to 100".to_string())
 }
 
 /// Options of record and replay.

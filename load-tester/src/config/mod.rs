@@ -228,6 +228,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         scenario: args.scenario_description.clone(),
         record: args.replay.record.as_ref().map(|p| p.display().to_string()),
         replay: replayed.map(|r| r.replay),
+        transport: transport_plan(args)?,
     };
     let shm_dir = args
         .shm_dir
@@ -261,6 +262,89 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         metrics_linger_secs: args.metrics_linger,
     };
     Ok((plan, settings))
+}
+
+/// The transport of `--transport` and its network path, checked.
+fn transport_plan(args: &RunArgs) -> Result<crate::plan::transport::TransportPlan, ConfigError> {
+    use crate::config::cli::TransportArg;
+    use crate::plan::transport::{Impairment, TransportKind, TransportPlan};
+    let n = &args.net;
+    let kind = match n.transport {
+        TransportArg::Shm => TransportKind::Shm,
+        TransportArg::Udp => TransportKind::Udp,
+        TransportArg::Uds => TransportKind::Uds,
+    };
+    let impairment = Impairment {
+        delay_ns: n.net_delay.unwrap_or(0),
+        jitter_ns: n.net_jitter.unwrap_or(0),
+        loss_pct: n.net_loss.unwrap_or(0.0),
+        loss_burst: n.net_loss_burst.unwrap_or(1.0),
+        reorder_pct: n.net_reorder.unwrap_or(0.0),
+        duplicate_pct: n.net_duplicate.unwrap_or(0.0),
+        seed: args.seed,
+    };
+    let impaired = n.net_delay.is_some()
+        || n.net_loss.is_some()
+        || n.net_reorder.is_some()
+        || n.net_duplicate.is_some();
+    if kind == TransportKind::Shm && (impaired || n.batch != 1 || n.multicast.is_some()) {
+        return Err(ConfigError(
+            "--net-*, --batch and --multicast shape a datagram feed: add --transport udp (or uds)"
+                .into(),
+        ));
+    }
+    if impairment.jitter_ns > impairment.delay_ns {
+        return Err(ConfigError(format!(
+            "--net-jitter {} ns is more than --net-delay {} ns: a delay cannot go below 0",
+            impairment.jitter_ns, impairment.delay_ns
+        )));
+    }
+    if n.net_loss == Some(100.0) && n.net_loss_burst.is_some() {
+        return Err(ConfigError(
+            "--net-loss 100 drops everything: a burst length means nothing then".into(),
+        ));
+    }
+    if kind == TransportKind::Shm {
+        // nothing else to check
+    } else if args.replay.record.is_some() {
+        return Err(ConfigError(format!(
+            "--record records the shared-memory bus; --transport {} is a datagram feed",
+            kind.name()
+        )));
+    }
+    let group = match &n.multicast {
+        None => None,
+        Some(_) if kind != TransportKind::Udp => {
+            return Err(ConfigError("--multicast needs --transport udp".into()))
+        }
+        Some(text) => {
+            let (g, p) = text.rsplit_once(':').ok_or_else(|| {
+                ConfigError(format!(
+                    "--multicast {text}: expected GROUP:PORT, e.g. 239.1.1.1:5000"
+                ))
+            })?;
+            let ip: std::net::Ipv4Addr = g.parse().map_err(|_| {
+                ConfigError(format!("--multicast {text}: {g} is not an IPv4 address"))
+            })?;
+            if !ip.is_multicast() {
+                return Err(ConfigError(format!(
+                    "--multicast {text}: {ip} is not a multicast group (224.0.0.0 to 239.255.255.255)"
+                )));
+            }
+            let port: u16 = p.parse().ok().filter(|&p| p > 0).ok_or_else(|| {
+                ConfigError(format!(
+                    "--multicast {text}: {p} is not a port from 1 to 65535"
+                ))
+            })?;
+            Some((ip.to_string(), port))
+        }
+    };
+    Ok(TransportPlan {
+        kind,
+        batch: n.batch,
+        group,
+        impairment,
+    })
 }
 
 /// Where the generator threads and readers of a run go on this host.

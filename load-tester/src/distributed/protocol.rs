@@ -82,6 +82,9 @@ pub fn report_to_pb(r: &IntervalReport) -> pb::IntervalReport {
                     write_failures: s.writer.write_failures,
                     backlog: s.writer.backlog,
                     saturated: s.writer.saturated,
+                    net_dropped: s.writer.net_dropped,
+                    net_duplicated: s.writer.net_duplicated,
+                    net_reordered: s.writer.net_reordered,
                 }),
                 reader: Some(integrity_pb(&s.reader)),
             })
@@ -114,6 +117,8 @@ fn integrity_pb(i: &Integrity) -> pb::Integrity {
         published: i.published,
         accounted: i.accounted,
         unaccounted: i.unaccounted,
+        duplicates: i.duplicates,
+        reordered: i.reordered,
     }
 }
 
@@ -166,6 +171,9 @@ pub fn report_from_pb(r: &pb::IntervalReport) -> Result<IntervalReport, String> 
                 write_failures: w.write_failures,
                 backlog: w.backlog,
                 saturated: w.saturated,
+                net_dropped: w.net_dropped,
+                net_duplicated: w.net_duplicated,
+                net_reordered: w.net_reordered,
             };
         }
         if let Some(i) = &s.reader {
@@ -182,6 +190,8 @@ pub fn report_from_pb(r: &pb::IntervalReport) -> Result<IntervalReport, String> 
                 published: i.published,
                 accounted: i.accounted,
                 unaccounted: i.unaccounted,
+                duplicates: i.duplicates,
+                reordered: i.reordered,
             };
         }
         if sources.insert(id, report).is_some() {

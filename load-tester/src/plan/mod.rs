@@ -6,6 +6,7 @@ pub mod limits;
 pub mod patterns;
 pub mod segments;
 pub mod text;
+pub mod transport;
 
 use serde::{Deserialize, Serialize};
 
@@ -198,6 +199,9 @@ pub struct Plan {
     /// The records come from this capture instead of the simulator (`--replay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayPlan>,
+    /// What the records travel through (`--transport`); the bus when absent.
+    #[serde(default)]
+    pub transport: transport::TransportPlan,
 }
 
 /// A replay: which records of which capture, at what speed.

@@ -151,6 +151,7 @@ mod tests {
             scenario: None,
             record: None,
             replay: None,
+            transport: Default::default(),
         }
     }
 

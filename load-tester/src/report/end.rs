@@ -49,6 +49,10 @@ pub struct ReaderEnd {
     pub ended: String,
     /// Whether the writer's final digests were found and compared.
     pub digests_compared: bool,
+    /// Datagram feeds: datagrams that were not of this run's feed (garbage, another sender's
+    /// session), counted and ignored.
+    #[serde(default)]
+    pub foreign_datagrams: u64,
     /// What this reader recorded, if it was asked to (`--record`, `load-tester record`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<CaptureOutcome>,

@@ -188,6 +188,13 @@ pub struct WriterCounters {
     /// Writes whose response time exceeded the histograms' range (their latencies were
     /// recorded as [`histogram::HIGHEST_NS`]).
     pub saturated: u64,
+    /// Impaired datagram feeds: records the impairment dropped on purpose (every reader
+    /// counts them lost).
+    pub net_dropped: u64,
+    /// Impaired datagram feeds: records the impairment sent twice.
+    pub net_duplicated: u64,
+    /// Impaired datagram feeds: records the impairment held back behind a later datagram.
+    pub net_reordered: u64,
 }
 
 impl WriterCounters {
@@ -198,6 +205,9 @@ impl WriterCounters {
         self.write_failures += o.write_failures;
         self.backlog += o.backlog;
         self.saturated += o.saturated;
+        self.net_dropped += o.net_dropped;
+        self.net_duplicated += o.net_duplicated;
+        self.net_reordered += o.net_reordered;
     }
 
     /// Writes attempted: sent, refused, or failed.
@@ -245,6 +255,12 @@ pub struct Integrity {
     /// Published sequences neither received nor counted lost, judged only once a ring was
     /// drained after its writer closed (0 otherwise).
     pub unaccounted: u64,
+    /// Datagram feeds: records that arrived again after they had been received (not counted in
+    /// `received`; not a violation: a network may duplicate).
+    pub duplicates: u64,
+    /// Datagram feeds: records that arrived after a later one of their stream and were put
+    /// back in order before being checked (not a violation: a network may reorder).
+    pub reordered: u64,
 }
 
 impl Integrity {
@@ -262,6 +278,8 @@ impl Integrity {
         self.published += o.published;
         self.accounted += o.accounted;
         self.unaccounted += o.unaccounted;
+        self.duplicates += o.duplicates;
+        self.reordered += o.reordered;
     }
 
     /// What `self` counted beyond `earlier`, field by field (0 where `earlier` is larger): the
@@ -282,6 +300,8 @@ impl Integrity {
             published: self.published.saturating_sub(earlier.published),
             accounted: self.accounted.saturating_sub(earlier.accounted),
             unaccounted: self.unaccounted.saturating_sub(earlier.unaccounted),
+            duplicates: self.duplicates.saturating_sub(earlier.duplicates),
+            reordered: self.reordered.saturating_sub(earlier.reordered),
         }
     }
 

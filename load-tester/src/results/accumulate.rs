@@ -329,8 +329,10 @@ impl RunAccumulator {
         let mut written: BTreeMap<Stream, u64> = BTreeMap::new();
         let mut streams: BTreeMap<Stream, Integrity> = BTreeMap::new();
         let mut e2e: BTreeMap<Stream, Latencies> = BTreeMap::new();
+        let mut net_dropped = 0;
         for (id, s) in self.warmup.iter().chain(&self.measured) {
             *written.entry(id.stream).or_default() += s.writer.sent;
+            net_dropped += s.writer.net_dropped;
             streams.entry(id.stream).or_default().add(&s.reader);
         }
         for (id, s) in &self.measured {
@@ -391,6 +393,8 @@ impl RunAccumulator {
                 all: LatencySummary::of_opt(all.get(Kind::E2e)),
             },
             written,
+            impairment_lost: net_dropped
+                * end.readers.iter().filter(|r| r.outcome.is_some()).count() as u64,
             streams,
             per_reader,
             garbage_lines: end.garbage_lines,

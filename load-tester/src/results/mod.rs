@@ -388,6 +388,11 @@ pub struct Delivery {
     pub e2e: KindReport,
     /// Records the writers wrote over the whole run (warm-up included), per stream.
     pub written: BTreeMap<Stream, u64>,
+    /// An impaired datagram feed: the losses the readers must count because the impairment
+    /// dropped records on purpose: records dropped over the whole run, times the readers that
+    /// reported (each counts every one).
+    #[serde(default)]
+    pub impairment_lost: u64,
     /// Counts per stream, summed over the readers that reported.
     pub streams: BTreeMap<Stream, Integrity>,
     /// Per reader.

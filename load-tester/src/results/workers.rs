@@ -87,6 +87,7 @@ fn combine_delivery(ds: &[&Delivery]) -> Delivery {
             all: add_latencies(ds.iter().map(|d| &d.e2e.all)),
         },
         written: Default::default(),
+        impairment_lost: ds.iter().map(|d| d.impairment_lost).sum(),
         streams: Default::default(),
         per_reader: Vec::new(),
         garbage_lines: 0,

@@ -68,6 +68,9 @@ pub enum ReadError {
     /// The capture file cannot be created.
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    /// The run's datagram feed cannot be read.
+    #[error("{0}")]
+    Feed(String),
 }
 
 enum RingReader {
@@ -321,7 +324,7 @@ impl Ring {
     }
 }
 
-fn check_trade(
+pub(super) fn check_trade(
     t: &Trade,
     exchange: u16,
     expected: &mut u64,
@@ -352,7 +355,7 @@ fn check_trade(
     trade_ids[sym] = t.trade_id;
 }
 
-fn check_book(
+pub(super) fn check_book(
     u: &BookUpdate,
     exchange: u16,
     expected: &mut u64,
@@ -383,7 +386,7 @@ fn check_book(
     }
 }
 
-fn pin(core: usize) {
+pub(super) fn pin(core: usize) {
     let mut set = rustix::thread::CpuSet::new();
     set.set(core);
     if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
@@ -441,6 +444,7 @@ pub fn read_run(
     emit(&ToTester::Ready {
         pid,
         rings: rings.len(),
+        listen: None,
     });
     let mut clock = Clock::new(if tsc_usable() {
         ClockSource::Tsc
@@ -578,6 +582,7 @@ pub fn read_run(
     });
     let end = ReaderEnd {
         capture,
+        foreign_datagrams: 0,
         pid,
         streams: streams
             .iter()
@@ -617,37 +622,54 @@ pub fn read_run(
 /// Compares every synced book with the writer's final digests, waiting up to 3 s for the
 /// writer to publish them. Returns whether they were found.
 fn compare_digests(run_dir: &Path, rings: &mut [Ring]) -> bool {
-    let path = run_dir.join(DIGESTS_NAME);
-    let until = std::time::Instant::now() + Duration::from_secs(3);
-    let digests: Digests = loop {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            if let Ok(d) = serde_json::from_str(&text) {
-                break d;
-            }
-        }
-        if std::time::Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(digests) = load_digests(run_dir) else {
+        return false;
     };
     for ring in rings.iter_mut() {
-        let RingReader::Book(_, replica, _) = &ring.reader else {
-            continue;
-        };
-        let Some(expected) = digests.exchanges.get(&ring.id.exchange) else {
-            continue;
-        };
-        for (sym, &(version, digest)) in expected.iter().enumerate() {
-            let sym = sym as u32;
-            // A symbol that went out of sync after a loss cannot be compared.
-            if !replica.is_synced(sym) || ring.counts.lost > 0 {
-                continue;
-            }
-            ring.counts.digests_checked += 1;
-            if replica.version(sym) != version || replica.digest(sym) != digest {
-                ring.counts.digest_mismatches += 1;
-            }
+        if let RingReader::Book(_, replica, _) = &ring.reader {
+            check_digests(&digests, ring.id.exchange, replica, &mut ring.counts);
         }
     }
     true
+}
+
+/// The writer's final digests, waiting up to 3 s for it to publish them.
+pub(super) fn load_digests(run_dir: &Path) -> Option<Digests> {
+    let path = run_dir.join(DIGESTS_NAME);
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if let Ok(d) = serde_json::from_str(&text) {
+                return Some(d);
+            }
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Compares exchange `exchange`'s synced books in `replica` with `digests`, counting into
+/// `counts` (nothing is compared after a loss: the books are not whole).
+pub(super) fn check_digests(
+    digests: &Digests,
+    exchange: u16,
+    replica: &BookReplica,
+    counts: &mut Integrity,
+) {
+    let Some(expected) = digests.exchanges.get(&exchange) else {
+        return;
+    };
+    for (sym, &(version, digest)) in expected.iter().enumerate() {
+        let sym = sym as u32;
+        // A symbol that went out of sync after a loss cannot be compared.
+        if !replica.is_synced(sym) || counts.lost > 0 {
+            continue;
+        }
+        counts.digests_checked += 1;
+        if replica.version(sym) != version || replica.digest(sym) != digest {
+            counts.digest_mismatches += 1;
+        }
+    }
 }

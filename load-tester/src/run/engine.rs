@@ -45,6 +45,119 @@ pub enum EngineError {
     /// The capture to replay cannot be read.
     #[error(transparent)]
     Replay(#[from] CaptureError),
+    /// The transport could not be set up.
+    #[error("--transport: {0}")]
+    Transport(String),
+}
+
+/// The run directory (always: it holds the manifest and the final digests readers check) and
+/// one transport per exchange, by id, of the plan's kind.
+fn create_transport(
+    plan: &Plan,
+    shm_dir: &Path,
+) -> Result<(BusRun, Vec<Box<dyn Transport>>), EngineError> {
+    use crate::plan::transport::TransportKind;
+    use crate::transport::datagram::{DatagramExchange, DelayLine, Socket};
+    use crate::transport::feed::{session, FeedInfo, FeedSource, FEED_NAME};
+    if plan.transport.kind == TransportKind::Shm {
+        let (bus, exchanges) = BusRun::create(plan, shm_dir)?;
+        return Ok((
+            bus,
+            exchanges
+                .into_iter()
+                .map(|e| Box::new(e) as Box<dyn Transport>)
+                .collect(),
+        ));
+    }
+    let mut bus = BusRun::create_without_rings(plan, shm_dir, &[FEED_NAME])?;
+    let run_id = bus
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let t = &plan.transport;
+    let line = if t.impairment.delay_ns > 0 {
+        Some(
+            DelayLine::start(crate::run::placement::short_slices_for_this_thread)
+                .map_err(|e| EngineError::Transport(format!("cannot start the delay line: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let mut sources = Vec::new();
+    let mut out: Vec<Box<dyn Transport>> = Vec::new();
+    for e in &plan.exchanges {
+        let sessions = [
+            session(&run_id, e.id, Stream::Trades),
+            session(&run_id, e.id, Stream::Book),
+        ];
+        for (stream, s) in Stream::ALL.iter().zip(&sessions) {
+            sources.push(FeedSource {
+                exchange: e.id,
+                stream: *stream,
+                session: String::from_utf8_lossy(s).into_owned(),
+            });
+        }
+        let fail = |what: &str, err: std::io::Error| {
+            EngineError::Transport(format!("{}: {what}: {err}", t.kind.name()))
+        };
+        let socket = match t.kind {
+            TransportKind::Udp => {
+                let s = std::net::UdpSocket::bind(("127.0.0.1", 0))
+                    .map_err(|err| fail("cannot bind a sending socket", err))?;
+                s.set_nonblocking(true)
+                    .map_err(|err| fail("cannot make the socket non-blocking", err))?;
+                let _ = socket2::SockRef::from(&s).set_send_buffer_size(8 << 20);
+                let to = match &t.group {
+                    Some((group, port)) => {
+                        let ip: std::net::Ipv4Addr = group.parse().map_err(|err| {
+                            EngineError::Transport(format!("multicast group {group}: {err}"))
+                        })?;
+                        s.set_multicast_loop_v4(true)
+                            .map_err(|err| fail("cannot enable multicast loopback", err))?;
+                        socket2::SockRef::from(&s)
+                            .set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST)
+                            .map_err(|err| fail("cannot send multicast on loopback", err))?;
+                        vec![std::net::SocketAddr::from((ip, *port))]
+                    }
+                    None => Vec::new(),
+                };
+                Socket::Udp(s, to)
+            }
+            TransportKind::Uds | TransportKind::Shm => {
+                let s = std::os::unix::net::UnixDatagram::unbound()
+                    .map_err(|err| fail("cannot open a Unix datagram socket", err))?;
+                s.set_nonblocking(true)
+                    .map_err(|err| fail("cannot make the socket non-blocking", err))?;
+                let _ = socket2::SockRef::from(&s).set_send_buffer_size(8 << 20);
+                Socket::Uds(s, Vec::new())
+            }
+        };
+        out.push(Box::new(DatagramExchange::new(
+            socket,
+            sessions,
+            t.batch,
+            &t.impairment,
+            e.id,
+            line.clone(),
+        )));
+    }
+    let info = FeedInfo {
+        kind: t.kind.name().into(),
+        group: t.group.as_ref().map(|g| g.0.clone()),
+        port: t.group.as_ref().map_or(0, |g| g.1),
+        sources,
+        // Beyond the longest a datagram can be held back: four times the jitter, and a
+        // millisecond for one held behind its stream's next datagram.
+        gap_wait_ns: if t.impairment.reorder_pct > 0.0 || t.impairment.jitter_ns > 0 {
+            (4 * t.impairment.jitter_ns).max(1_000_000)
+        } else {
+            0
+        },
+    };
+    let json = serde_json::to_vec(&info).expect("a feed description serializes");
+    bus.publish(FEED_NAME, &json)?;
+    Ok((bus, out))
 }
 
 /// Everything the engine hears, from generator threads and reader processes.
@@ -155,7 +268,11 @@ pub fn prepare<'a>(
     custom: Option<PatternFactory<'a>>,
 ) -> Result<Prepared<'a>, EngineError> {
     let clock_cost_ns = crate::run::measure::clock_cost_ns();
-    let (mut bus, transports) = BusRun::create(plan, shm_dir)?;
+    // Counted before this thread moves off the generators' cores, which narrows its CPU set;
+    // moved first, so that every thread it starts (a delay line) stays off them too.
+    let cores = crate::run::placement::available_cores().len();
+    keep_off_generator_cores(&plan.pin_cores);
+    let (mut bus, transports) = create_transport(plan, shm_dir)?;
     if keep_shm {
         bus.keep();
     }
@@ -174,15 +291,12 @@ pub fn prepare<'a>(
                     plan.seed ^ (u64::from(e.id) << 32),
                 ))
             },
-            transport: Box::new(transport) as Box<dyn Transport>,
+            transport,
             trades: None,
             book: None,
         });
     }
 
-    // Counted before this thread moves off the generators' cores, which narrows its CPU set.
-    let cores = crate::run::placement::available_cores().len();
-    keep_off_generator_cores(&plan.pin_cores);
     let (tx, rx) = mpsc::channel::<Event>();
     let reader_tx = tx.clone();
     let mut readers = readers::spawn(
@@ -199,6 +313,14 @@ pub fn prepare<'a>(
     )
     .map_err(EngineError::Readers)?;
     wait_ready(&rx, &mut readers, stop)?;
+    let listens: Vec<String> = readers.iter().filter_map(|r| r.listen.clone()).collect();
+    if plan.transport.group.is_none() {
+        for w in per_thread.iter_mut().flatten() {
+            w.transport
+                .set_receivers(&listens)
+                .map_err(EngineError::Transport)?;
+        }
+    }
     Ok(Prepared {
         plan,
         custom,
@@ -606,6 +728,9 @@ fn wait_ready(
             Ok(Event::Reader(i, ReaderLine::Message(m)))
                 if matches!(*m, ToTester::Ready { .. }) =>
             {
+                if let ToTester::Ready { listen, .. } = *m {
+                    readers[i].listen = listen;
+                }
                 readers[i].ready = true
             }
             Ok(Event::Reader(i, ReaderLine::Closed)) => {

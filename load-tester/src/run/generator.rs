@@ -139,7 +139,13 @@ struct Intervals<'a> {
 
 impl Intervals<'_> {
     /// Ships the current interval, covered up to `until` (ns, absolute), and moves to the next.
-    fn ship(&mut self, sources: &mut [Source], until: u64, emit: &mut dyn FnMut(Message)) {
+    fn ship(
+        &mut self,
+        sources: &mut [Source],
+        works: &mut [ExchangeWork],
+        until: u64,
+        emit: &mut dyn FnMut(Message),
+    ) {
         let config = self.config;
         let start = self.boundary - config.interval_ns;
         let covered = until.clamp(start, self.boundary) - start;
@@ -157,6 +163,10 @@ impl Intervals<'_> {
             swap_into(&mut s.latency, out);
             out.writer = std::mem::take(&mut s.counters);
             out.writer.saturated = std::mem::take(&mut s.latency.saturated);
+            let net = works[s.work].transport.take_net(s.id.stream);
+            out.writer.net_dropped = net.dropped;
+            out.writer.net_duplicated = net.duplicated;
+            out.writer.net_reordered = net.reordered;
         }
         emit(Message::Interval {
             thread: config.index,
@@ -249,7 +259,7 @@ pub fn run(
         // Ship every interval whose time is over and that has nothing left due.
         while now >= iv.boundary && top >= iv.boundary && iv.boundary < end_ns {
             let until = iv.boundary;
-            iv.ship(&mut sources, until, &mut emit);
+            iv.ship(&mut sources, &mut works, until, &mut emit);
         }
         if now >= end_ns {
             break;
@@ -260,6 +270,10 @@ pub fn run(
             // MAX_WAIT_NS, whichever comes first: a slow source still sees the interval end,
             // the stop flag and its heartbeats.
             let wake = target.min(iv.boundary).min(now + MAX_WAIT_NS);
+            // What a transport batched goes before the wait.
+            for w in &mut works {
+                w.transport.flush();
+            }
             let woke = pacer.wait_until(&mut clock, wake);
             // Waiting for the first send time is not part of any interval.
             iv.time.wait_ns += woke.at.saturating_sub(now.max(config.start_ns));
@@ -356,7 +370,7 @@ pub fn run(
                 i != index
             });
         }
-        iv.ship(&mut sources, cutoff, &mut emit);
+        iv.ship(&mut sources, &mut works, cutoff, &mut emit);
     }
     let digests = works
         .iter()

@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod consumer;
 pub mod engine;
+pub mod feed_reader;
 pub mod generator;
 pub mod measure;
 pub mod pacing;

@@ -32,8 +32,12 @@ pub enum ToTester {
     Ready {
         /// Reader pid.
         pid: u32,
-        /// Rings attached.
+        /// Rings attached (or sessions followed).
         rings: usize,
+        /// A datagram feed's reader: where it receives (`127.0.0.1:PORT`, or a Unix socket's
+        /// abstract name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        listen: Option<String>,
     },
     /// One interval's end-to-end latencies and counts, per source.
     Interval {
@@ -137,7 +141,11 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        let m = ToTester::Ready { pid: 7, rings: 2 };
+        let m = ToTester::Ready {
+            pid: 7,
+            rings: 2,
+            listen: None,
+        };
         assert_eq!(ToTester::parse(m.line().trim_end()).unwrap(), m);
         assert!(ToTester::parse("{\"type\":\"bogus\"}").is_err());
     }

@@ -54,6 +54,8 @@ pub struct ReaderChild {
     stderr_tail: Arc<Mutex<Vec<String>>>,
     /// It said it is ready.
     pub ready: bool,
+    /// Where it receives, for a datagram feed (from its ready message).
+    pub listen: Option<String>,
     /// Its final report, once received.
     pub outcome: Option<ReaderEnd>,
     /// Set when its stdout closed without a final report: why, and when (ns after start).
@@ -152,6 +154,7 @@ pub fn spawn(
             child,
             stderr_tail,
             ready: false,
+            listen: None,
             outcome: None,
             died: None,
             before: sampler::read(&pid.to_string()),

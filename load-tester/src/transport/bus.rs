@@ -113,6 +113,39 @@ impl BusRun {
         Ok((Self { dir }, exchanges))
     }
 
+    /// Creates a run directory under `base` without rings (a run whose records travel
+    /// another way): its manifest lists the exchanges and symbols and no ring, and `extra`
+    /// names the other files the run will publish into it.
+    pub fn create_without_rings(
+        plan: &Plan,
+        base: &Path,
+        extra: &[&str],
+    ) -> Result<Self, alphapulse_bus::Error> {
+        let run_id = format!("run-{}-{}", std::process::id(), alphapulse_bus::now_ns());
+        let mut dir = RunDir::create(base, &run_id)?;
+        let mut files: Vec<String> = [MANIFEST_NAME, LOCK_NAME, DIGESTS_NAME]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        files.extend(
+            [MANIFEST_NAME, DIGESTS_NAME]
+                .iter()
+                .chain(extra)
+                .map(|s| format!("{s}.tmp")),
+        );
+        dir.write_manifest(&Manifest {
+            version: MANIFEST_VERSION,
+            run_id,
+            writer_pid: std::process::id(),
+            exchanges: names_by_id(plan),
+            symbols: plan.symbols.clone(),
+            rings: Vec::new(),
+        })?;
+        super::sigbus::arm(dir.path(), &files);
+        Ok(Self { dir })
+    }
+
     /// The run directory.
     pub fn path(&self) -> PathBuf {
         self.dir.path().to_owned()

@@ -1,11 +1,27 @@
-//! The narrow interface the generator writes through, and its first implementation: the
-//! shared-memory bus. Other transports (iceoryx2, UDP) plug in here to be compared under the
-//! same load.
+//! The narrow interface the generator writes through, and its implementations: the
+//! shared-memory bus, and a datagram feed over UDP or Unix sockets, compared under the same
+//! load.
 
 use alphapulse_bus::{BookUpdate, Trade};
 
+use crate::plan::Stream;
+
 pub mod bus;
+pub mod datagram;
+pub mod feed;
 mod sigbus;
+
+/// What an impaired path did to one stream's messages since it was last asked: each count is
+/// of messages (records), as the readers count them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    /// Dropped on purpose: the readers must count exactly these as lost.
+    pub dropped: u64,
+    /// Sent twice.
+    pub duplicated: u64,
+    /// Held back behind the stream's next datagram.
+    pub reordered: u64,
+}
 
 /// Why one send did not go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,4 +40,15 @@ pub trait Transport: Send {
     fn send_book(&mut self, update: &BookUpdate) -> Result<(), SendError>;
     /// Called while the generator is idle, at least every 50 ms: a chance to show liveness.
     fn idle(&mut self) {}
+    /// Called before the generator waits for the next send time: sends what is batched.
+    fn flush(&mut self) {}
+    /// Where the readers listen (a feed's unicast destinations), set once before the load
+    /// starts; transports without destinations ignore it.
+    fn set_receivers(&mut self, _receivers: &[String]) -> Result<(), String> {
+        Ok(())
+    }
+    /// What an impairment did to `stream` since the last call (nothing, for most transports).
+    fn take_net(&mut self, _stream: Stream) -> NetCounters {
+        NetCounters::default()
+    }
 }

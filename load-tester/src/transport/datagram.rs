@@ -1,0 +1,526 @@
+//! The datagram feed as a transport: UDP (unicast to each reader's loopback port, or a
+//! multicast group) or Unix datagram sockets (abstract names), framed as docs/feed-format.md
+//! says, with the impairment of the plan applied before the network sees a datagram.
+//!
+//! The sending side numbers each source's messages (the record's `sequence` is its message's),
+//! packs records due back to back into one datagram up to the plan's batch, and sends it to
+//! every reader. Impairment decisions are drawn from one seeded generator per exchange, in send
+//! order, so that the same seed and load impair the same datagrams; the counts of what it did
+//! go into the interval reports next to the writes.
+
+use std::collections::BinaryHeap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use alphapulse_bus::{checksum_of, BookUpdate, Trade};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::feed::{header, HEADER_LEN, MAX_DATAGRAM, SESSION_LEN};
+use super::{NetCounters, SendError, Transport};
+use crate::plan::transport::Impairment;
+use crate::plan::Stream;
+
+/// A socket of either family, and where its datagrams go.
+#[derive(Debug)]
+pub enum Socket {
+    /// UDP, to these addresses.
+    Udp(UdpSocket, Vec<SocketAddr>),
+    /// Unix datagram, to these abstract names.
+    Uds(UnixDatagram, Vec<std::os::unix::net::SocketAddr>),
+}
+
+impl Socket {
+    /// Sends `bytes` to every destination. `Ok(true)`: to all; `Ok(false)`: some refused for
+    /// now (a full queue); `Err`: another failure.
+    fn send(&self, bytes: &[u8]) -> Result<bool, ()> {
+        let mut all = true;
+        let mut check = |r: std::io::Result<usize>| match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                all = false;
+                Ok(())
+            }
+            // A reader that has gone: UDP reports it on a later send; what it misses it counts.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+            Err(_) => Err(()),
+        };
+        match self {
+            Socket::Udp(s, to) => {
+                for a in to {
+                    check(s.send_to(bytes, a))?;
+                }
+            }
+            Socket::Uds(s, to) => {
+                for a in to {
+                    check(s.send_to_addr(bytes, a))?;
+                }
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// A datagram waiting in the delay line.
+struct Delayed {
+    /// When to send it, ns (`CLOCK_MONOTONIC`).
+    at: u64,
+    /// Arrival order, to keep equal times in order.
+    order: u64,
+    /// Its socket and destinations.
+    socket: Arc<Socket>,
+    /// The datagram.
+    bytes: Vec<u8>,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.order) == (o.at, o.order)
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // The earliest first out of a max-heap.
+        (o.at, o.order).cmp(&(self.at, self.order))
+    }
+}
+
+/// Longest the delay line spins before a datagram's time, ns: it wakes early by how late its
+/// sleeps have been ending (a running median estimate), and spins only what remains, so that
+/// it neither holds a core nor sends late on average.
+const MAX_SPIN_NS: u64 = 20_000;
+
+/// The delay line: one thread of the sending process that sends delayed datagrams at their
+/// times. Dropping every [`DelayLine`] handle ends it once it has sent what it holds.
+#[derive(Clone)]
+pub struct DelayLine {
+    tx: Sender<Delayed>,
+}
+
+impl DelayLine {
+    /// Starts the thread; it first calls `on_start` (the engine keeps it off the generators'
+    /// cores there).
+    pub fn start(on_start: fn()) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Delayed>();
+        std::thread::Builder::new()
+            .name("delay-line".into())
+            .spawn(move || {
+                on_start();
+                // Sleeps end as close to their time as the kernel can.
+                // SAFETY: prctl(PR_SET_TIMERSLACK, 1) takes an integer and touches no memory.
+                unsafe {
+                    libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+                }
+                run_delay_line(&rx);
+            })?;
+        Ok(Self { tx })
+    }
+}
+
+fn run_delay_line(rx: &Receiver<Delayed>) {
+    let mut heap: BinaryHeap<Delayed> = BinaryHeap::new();
+    let mut open = true;
+    // How late sleeps end, ns: moved by a fixed step towards each observation, which tracks
+    // its median.
+    let mut late_ns: u64 = 50_000;
+    loop {
+        while let Ok(d) = rx.try_recv() {
+            heap.push(d);
+        }
+        let now = alphapulse_bus::now_ns();
+        while heap.peek().is_some_and(|d| d.at <= now) {
+            let d = heap.pop().expect("peeked");
+            // A refusal here is a drop the readers count; the delay line cannot wait.
+            let _ = d.socket.send(&d.bytes);
+        }
+        let wait = |until: u64| std::time::Duration::from_nanos(until.saturating_sub(now));
+        match heap.peek().map(|d| d.at) {
+            None if !open => return,
+            None => match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(d) => heap.push(d),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
+            },
+            Some(at) if at > now + late_ns + MAX_SPIN_NS => {
+                let target = at - late_ns;
+                match rx.recv_timeout(wait(target)) {
+                    Ok(d) => heap.push(d),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        let woke = alphapulse_bus::now_ns();
+                        let late = woke.saturating_sub(target);
+                        late_ns = if late > late_ns {
+                            late_ns + 500
+                        } else {
+                            late_ns.saturating_sub(500)
+                        }
+                        .clamp(1_000, 200_000);
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
+                }
+            }
+            Some(_) => std::hint::spin_loop(),
+        }
+    }
+}
+
+/// One stream of an exchange: its session, numbering and the datagram being filled.
+///
+/// Invariants: `buf` holds a header's room and then `count` messages; `next` is the sequence
+/// the next message gets (from 1); `first` that of the first message in `buf`.
+struct StreamOut {
+    session: [u8; SESSION_LEN],
+    next: u64,
+    first: u64,
+    count: u16,
+    buf: Vec<u8>,
+    /// What the impairment did to this stream's datagrams since the last report.
+    net: NetCounters,
+}
+
+impl StreamOut {
+    fn new(session: [u8; SESSION_LEN]) -> Self {
+        let mut buf = Vec::with_capacity(MAX_DATAGRAM);
+        buf.resize(HEADER_LEN, 0);
+        Self {
+            session,
+            next: 1,
+            first: 1,
+            count: 0,
+            buf,
+            net: NetCounters::default(),
+        }
+    }
+}
+
+/// The impairment of one exchange's datagrams.
+struct Impair {
+    spec: Impairment,
+    rng: Xoshiro256PlusPlus,
+    /// Gilbert-Elliott: in the bad state (dropping).
+    bad: bool,
+    /// Per stream, a datagram held back to be sent after that stream's next one (reordering).
+    held: [Option<Vec<u8>>; 2],
+    /// The delay line, when datagrams are delayed.
+    line: Option<DelayLine>,
+    order: u64,
+}
+
+impl Impair {
+    /// Whether the next datagram is dropped.
+    fn drop_next(&mut self) -> bool {
+        let p = self.spec.loss_pct / 100.0;
+        if p <= 0.0 {
+            return false;
+        }
+        if self.spec.loss_burst <= 1.0 {
+            return self.rng.gen_bool(p.min(1.0));
+        }
+        // Bad state: drop; leave it with 1/burst. Good: enter it so that the long-run share
+        // of bad datagrams is p.
+        let leave = 1.0 / self.spec.loss_burst;
+        let enter = (p * leave / (1.0 - p).max(f64::MIN_POSITIVE)).min(1.0);
+        self.bad = if self.bad {
+            !self.rng.gen_bool(leave)
+        } else {
+            self.rng.gen_bool(enter)
+        };
+        self.bad
+    }
+
+    fn chance(&mut self, pct: f64) -> bool {
+        pct > 0.0 && self.rng.gen_bool((pct / 100.0).min(1.0))
+    }
+
+    fn delay(&mut self) -> u64 {
+        let (d, j) = (
+            self.spec.delay_ns,
+            self.spec.jitter_ns.min(self.spec.delay_ns),
+        );
+        if j == 0 {
+            d
+        } else {
+            d - j + self.rng.gen_range(0..=2 * j)
+        }
+    }
+}
+
+/// One exchange's feed: both streams, one socket.
+pub struct DatagramExchange {
+    socket: Arc<Socket>,
+    streams: [StreamOut; 2],
+    /// Most messages per datagram.
+    batch: u16,
+    impair: Option<Impair>,
+    /// Heartbeats are due again at this time, ns.
+    next_heartbeat: u64,
+    /// Sends since the heartbeat clock was last looked at.
+    sends: u32,
+}
+
+impl DatagramExchange {
+    /// An exchange sending through `socket` (destinations set later with
+    /// [`Transport::set_receivers`] when unicast), sessions `sessions` (trades, book).
+    pub fn new(
+        socket: Socket,
+        sessions: [[u8; SESSION_LEN]; 2],
+        batch: u16,
+        impairment: &Impairment,
+        exchange: u16,
+        line: Option<DelayLine>,
+    ) -> Self {
+        let impair = impairment.any().then(|| Impair {
+            spec: impairment.clone(),
+            rng: Xoshiro256PlusPlus::seed_from_u64(
+                impairment.seed ^ (u64::from(exchange) << 40) ^ 0x1A9E_D00D,
+            ),
+            bad: false,
+            held: [None, None],
+            line,
+            order: 0,
+        });
+        Self {
+            socket: Arc::new(socket),
+            streams: [StreamOut::new(sessions[0]), StreamOut::new(sessions[1])],
+            batch: batch.max(1),
+            impair,
+            next_heartbeat: 0,
+            sends: 0,
+        }
+    }
+
+    /// Adds one message; a refused datagram (`BufferFull`) takes the message back out, so that
+    /// the generator's retry of the same record gets the same sequence number.
+    fn push(&mut self, s: usize, record: &[u8]) -> Result<(), SendError> {
+        // A generator that never waits never idles: a silent stream still says it is alive.
+        self.sends += 1;
+        if self.sends >= 1024 {
+            self.sends = 0;
+            self.heartbeat();
+        }
+        let out = &mut self.streams[s];
+        if out.buf.len() + 2 + record.len() > MAX_DATAGRAM {
+            self.flush_stream(s)?;
+        }
+        let out = &mut self.streams[s];
+        let before = out.buf.len();
+        if out.count == 0 {
+            out.first = out.next;
+        }
+        out.buf
+            .extend_from_slice(&(record.len() as u16).to_be_bytes());
+        out.buf.extend_from_slice(record);
+        out.count += 1;
+        out.next += 1;
+        if out.count >= self.batch {
+            if let Err(e) = self.flush_stream(s) {
+                if e == SendError::BufferFull {
+                    let out = &mut self.streams[s];
+                    out.buf.truncate(before);
+                    out.count -= 1;
+                    out.next -= 1;
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends stream `s`'s datagram, through the impairment.
+    fn flush_stream(&mut self, s: usize) -> Result<(), SendError> {
+        let out = &mut self.streams[s];
+        if out.count == 0 {
+            return Ok(());
+        }
+        let (session, first, count) = (out.session, out.first, out.count);
+        header(&mut out.buf, &session, first, count);
+        let result = match &mut self.impair {
+            None => match self.socket.send(&out.buf) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(SendError::BufferFull),
+                Err(()) => Err(SendError::Failed),
+            },
+            Some(im) => {
+                let messages = u64::from(count);
+                let dropped = im.drop_next();
+                let twice = !dropped && im.chance(im.spec.duplicate_pct);
+                let hold = !dropped && im.held[s].is_none() && im.chance(im.spec.reorder_pct);
+                if dropped {
+                    out.net.dropped += messages;
+                } else if hold {
+                    out.net.reordered += messages;
+                    im.held[s] = Some(out.buf.clone());
+                } else {
+                    let copies = if twice {
+                        out.net.duplicated += messages;
+                        2
+                    } else {
+                        1
+                    };
+                    for _ in 0..copies {
+                        send_impaired(&self.socket, im, &out.buf);
+                    }
+                    // The one held back goes after this one.
+                    if let Some(held) = im.held[s].take() {
+                        send_impaired(&self.socket, im, &held);
+                    }
+                }
+                Ok(())
+            }
+        };
+        // A refused datagram is sent again whole at the next slot: its numbers stay.
+        if result == Err(SendError::BufferFull) {
+            return result;
+        }
+        out.buf.truncate(HEADER_LEN);
+        out.count = 0;
+        result
+    }
+
+    fn heartbeat(&mut self) {
+        let now = alphapulse_bus::now_ns();
+        if now < self.next_heartbeat {
+            return;
+        }
+        self.next_heartbeat = now + HEARTBEAT_NS;
+        for out in &self.streams {
+            let mut hb = [0u8; HEADER_LEN];
+            header(&mut hb, &out.session, out.next, 0);
+            let _ = self.socket.send(&hb);
+        }
+    }
+}
+
+/// How often an idle feed says it is alive, ns.
+pub const HEARTBEAT_NS: u64 = 100_000_000;
+
+fn send_impaired(socket: &Arc<Socket>, im: &mut Impair, bytes: &[u8]) {
+    if im.line.is_some() {
+        let at = alphapulse_bus::now_ns() + im.delay();
+        im.order += 1;
+        if let Some(line) = &im.line {
+            let _ = line.tx.send(Delayed {
+                at,
+                order: im.order,
+                socket: Arc::clone(socket),
+                bytes: bytes.to_vec(),
+            });
+        }
+    } else {
+        // What the network refuses the readers count as lost, beyond what was dropped.
+        let _ = socket.send(bytes);
+    }
+}
+
+impl Transport for DatagramExchange {
+    #[inline]
+    fn send_trade(&mut self, trade: &Trade) -> Result<(), SendError> {
+        let mut t = *trade;
+        t.sequence = self.streams[0].next;
+        t.checksum = checksum_of(&t);
+        self.push(0, bytemuck::bytes_of(&t))
+    }
+
+    #[inline]
+    fn send_book(&mut self, update: &BookUpdate) -> Result<(), SendError> {
+        let mut u = *update;
+        u.sequence = self.streams[1].next;
+        u.checksum = checksum_of(&u);
+        self.push(1, bytemuck::bytes_of(&u))
+    }
+
+    fn flush(&mut self) {
+        for s in 0..2 {
+            let _ = self.flush_stream(s);
+        }
+    }
+
+    fn idle(&mut self) {
+        self.flush();
+        self.heartbeat();
+    }
+
+    fn set_receivers(&mut self, receivers: &[String]) -> Result<(), String> {
+        let socket = Arc::get_mut(&mut self.socket)
+            .ok_or_else(|| "the socket is shared already".to_string())?;
+        match socket {
+            Socket::Udp(_, to) => {
+                for r in receivers {
+                    to.push(
+                        r.parse()
+                            .map_err(|e| format!("reader address {r:?}: {e}"))?,
+                    );
+                }
+            }
+            Socket::Uds(_, to) => {
+                use std::os::linux::net::SocketAddrExt;
+                for r in receivers {
+                    to.push(
+                        std::os::unix::net::SocketAddr::from_abstract_name(r.as_bytes())
+                            .map_err(|e| format!("reader address {r:?}: {e}"))?,
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn take_net(&mut self, stream: Stream) -> NetCounters {
+        let s = match stream {
+            Stream::Trades => 0,
+            Stream::Book => 1,
+        };
+        std::mem::take(&mut self.streams[s].net)
+    }
+}
+
+impl Drop for DatagramExchange {
+    fn drop(&mut self) {
+        self.flush();
+        if let Some(im) = &mut self.impair {
+            let held: Vec<Vec<u8>> = im.held.iter_mut().filter_map(Option::take).collect();
+            for h in held {
+                send_impaired(&self.socket, im, &h);
+            }
+        }
+        // The end of each session, sent a few times (the end is not impaired, and a lost
+        // one would leave a reader waiting for its stale timeout).
+        for _ in 0..3 {
+            for out in &self.streams {
+                let mut end = [0u8; HEADER_LEN];
+                header(
+                    &mut end,
+                    &out.session,
+                    out.next,
+                    super::feed::END_OF_SESSION,
+                );
+                match &self.impair {
+                    Some(Impair {
+                        line: Some(line), ..
+                    }) => {
+                        let _ = line.tx.send(Delayed {
+                            at: alphapulse_bus::now_ns()
+                                + self
+                                    .impair
+                                    .as_ref()
+                                    .map_or(0, |i| i.spec.delay_ns + i.spec.jitter_ns + 1_000_000),
+                            order: u64::MAX,
+                            socket: Arc::clone(&self.socket),
+                            bytes: end.to_vec(),
+                        });
+                    }
+                    _ => {
+                        let _ = self.socket.send(&end);
+                    }
+                }
+            }
+        }
+    }
+}
