@@ -109,7 +109,7 @@ fn main() {
     drift.sort_unstable();
     let q = |p: f64| drift[((drift.len() as f64 * p) as usize).min(drift.len() - 1)];
     println!(
-        "{} records compared: {}; replayed time minus recorded time (from each one's first record): p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
+        "{} records compared: {}; |replayed - recorded| time (each from its capture's first record): p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
         drift.len(),
         if same { "the same records in the same order" } else { "they DIFFER" },
         q(0.5),

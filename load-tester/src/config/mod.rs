@@ -100,11 +100,36 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         ));
     }
     if let Some(path) = &args.replay.record {
-        if path.symlink_metadata().is_ok() {
-            return fail(format!(
-                "--record {}: exists; a capture never overwrites a file (choose another name)",
-                path.display()
-            ));
+        let partial = crate::source::capture::writer::partial_of(path);
+        for p in [path, &partial] {
+            if p.symlink_metadata().is_ok() {
+                return fail(format!(
+                    "--record {}: {} exists; a capture never overwrites a file (choose another \
+                     name, or remove a partial capture an earlier recorder left)",
+                    path.display(),
+                    p.display()
+                ));
+            }
+        }
+        if args.mode != RunMode::Standalone {
+            return fail(
+                "--record runs standalone: in a distributed run every worker would write the \
+                 same path"
+                    .into(),
+            );
+        }
+    }
+    if replayed.is_some() {
+        use crate::config::cli::{TransportArg, WriterModeArg};
+        if args.writer_mode == WriterModeArg::Backpressure
+            || args.net.transport == TransportArg::Uds
+        {
+            return fail(
+                "--replay with a transport that refuses writes (--writer-mode backpressure, \
+                 --transport uds) is not built yet: a refused record would be skipped; use the \
+                 default overwrite mode, shm or udp"
+                    .into(),
+            );
         }
     }
     if args.replay.record.is_some() && args.consumers == 0 {
@@ -182,6 +207,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         })
         .collect();
     let mut duration_secs = args.duration_secs;
+    let mut warmup_secs = args.warmup_secs;
     if let Some(r) = &replayed {
         for (e, rates) in exchanges.iter_mut().zip(&r.rates) {
             let [(trades, trades_peak), (book, book_peak)] = *rates;
@@ -195,13 +221,31 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             }
         }
         if args.duration_from_replay {
-            // The warm-up is the replay's first seconds: the run ends with its last record.
+            // The warm-up is the replay's first seconds: the run ends with its last record. A
+            // replay too short to leave a measured second after the warm-up has none.
+            if r.replay_secs < (2 * warmup_secs + 1) as f64 && warmup_secs > 0 {
+                notes.push(format!(
+                    "the replay lasts {:.2} s: no warm-up, so that its records are measured \
+                     (give -d to keep --warmup-secs {warmup_secs})",
+                    r.replay_secs
+                ));
+                warmup_secs = 0;
+            }
             duration_secs = (r.replay_secs.ceil() as u64)
-                .saturating_sub(args.warmup_secs)
+                .saturating_sub(warmup_secs)
                 .max(1);
         }
+        if warmup_secs + duration_secs > crate::plan::limits::MAX_DURATION_SECS {
+            return fail(format!(
+                "--replay at --speed {} lasts {:.0} s, over the {} s a run may last; raise \
+                 --speed or replay a window (--replay-from, --replay-to)",
+                args.replay.speed,
+                r.replay_secs,
+                crate::plan::limits::MAX_DURATION_SECS
+            ));
+        }
     }
-    let total_secs = args.warmup_secs + duration_secs;
+    let total_secs = warmup_secs + duration_secs;
     let plan = Plan {
         exchanges,
         symbols: match &replayed {
@@ -220,7 +264,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         reader_pin_cores,
         reader_delay_ns: args.reader_delay_ns,
         seed: args.seed,
-        warmup_secs: args.warmup_secs,
+        warmup_secs,
         duration_secs,
         interval_ns: 1_000_000_000,
         point_secs: total_secs.div_ceil(MAX_POINTS).max(1),

@@ -63,11 +63,13 @@ pub fn from_capture(path: &Path, args: &ReplayArgs) -> Result<FromCapture, Confi
         })?;
     }
     let secs = |s: f64| (s * 1e9).round() as u64;
-    let from_ns = capture.first_ts + args.replay_from.map_or(0, secs);
+    let from_ns = capture
+        .first_ts
+        .saturating_add(args.replay_from.map_or(0, secs));
     let to_ns = args
         .replay_to
         .map_or(u64::MAX, |s| capture.first_ts.saturating_add(secs(s)))
-        .min(capture.last_ts + 1);
+        .min(capture.last_ts.saturating_add(1));
     if from_ns >= to_ns {
         return Err(ConfigError(format!(
             "--replay-from {} and --replay-to {} leave no records of {name}, which spans {:.3} s",
@@ -113,7 +115,7 @@ pub fn from_capture(path: &Path, args: &ReplayArgs) -> Result<FromCapture, Confi
         looped: args.looped,
         from_ns,
         to_ns,
-        period_ns: span_ns + (span_ns / records).max(1),
+        period_ns: span_ns.saturating_add((span_ns / records).max(1)),
     };
     Ok(FromCapture {
         replay_secs: span_ns as f64 / 1e9 / args.speed,

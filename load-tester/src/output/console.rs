@@ -96,7 +96,7 @@ pub fn render(r: &Results, verbose: bool) -> String {
     if let Some(rp) = &plan.replay {
         let _ = writeln!(
             out,
-            "  Replay: {} at speed {}{}, {:.3} s of recorded time (rates below: the capture's mean)",
+            "  Replay: {} at speed {}{}, {:.3} s of recorded time (rates below: the capture's mean, estimated from its chunks)",
             rp.file,
             rp.speed,
             if rp.looped { ", looped" } else { "" },
@@ -518,6 +518,13 @@ fn delivery(out: &mut String, d: &Delivery, workers: Option<usize>) {
         }
         if let Some(c) = &r.capture {
             capture_line(out, c);
+        }
+        if r.foreign_datagrams > 0 {
+            let _ = writeln!(
+                out,
+                "    {} datagrams not of this run's feed were counted and ignored",
+                thousands(r.foreign_datagrams)
+            );
         }
     }
 }

@@ -376,6 +376,7 @@ impl RunAccumulator {
                 cpu_peak_pct: res.cpu_peak_pct,
                 rss_peak_mib: res.rss_peak_mib,
                 capture: r.outcome.as_ref().and_then(|o| o.capture.clone()),
+                foreign_datagrams: r.outcome.as_ref().map_or(0, |o| o.foreign_datagrams),
             });
         }
         let mut all = Latencies::default();

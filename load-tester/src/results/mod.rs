@@ -373,6 +373,9 @@ pub struct ReaderSummary {
     /// What it recorded, if it recorded (`--record`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<crate::report::end::CaptureOutcome>,
+    /// A datagram feed's reader: datagrams not of this run's feed, counted and ignored.
+    #[serde(default)]
+    pub foreign_datagrams: u64,
 }
 
 /// What the readers received: end-to-end latency, losses, integrity.

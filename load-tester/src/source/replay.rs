@@ -26,7 +26,7 @@ use std::fs::File;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
-use alphapulse_bus::{Action, BookUpdate, Level, Side, Trade, MAX_LEVELS};
+use alphapulse_bus::{checksum_of, Action, BookUpdate, Level, Side, Trade, MAX_LEVELS};
 
 use crate::plan::{ReplayPlan, Stream};
 use crate::source::capture::format::{record_size, CaptureError, ChunkInfo};
@@ -127,6 +127,7 @@ pub fn feeds(
                     let (from, to, looped) = window;
                     let mut compressed = Vec::new();
                     for iteration in 0.. {
+                        let mut sent_any = false;
                         for c in &chunks {
                             let mut records = back_rx.try_recv().unwrap_or_default();
                             let decoded = capture
@@ -144,7 +145,10 @@ pub fn feeds(
                             let failed = decoded.is_err();
                             let sent = match decoded {
                                 Ok(()) if records.is_empty() => true,
-                                Ok(()) => tx.send(Ok((records, iteration))).is_ok(),
+                                Ok(()) => {
+                                    sent_any = true;
+                                    tx.send(Ok((records, iteration))).is_ok()
+                                }
                                 Err(e) => tx.send(Err(e)).is_ok(),
                             };
                             // The feed is gone (the run ended) or was told why it must end.
@@ -152,7 +156,8 @@ pub fn feeds(
                                 return;
                             }
                         }
-                        if !looped {
+                        // A window where this source has no record: looping would spin.
+                        if !looped || !sent_any {
                             return;
                         }
                     }
@@ -210,6 +215,9 @@ fn check_and_trim(
         match chunk.stream {
             Stream::Trades => {
                 let t: Trade = bytemuck::pod_read_unaligned(r);
+                if t.checksum != checksum_of(&t) {
+                    return Err(bad("its checksum does not match its bytes".into()));
+                }
                 if t.exchange_id != chunk.exchange {
                     return Err(bad(format!(
                         "exchange {} in a chunk of exchange {}",
@@ -228,6 +236,9 @@ fn check_and_trim(
             }
             Stream::Book => {
                 let u: BookUpdate = bytemuck::pod_read_unaligned(r);
+                if u.checksum != checksum_of(&u) {
+                    return Err(bad("its checksum does not match its bytes".into()));
+                }
                 if u.exchange_id != chunk.exchange {
                     return Err(bad(format!(
                         "exchange {} in a chunk of exchange {}",

@@ -71,7 +71,17 @@ pub fn fixed_point(text: &str) -> Result<i64, String> {
         Some(rest) => (true, rest),
         None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
     };
+    if exponent.abs() > 100 {
+        return Err(format!(
+            "{text} does not fit the 64-bit fixed point of 8 decimals"
+        ));
+    }
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if frac.len() > 100 {
+        return Err(format!(
+            "{text} has more than the 8 decimals of the fixed point; it would be rounded"
+        ));
+    }
     if int.is_empty() && frac.is_empty()
         || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
     {

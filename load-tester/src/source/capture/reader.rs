@@ -119,7 +119,7 @@ impl CaptureFile {
             ));
         }
         let index_offset = u64::from_le_bytes(footer[0..8].try_into().expect("8 bytes"));
-        if index_offset < data_start || index_offset + 8 > len - FOOTER_LEN as u64 {
+        if index_offset < data_start || index_offset.saturating_add(8) > len - FOOTER_LEN as u64 {
             return Err(fail(
                 Some(len - 16),
                 format!("index offset {index_offset} is impossible"),

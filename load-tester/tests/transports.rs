@@ -1,0 +1,284 @@
+//! The datagram transports through the binary: UDP and Unix datagram feeds deliver every
+//! record with the bus's checks; impairment is counted exactly by the readers; foreign
+//! datagrams are counted and ignored; bad flags fail before load.
+
+mod common;
+
+use common::{assert_no_panic, describe, read_json, verdict_code, Shm};
+
+fn run(shm: &Shm, dir: &std::path::Path, name: &str, args: &[&str]) -> serde_json::Value {
+    let json = dir.join(format!("{name}.json"));
+    let mut all = vec!["-e", "2", "-t", "2000", "-o", "1000", "--warmup-secs", "0"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json-output", json.to_str().unwrap()]);
+    let out = shm.run(&all);
+    assert_no_panic(&String::from_utf8_lossy(&out.stderr));
+    let results = read_json(&json);
+    assert_eq!(
+        out.status.code(),
+        Some(verdict_code(&results)),
+        "{}",
+        describe(&out)
+    );
+    shm.assert_empty();
+    results
+}
+
+fn sum(results: &serde_json::Value, key: &str) -> u64 {
+    ["trades", "book"]
+        .iter()
+        .map(|s| results["delivery"]["streams"][s][key].as_u64().unwrap())
+        .sum()
+}
+
+fn injected(results: &serde_json::Value, key: &str) -> u64 {
+    results["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["counters"][key].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn udp_and_unix_feeds_deliver_every_record_with_the_bus_checks() {
+    let shm = Shm::new("apfeed");
+    let dir = tempfile::tempdir().unwrap();
+    for transport in ["udp", "uds"] {
+        let r = run(
+            &shm,
+            dir.path(),
+            transport,
+            &["--transport", transport, "-d", "2"],
+        );
+        assert_eq!(r["plan"]["transport"]["kind"], transport);
+        let written: u64 = ["trades", "book"]
+            .iter()
+            .map(|s| r["delivery"]["written"][s].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            sum(&r, "received"),
+            written,
+            "{transport}: {}",
+            r["delivery"]
+        );
+        for k in [
+            "lost",
+            "corrupted",
+            "out_of_order",
+            "gaps",
+            "book_errors",
+            "unaccounted",
+        ] {
+            assert_eq!(sum(&r, k), 0, "{transport} {k}: {}", r["delivery"]);
+        }
+        assert!(
+            sum(&r, "digests_checked") > 0,
+            "{transport}: books verified"
+        );
+    }
+}
+
+#[test]
+fn the_readers_count_exactly_what_the_impairment_did() {
+    let shm = Shm::new("apimpair");
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        &shm,
+        dir.path(),
+        "impaired",
+        &[
+            "--transport",
+            "udp",
+            "-d",
+            "3",
+            "--net-loss",
+            "3",
+            "--net-loss-burst",
+            "3",
+            "--net-duplicate",
+            "2",
+            "--net-reorder",
+            "2",
+            "--seed",
+            "7",
+        ],
+    );
+    let dropped = injected(&r, "net_dropped");
+    assert!(dropped > 0);
+    // Warm-up is 0 s: the measured sources hold every datagram of the run.
+    assert_eq!(sum(&r, "lost"), dropped, "{}", r["delivery"]);
+    assert_eq!(r["delivery"]["impairment_lost"], dropped);
+    assert_eq!(sum(&r, "duplicates"), injected(&r, "net_duplicated"));
+    assert_eq!(sum(&r, "reordered"), injected(&r, "net_reordered"));
+    for k in [
+        "corrupted",
+        "out_of_order",
+        "gaps",
+        "book_errors",
+        "unaccounted",
+    ] {
+        assert_eq!(sum(&r, k), 0, "{k}: {}", r["delivery"]);
+    }
+    let loss = r["verdict"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("Records Lost"))
+        .unwrap();
+    assert_eq!(loss["passed"], true, "{loss}");
+    // The same seed drops the same datagrams.
+    let again = run(
+        &shm,
+        dir.path(),
+        "again",
+        &[
+            "--transport",
+            "udp",
+            "-d",
+            "3",
+            "--net-loss",
+            "3",
+            "--net-loss-burst",
+            "3",
+            "--net-duplicate",
+            "2",
+            "--net-reorder",
+            "2",
+            "--seed",
+            "7",
+        ],
+    );
+    assert_eq!(injected(&again, "net_dropped"), dropped);
+}
+
+#[test]
+fn a_delay_moves_the_end_to_end_median_by_itself() {
+    let shm = Shm::new("apdelay");
+    let dir = tempfile::tempdir().unwrap();
+    let p50 = |r: &serde_json::Value| r["delivery"]["e2e"]["all"]["p50"].as_f64().unwrap();
+    let plain = run(
+        &shm,
+        dir.path(),
+        "plain",
+        &["--transport", "udp", "-d", "2"],
+    );
+    let delayed = run(
+        &shm,
+        dir.path(),
+        "delayed",
+        &["--transport", "udp", "-d", "2", "--net-delay", "2ms"],
+    );
+    let expected = 2e6 + p50(&plain);
+    let got = p50(&delayed);
+    assert!(
+        (got - expected).abs() < 0.1 * expected,
+        "e2e p50 {got} ns, {expected} expected"
+    );
+}
+
+#[test]
+fn foreign_datagrams_are_counted_and_ignored() {
+    let shm = Shm::new("apforeign");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("f.json");
+    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let group = format!("239.77.0.1:{port}");
+    let mut cmd = shm.cmd();
+    let child = cmd
+        .args(["--shm-dir"])
+        .arg(&shm.base)
+        .args([
+            "-e",
+            "1",
+            "-t",
+            "1000",
+            "-o",
+            "500",
+            "--warmup-secs",
+            "0",
+            "-d",
+            "3",
+            "--transport",
+            "udp",
+            "--multicast",
+            &group,
+            "--json-output",
+        ])
+        .arg(&json)
+        .timeout(common::CHILD_TIMEOUT);
+    let sender = std::thread::spawn(move || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket2::SockRef::from(&s)
+            .set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST)
+            .unwrap();
+        s.set_multicast_loop_v4(true).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let mut sent = 0u64;
+        // Garbage, and a well-formed datagram of another session.
+        let mut other = vec![0u8; 20];
+        other[..10].copy_from_slice(b"FOREIGN01T");
+        other[10..18].copy_from_slice(&1u64.to_be_bytes());
+        other[18..20].copy_from_slice(&0u16.to_be_bytes());
+        for i in 0..50u8 {
+            let d: &[u8] = if i % 2 == 0 { &[0xde, 0xad, i] } else { &other };
+            s.send_to(d, format!("239.77.0.1:{port}")).unwrap();
+            sent += 1;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        sent
+    });
+    let out = child.output().unwrap();
+    let sent = sender.join().unwrap();
+    assert_no_panic(&String::from_utf8_lossy(&out.stderr));
+    let r = read_json(&json);
+    assert_eq!(
+        out.status.code(),
+        Some(verdict_code(&r)),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(r["delivery"]["per_reader"][0]["foreign_datagrams"], sent);
+    for k in [
+        "lost",
+        "corrupted",
+        "out_of_order",
+        "gaps",
+        "book_errors",
+        "unaccounted",
+    ] {
+        assert_eq!(sum(&r, k), 0, "{k}: {}", r["delivery"]);
+    }
+    shm.assert_empty();
+}
+
+#[test]
+fn bad_transport_flags_fail_before_load() {
+    let shm = Shm::new("apbadnet");
+    for args in [
+        &["--transport", "carrier-pigeon"][..],
+        &["--transport", "udp", "--net-loss", "101"],
+        &["--transport", "udp", "--net-delay", "-1us"],
+        &["--transport", "udp", "--net-delay", "5parsecs"],
+        &["--transport", "udp", "--net-jitter", "1ms"],
+        &[
+            "--transport",
+            "udp",
+            "--net-delay",
+            "1ms",
+            "--net-jitter",
+            "2ms",
+        ],
+        &["--net-loss", "1"],
+        &["--transport", "udp", "--multicast", "10.0.0.1:5000"],
+        &["--transport", "uds", "--multicast", "239.1.1.1:5000"],
+        &["--transport", "udp", "--record", "/tmp/never.apcap"],
+    ] {
+        let out = shm.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_no_panic(&stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        assert!(!stderr.contains("Starting"), "{args:?}: {stderr}");
+        shm.assert_empty();
+    }
+}
