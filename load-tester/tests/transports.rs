@@ -282,3 +282,54 @@ fn bad_transport_flags_fail_before_load() {
         shm.assert_empty();
     }
 }
+
+#[test]
+fn a_list_of_transports_runs_the_same_load_on_each_and_compares_them() {
+    let shm = Shm::new("apcompare");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let out = shm.run(&[
+        "-e",
+        "1",
+        "-t",
+        "2000",
+        "-o",
+        "1000",
+        "-d",
+        "1",
+        "--warmup-secs",
+        "0",
+        "--transport",
+        "shm,udp,uds",
+        "--json-output",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_no_panic(&String::from_utf8_lossy(&out.stderr));
+    let c = read_json(&json);
+    assert_eq!(c["kind"], "alphapulse-transport-comparison");
+    let (rows, runs) = (c["rows"].as_array().unwrap(), c["runs"].as_array().unwrap());
+    assert_eq!(rows.len(), 3);
+    let worst = runs.iter().map(verdict_code).max().unwrap();
+    assert_eq!(out.status.code(), Some(worst), "{}", describe(&out));
+    for ((row, run), name) in rows.iter().zip(runs).zip(["shm", "udp", "uds"]) {
+        assert_eq!(row["transport"], name);
+        assert_eq!(run["plan"]["transport"]["kind"], name);
+        // The same load on each.
+        assert_eq!(run["plan"]["exchanges"], runs[0]["plan"]["exchanges"]);
+        assert_eq!(row["lost"], sum(run, "lost"));
+        assert_eq!(row["e2e_ns"][0], run["delivery"]["e2e"]["all"]["p50"]);
+        assert_eq!(row["write_ns"][1], run["latency"]["service"]["all"]["p99"]);
+        assert!(stdout.lines().any(|l| l.starts_with(name)), "{stdout}");
+    }
+    assert!(stdout.contains("TRANSPORT COMPARISON"), "{stdout}");
+    shm.assert_empty();
+    for args in [
+        &["--transport", "shm,shm"][..],
+        &["--transport", "shm,udp", "--html-report", "/tmp/never.html"],
+    ] {
+        let out = shm.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        assert_no_panic(&String::from_utf8_lossy(&out.stderr));
+    }
+}

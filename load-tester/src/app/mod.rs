@@ -13,6 +13,7 @@ mod import;
 mod load_test;
 mod read;
 mod signals;
+mod transports;
 mod worker;
 
 /// Runs the program with the process's arguments and returns its exit status.
@@ -65,6 +66,7 @@ pub fn main() -> i32 {
         }),
         Some(Command::ImportTardis(a)) => import::run(&a),
         None => match cli.run.mode {
+            RunMode::Standalone if cli.run.net.transport.len() > 1 => transports::run(&mut cli.run),
             RunMode::Standalone => load_test::run(&cli.run),
             RunMode::Coordinator => coordinator::run(&cli.run),
             RunMode::Worker => worker::run(&cli.run),

@@ -467,9 +467,14 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct NetArgs {
     /// What the records travel through: shm (the bus), udp (a MoldUDP64-style feed on
-    /// loopback) or uds (the feed over Unix datagram sockets)
-    #[arg(long, value_enum, default_value_t = TransportArg::Shm)]
-    pub transport: TransportArg,
+    /// loopback) or uds (the feed over Unix datagram sockets); a comma-separated list runs the
+    /// same load on each in turn and compares them
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "shm")]
+    pub transport: Vec<TransportArg>,
+
+    /// Which transport of the --transport list this run is (set for each run of a comparison).
+    #[arg(skip)]
+    pub transport_run: usize,
 
     /// udp, uds: most records per datagram; records due back to back share one
     #[arg(long, value_name = "N", default_value_t = 1,
@@ -507,7 +512,7 @@ pub struct NetArgs {
 }
 
 /// A transport of `--transport`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
 pub enum TransportArg {
     /// The shared-memory bus.
     Shm,

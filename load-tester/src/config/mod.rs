@@ -122,7 +122,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
     if replayed.is_some() {
         use crate::config::cli::{TransportArg, WriterModeArg};
         if args.writer_mode == WriterModeArg::Backpressure
-            || args.net.transport == TransportArg::Uds
+            || args.net.transport.contains(&TransportArg::Uds)
         {
             return fail(
                 "--replay with a transport that refuses writes (--writer-mode backpressure, \
@@ -313,11 +313,21 @@ fn transport_plan(args: &RunArgs) -> Result<crate::plan::transport::TransportPla
     use crate::config::cli::TransportArg;
     use crate::plan::transport::{Impairment, TransportKind, TransportPlan};
     let n = &args.net;
-    let kind = match n.transport {
+    let comparison = n.transport.len() > 1;
+    let kind = match n
+        .transport
+        .get(n.transport_run)
+        .copied()
+        .unwrap_or(TransportArg::Shm)
+    {
         TransportArg::Shm => TransportKind::Shm,
         TransportArg::Udp => TransportKind::Udp,
         TransportArg::Uds => TransportKind::Uds,
     };
+    if comparison && kind == TransportKind::Shm {
+        // A comparison shapes the datagram transports; the bus runs as it is.
+        return Ok(TransportPlan::default());
+    }
     let impairment = Impairment {
         delay_ns: n.net_delay.unwrap_or(0),
         jitter_ns: n.net_jitter.unwrap_or(0),

@@ -555,6 +555,50 @@ fn capture_line(out: &mut String, c: &crate::report::end::CaptureOutcome) {
     }
 }
 
+/// Renders a comparison of transports: one row per transport.
+pub fn render_transports(c: &crate::results::transports::TransportComparison) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n{RULE}\n       TRANSPORT COMPARISON\n{RULE}\n");
+    let _ = writeln!(
+        out,
+        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>12} {:>7} {:>8} {:>6} {:>8} {:>8}  verdict",
+        "transport", "e2e p50", "p90", "p99", "p99.9", "max", "write p50", "p99", "rate/s", "achv", "lost", "viol", "CPU wr", "CPU rd"
+    );
+    for r in &c.rows {
+        let [p50, p90, p99, p999, max] = r.e2e_ns;
+        let _ = writeln!(
+            out,
+            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>12} {:>6.1}% {:>8} {:>6} {:>7.0}% {:>7.0}%  {}",
+            r.transport,
+            human_ns(p50),
+            human_ns(p90),
+            human_ns(p99),
+            human_ns(p999),
+            human_ns(max),
+            human_ns(r.write_ns[0]),
+            human_ns(r.write_ns[1]),
+            thousands(r.achieved_rate.round() as u64),
+            r.achievement_pct,
+            thousands(r.lost),
+            thousands(r.violations),
+            r.writer_cpu_pct,
+            r.readers_cpu_pct,
+            match r.outcome {
+                crate::results::verdict::Outcome::Passed => "PASSED",
+                crate::results::verdict::Outcome::Failed => "FAILED",
+                crate::results::verdict::Outcome::Invalid => "INVALID",
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nEnd-to-end: send timestamp to copied out by a reader; write: the send call. rate/s: \
+         records written per second at the offered load; CPU: percent of one core (writer: the \
+         tester process; readers: summed)."
+    );
+    out
+}
+
 /// Renders the report of a standalone `load-tester read`.
 pub fn render_reader(o: &ReaderEnd) -> String {
     let mut out = String::new();

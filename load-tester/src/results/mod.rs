@@ -11,6 +11,7 @@ pub mod series;
 pub mod targets;
 #[cfg(test)]
 pub(crate) mod testdata;
+pub mod transports;
 pub mod verdict;
 pub mod workers;
 

@@ -1,0 +1,114 @@
+//! `--transport a,b,...`: the same load on each transport in turn, one comparison table.
+
+use super::error;
+use crate::output;
+use crate::report::observe::Observer;
+use crate::results::accumulate::RunAccumulator;
+use crate::results::transports::TransportComparison;
+
+/// Runs the comparison `args` asks for; returns the exit status (of the worst run).
+pub(super) fn run(args: &mut crate::config::cli::RunArgs) -> i32 {
+    let kinds = args.net.transport.clone();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = kinds.iter().find(|k| !seen.insert(**k)) {
+        return error(format!(
+            "--transport lists {dup:?} twice; each transport runs once"
+        ));
+    }
+    let unsupported = [
+        ("--hlog", args.hlog.is_some()),
+        ("--hgrm-dir", args.hgrm_dir.is_some()),
+        ("--html-report", args.html_report.is_some()),
+        ("--junit", args.junit.is_some()),
+        ("--baseline", args.baseline.is_some()),
+        ("--metrics-addr", args.metrics_addr.is_some()),
+        ("--record", args.replay.record.is_some()),
+    ];
+    if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
+        return error(format!(
+            "{flag} is for one run: a comparison of transports writes its table and \
+             --json-output (every run's results); run one --transport for {flag}"
+        ));
+    }
+    // Every plan is checked before the first run starts.
+    let mut plans = Vec::new();
+    for i in 0..kinds.len() {
+        args.net.transport_run = i;
+        match crate::config::build(args) {
+            Ok(v) => plans.push(v),
+            Err(e) => return error(e),
+        }
+    }
+    let json = match &args.json_output {
+        Some(p) => match output::files::Target::resolve(p, true) {
+            Ok(t) => Some(t),
+            Err(e) => return error(format!("--json-output {}: {e}", p.display())),
+        },
+        None => None,
+    };
+    if args.verbose {
+        super::load_test::logs_on_stderr();
+    }
+    let signals = super::signals::Signals::install();
+    let stop = &signals.stop;
+    eprintln!(
+        "🚀 Comparing transports under the same load: {}",
+        plans
+            .iter()
+            .map(|(p, _)| p.transport.kind.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut runs = Vec::new();
+    for (plan, settings) in &plans {
+        for note in &settings.notes {
+            eprintln!("note: {note}");
+        }
+        eprintln!("== {}", plan.transport.kind.name());
+        let mut progress = output::progress::Progress::new();
+        let mut accumulator = RunAccumulator::new(plan);
+        let observers: Vec<&mut dyn Observer> = vec![&mut accumulator, &mut progress];
+        let end = crate::run::engine::run(
+            plan,
+            &settings.shm_dir,
+            settings.keep_shm,
+            stop,
+            &mut crate::report::observe::Tee(observers),
+        );
+        progress.finish();
+        let end = match end {
+            Ok(e) => e,
+            Err(crate::run::engine::EngineError::Aborted) => {
+                let (_, code) = signals.first().unwrap_or(("SIGINT", crate::exit::SIGINT));
+                eprintln!("Stopped at once: no results were written");
+                return code;
+            }
+            Err(e) => return error(format!("{}: {e}", plan.transport.kind.name())),
+        };
+        let signal = signals.first();
+        let mut results =
+            accumulator.finish(&end, signal.map(|s| s.0.to_string()), settings.allow_loss);
+        results.verdict = crate::results::judge::judge(&results, &settings.targets);
+        runs.push(results);
+        if signal.is_some() {
+            eprintln!("Interrupted: the transports not run yet are left out");
+            break;
+        }
+    }
+    let comparison = TransportComparison::of(runs);
+    let table = output::console::render_transports(&comparison);
+    if json.as_ref().is_some_and(output::files::Target::is_stdout) {
+        eprint!("{table}");
+    } else {
+        print!("{table}");
+    }
+    if let Some(t) = &json {
+        if let Err(e) = output::json::write_value(&comparison, t) {
+            return error(format!("--json-output {}: {e}", t.path().display()));
+        }
+        if !t.is_stdout() {
+            eprintln!("Comparison written to {}", t.path().display());
+        }
+    }
+    crate::exit::of_run(comparison.worst(), signals.first().map(|s| s.1), false)
+}
