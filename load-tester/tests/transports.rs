@@ -333,3 +333,126 @@ fn a_list_of_transports_runs_the_same_load_on_each_and_compares_them() {
         assert_no_panic(&String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// A network namespace of this test's own, removed on drop.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+fn sh(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    let mut c = std::process::Command::new(args[0]);
+    c.args(&args[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", describe(&out));
+    out
+}
+
+#[test]
+fn readers_count_exactly_what_the_kernel_dropped() {
+    let tools = ["ip", "nft"].iter().all(|t| {
+        std::process::Command::new(t)
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    // SAFETY: geteuid(2) has no preconditions and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !common::have_tool(
+        "readers_count_exactly_what_the_kernel_dropped",
+        tools && root,
+        "needs root, ip (iproute2) and nft (nftables) to drop datagrams in a network namespace",
+    ) {
+        return;
+    }
+    let ns = Netns(format!("apnft{}", std::process::id()));
+    sh(&["ip", "netns", "add", &ns.0], None);
+    sh(
+        &[
+            "ip", "netns", "exec", &ns.0, "ip", "link", "set", "lo", "up",
+        ],
+        None,
+    );
+    // Drop 2% of the feed's data datagrams (longer than a 20-byte heartbeat) on the way out.
+    let port = 46_000 + (std::process::id() % 1000) as u16;
+    let rules = format!(
+        "table inet apdrop {{\n counter dropped {{ }}\n chain out {{\n  type filter hook output priority 0;\n  ip daddr 239.77.1.1 udp dport {port} udp length > 28 numgen random mod 100 < 2 counter name dropped drop\n }}\n}}\n"
+    );
+    sh(
+        &["ip", "netns", "exec", &ns.0, "nft", "-f", "-"],
+        Some(&rules),
+    );
+    let shm = Shm::new("apnft");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("k.json");
+    let group = format!("239.77.1.1:{port}");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.0, common::BIN])
+        .env("ALPHAPULSE_SHM_DIR", &shm.base)
+        .env("NO_COLOR", "1")
+        .args([
+            "-e",
+            "1",
+            "-t",
+            "2000",
+            "-o",
+            "0",
+            "-d",
+            "2",
+            "--warmup-secs",
+            "0",
+            "--transport",
+            "udp",
+            "--multicast",
+            &group,
+            "--allow-loss",
+            "--json-output",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_no_panic(&String::from_utf8_lossy(&out.stderr));
+    let r = read_json(&json);
+    assert_eq!(
+        out.status.code(),
+        Some(verdict_code(&r)),
+        "{}",
+        describe(&out)
+    );
+    let listed = sh(
+        &[
+            "ip", "netns", "exec", &ns.0, "nft", "list", "counter", "inet", "apdrop", "dropped",
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let dropped: u64 = text
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in {text}"));
+    assert!(dropped > 0, "{text}");
+    // One record per datagram: every packet the kernel dropped is one record lost.
+    assert_eq!(sum(&r, "lost"), dropped, "{}", r["delivery"]);
+    assert_eq!(injected(&r, "net_dropped"), 0);
+    shm.assert_empty();
+}
