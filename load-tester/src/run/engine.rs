@@ -361,6 +361,34 @@ impl Prepared<'_> {
             cores,
         } = self;
         let run_dir = bus.path();
+        // A replay's capture is opened and every source's first chunk decoded before the start
+        // time is chosen: on a big file that takes longer than the start delay.
+        if let Some(r) = &plan.replay {
+            let capture = std::sync::Arc::new(CaptureFile::open(Path::new(&r.file))?);
+            for w in per_thread.iter_mut().flatten() {
+                let mut feeds = replay::feeds(
+                    &capture,
+                    r,
+                    0,
+                    &[(w.id, Stream::Trades), (w.id, Stream::Book)],
+                    // A decoder at the lowest priority starves behind a busy-polling reader and
+                    // then stalls the generator; at the default one with short slices it takes
+                    // what the replay's rate needs and holds a core only briefly.
+                    crate::run::placement::short_slices_for_this_thread,
+                )
+                .into_iter();
+                w.trades = feeds.next().flatten().map(Schedule::Replay);
+                w.book = feeds.next().flatten().map(Schedule::Replay);
+                // A capture whose first chunks are bad fails before any load.
+                for s in [&w.trades, &w.book].into_iter().flatten() {
+                    if let Schedule::Replay(f) = s {
+                        if let Some(e) = f.error() {
+                            return Err(EngineError::Replay(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
         let interval_ns = plan.interval_ns;
         let intervals = plan.intervals();
         let now = now_ns();
@@ -371,39 +399,20 @@ impl Prepared<'_> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| (d.as_nanos() as u64 + (start_ns - now)) / 1_000_000)
             .unwrap_or(0);
-        let capture = match &plan.replay {
-            Some(r) => Some(std::sync::Arc::new(CaptureFile::open(Path::new(&r.file))?)),
-            None => None,
-        };
         for works in &mut per_thread {
             for w in works {
-                let Some(e) = plan.exchanges.iter().find(|e| e.id == w.id) else {
-                    continue;
-                };
-                if let (Some(capture), Some(r)) = (&capture, &plan.replay) {
-                    let mut feeds = replay::feeds(
-                        capture,
-                        r,
-                        start_ns,
-                        &[(w.id, Stream::Trades), (w.id, Stream::Book)],
-                        // A decoder at the lowest priority starves behind a busy-polling reader
-                        // and then stalls the generator; at the default one with short slices
-                        // it takes what the replay's rate needs and holds a core only briefly.
-                        crate::run::placement::short_slices_for_this_thread,
-                    )
-                    .into_iter();
-                    w.trades = feeds.next().flatten().map(Schedule::Replay);
-                    w.book = feeds.next().flatten().map(Schedule::Replay);
-                    // A capture whose first chunks are bad fails before any load.
-                    for s in [&w.trades, &w.book].into_iter().flatten() {
+                if plan.replay.is_some() {
+                    // Primed before the start time: their first chunks are decoded already.
+                    for s in [&mut w.trades, &mut w.book].into_iter().flatten() {
                         if let Schedule::Replay(f) = s {
-                            if let Some(e) = f.error() {
-                                return Err(EngineError::Replay(e.clone()));
-                            }
+                            f.set_start(start_ns);
                         }
                     }
                     continue;
                 }
+                let Some(e) = plan.exchanges.iter().find(|e| e.id == w.id) else {
+                    continue;
+                };
                 w.trades = schedule_for(plan, e, Stream::Trades, start_ns, custom);
                 w.book = schedule_for(plan, e, Stream::Book, start_ns, custom);
             }

@@ -310,6 +310,15 @@ impl ReplayFeed {
             .saturating_add(self.plan.offset_ns(ts, self.iteration))
     }
 
+    /// Sets the run's start (the window's first record's due time in iteration 0): feeds are
+    /// made, and their first chunks decoded, before the start time is chosen.
+    pub fn set_start(&mut self, start_ns: u64) {
+        self.start_ns = start_ns;
+        if self.due != u64::MAX {
+            self.due = self.due_of_current();
+        }
+    }
+
     /// The intended time of the current record (`u64::MAX`: none).
     #[inline]
     pub fn due(&self) -> u64 {
@@ -492,6 +501,9 @@ impl ReplayMarket {
                 if s.book.apply(c).is_ok() {
                     out.levels[k] = *c;
                     k += 1;
+                } else {
+                    // An insert still crossing levels beyond the room to delete them.
+                    dropped += 1;
                 }
             }
         }

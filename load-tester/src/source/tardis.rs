@@ -5,7 +5,8 @@
 //! aggressor), `incremental_book_L2` files hold
 //! `exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount` (side `bid` or
 //! `ask`; `amount` is the level's new size, 0 removes it; rows of one message share their
-//! `local_timestamp`; a run of `is_snapshot=true` rows replaces the book). Timestamps are µs
+//! `local_timestamp`; a run of `is_snapshot=true` rows replaces the book, even when it spans
+//! several timestamps). Timestamps are µs
 //! since the Unix epoch. Files may be gzip-compressed (recognised by their first bytes).
 //!
 //! Exchange and symbol ids are given in order of first appearance, over all files, and their
@@ -184,6 +185,8 @@ struct Import {
     versions: HashMap<(u16, u32), u64>,
     /// Per (exchange, symbol): (side byte, price) -> size.
     books: HashMap<(u16, u32), BTreeMap<(u8, i64), i64>>,
+    /// Per (exchange, symbol): whether its last book message was part of a snapshot.
+    in_snapshot: HashMap<(u16, u32), bool>,
     rows: u64,
     trades: u64,
     book_updates: u64,
@@ -419,8 +422,10 @@ impl Import {
         let (exchange, symbol, ts, snapshot) = key;
         let book = self.books.entry((exchange, symbol)).or_default();
         let mut levels: Vec<Level> = Vec::with_capacity(changes.len());
-        if snapshot {
-            // A snapshot is the whole book: what it does not list is gone.
+        // A snapshot is the whole book, and may come in several messages: its first replaces
+        // the book (what it does not list is gone), the rest of it adds to it.
+        let was = self.in_snapshot.insert((exchange, symbol), snapshot);
+        if snapshot && was != Some(true) {
             let listed: std::collections::HashSet<(u8, i64)> =
                 changes.iter().map(|&(s, p, _)| (s, p)).collect();
             let gone: Vec<(u8, i64)> = book
@@ -558,6 +563,7 @@ pub fn import(
         trade_ids: HashMap::new(),
         versions: HashMap::new(),
         books: HashMap::new(),
+        in_snapshot: HashMap::new(),
         rows: 0,
         trades: 0,
         book_updates: 0,

@@ -268,6 +268,9 @@ impl CaptureWriter {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // A thread that failed before it saw the abort leaves the partial file: this writer
+        // created it (`create_new`), so it goes too.
+        let _ = std::fs::remove_file(partial_of(&self.path));
     }
 }
 

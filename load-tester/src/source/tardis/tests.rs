@@ -181,3 +181,31 @@ fn bad_tardis_files_name_the_file_line_and_problem_and_leave_nothing() {
     assert!(e.contains("exists"), "{e}");
     assert_eq!(std::fs::read(&out).unwrap(), b"mine");
 }
+
+#[test]
+fn a_snapshot_over_several_timestamps_is_one_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = file(
+        dir.path(),
+        "b.csv",
+        "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount
+x,S,1,10,false,bid,90,1
+x,S,1,20,true,bid,100,1
+x,S,1,21,true,ask,101,2
+x,S,1,30,false,ask,102,3
+",
+    );
+    let out = dir.path().join("cap");
+    import(&[], &[book], &out, TimeColumn::Local).unwrap();
+    let c = CaptureFile::open(&out).unwrap();
+    let mut replica = BookReplica::new(1);
+    for r in records(&c, Stream::Book) {
+        let u: BookUpdate = bytemuck::pod_read_unaligned(&r);
+        replica.apply(&u).unwrap();
+    }
+    let b = replica.book(0).unwrap();
+    // The level before the snapshot is gone; both parts of the snapshot stay.
+    assert_eq!(b.best_bid(), Some((100 * 100_000_000, 100_000_000)));
+    assert_eq!(b.best_ask(), Some((101 * 100_000_000, 200_000_000)));
+    assert_eq!(b.depth(), (1, 2));
+}
