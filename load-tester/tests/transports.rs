@@ -456,3 +456,44 @@ fn readers_count_exactly_what_the_kernel_dropped() {
     assert_eq!(injected(&r, "net_dropped"), 0);
     shm.assert_empty();
 }
+
+#[cfg(feature = "iceoryx2")]
+#[test]
+fn iceoryx2_delivers_every_record_with_the_bus_checks() {
+    let shm = Shm::new("apicx");
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(
+        &shm,
+        dir.path(),
+        "icx",
+        &["--transport", "iceoryx2", "-d", "2"],
+    );
+    assert_eq!(r["plan"]["transport"]["kind"], "iceoryx2");
+    let written: u64 = ["trades", "book"]
+        .iter()
+        .map(|s| r["delivery"]["written"][s].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum(&r, "received"), written, "{}", r["delivery"]);
+    for k in [
+        "lost",
+        "corrupted",
+        "out_of_order",
+        "gaps",
+        "book_errors",
+        "unaccounted",
+    ] {
+        assert_eq!(sum(&r, k), 0, "{k}: {}", r["delivery"]);
+    }
+    assert!(sum(&r, "digests_checked") > 0);
+}
+
+#[cfg(not(feature = "iceoryx2"))]
+#[test]
+fn iceoryx2_in_a_build_without_it_says_how_to_get_it() {
+    let shm = Shm::new("apnoicx");
+    let out = shm.run(&["--transport", "iceoryx2", "-d", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr.contains("--features iceoryx2"), "{stderr}");
+    shm.assert_empty();
+}

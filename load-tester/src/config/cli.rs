@@ -467,8 +467,9 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct NetArgs {
     /// What the records travel through: shm (the bus), udp (a MoldUDP64-style feed on
-    /// loopback) or uds (the feed over Unix datagram sockets); a comma-separated list runs the
-    /// same load on each in turn and compares them
+    /// loopback), uds (the feed over Unix datagram sockets) or iceoryx2 (a build with the
+    /// iceoryx2 feature); a comma-separated list runs the same load on each in turn and compares
+    /// them
     #[arg(long, value_enum, value_delimiter = ',', default_value = "shm")]
     pub transport: Vec<TransportArg>,
 
@@ -520,6 +521,8 @@ pub enum TransportArg {
     Udp,
     /// The datagram feed over Unix sockets.
     Uds,
+    /// iceoryx2 publish-subscribe (a build with the `iceoryx2` feature).
+    Iceoryx2,
 }
 
 /// Parses a time with a unit (`250ns`, `100us`, `2ms`, `1s`) into ns, at most 10 s.

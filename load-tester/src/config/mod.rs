@@ -323,10 +323,22 @@ fn transport_plan(args: &RunArgs) -> Result<crate::plan::transport::TransportPla
         TransportArg::Shm => TransportKind::Shm,
         TransportArg::Udp => TransportKind::Udp,
         TransportArg::Uds => TransportKind::Uds,
+        TransportArg::Iceoryx2 => TransportKind::Iceoryx2,
     };
-    if comparison && kind == TransportKind::Shm {
-        // A comparison shapes the datagram transports; the bus runs as it is.
-        return Ok(TransportPlan::default());
+    if kind == TransportKind::Iceoryx2 && !cfg!(feature = "iceoryx2") {
+        return Err(ConfigError(
+            "--transport iceoryx2: this load-tester was built without it; build with \
+             `cargo build --release --features iceoryx2` (iceoryx2 needs Rust 1.89)"
+                .into(),
+        ));
+    }
+    let shaped = kind == TransportKind::Udp || kind == TransportKind::Uds;
+    if comparison && !shaped {
+        // A comparison shapes the datagram transports; the others run as they are.
+        return Ok(TransportPlan {
+            kind,
+            ..TransportPlan::default()
+        });
     }
     let impairment = Impairment {
         delay_ns: n.net_delay.unwrap_or(0),
@@ -341,7 +353,7 @@ fn transport_plan(args: &RunArgs) -> Result<crate::plan::transport::TransportPla
         || n.net_loss.is_some()
         || n.net_reorder.is_some()
         || n.net_duplicate.is_some();
-    if kind == TransportKind::Shm && (impaired || n.batch != 1 || n.multicast.is_some()) {
+    if !shaped && (impaired || n.batch != 1 || n.multicast.is_some()) {
         return Err(ConfigError(
             "--net-*, --batch and --multicast shape a datagram feed: add --transport udp (or uds)"
                 .into(),
@@ -358,11 +370,9 @@ fn transport_plan(args: &RunArgs) -> Result<crate::plan::transport::TransportPla
             "--net-loss 100 drops everything: a burst length means nothing then".into(),
         ));
     }
-    if kind == TransportKind::Shm {
-        // nothing else to check
-    } else if args.replay.record.is_some() {
+    if kind != TransportKind::Shm && args.replay.record.is_some() {
         return Err(ConfigError(format!(
-            "--record records the shared-memory bus; --transport {} is a datagram feed",
+            "--record records the shared-memory bus, not --transport {}",
             kind.name()
         )));
     }

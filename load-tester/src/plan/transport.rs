@@ -12,6 +12,8 @@ pub enum TransportKind {
     Udp,
     /// The same feed over Unix datagram sockets (abstract names: nothing on disk).
     Uds,
+    /// iceoryx2 publish-subscribe (cargo feature `iceoryx2`).
+    Iceoryx2,
 }
 
 impl TransportKind {
@@ -21,6 +23,7 @@ impl TransportKind {
             TransportKind::Shm => "shm",
             TransportKind::Udp => "udp",
             TransportKind::Uds => "uds",
+            TransportKind::Iceoryx2 => "iceoryx2",
         }
     }
 }

@@ -86,7 +86,31 @@ fn create_transport(
     };
     let mut sources = Vec::new();
     let mut out: Vec<Box<dyn Transport>> = Vec::new();
-    for e in &plan.exchanges {
+    if t.kind == TransportKind::Iceoryx2 {
+        #[cfg(feature = "iceoryx2")]
+        for e in &plan.exchanges {
+            for stream in Stream::ALL {
+                sources.push(FeedSource {
+                    exchange: e.id,
+                    stream,
+                    session: String::from_utf8_lossy(&session(&run_id, e.id, stream)).into_owned(),
+                });
+            }
+            out.push(Box::new(
+                crate::transport::iceoryx2::Iceoryx2Exchange::new(&run_id, e.id)
+                    .map_err(EngineError::Transport)?,
+            ));
+        }
+        #[cfg(not(feature = "iceoryx2"))]
+        return Err(EngineError::Transport(
+            "iceoryx2: this build has no iceoryx2 (cargo feature iceoryx2)".into(),
+        ));
+    }
+    for e in plan
+        .exchanges
+        .iter()
+        .filter(|_| t.kind != TransportKind::Iceoryx2)
+    {
         let sessions = [
             session(&run_id, e.id, Stream::Trades),
             session(&run_id, e.id, Stream::Book),
@@ -124,7 +148,7 @@ fn create_transport(
                 };
                 Socket::Udp(s, to)
             }
-            TransportKind::Uds | TransportKind::Shm => {
+            TransportKind::Uds | TransportKind::Shm | TransportKind::Iceoryx2 => {
                 let s = std::os::unix::net::UnixDatagram::unbound()
                     .map_err(|err| fail("cannot open a Unix datagram socket", err))?;
                 s.set_nonblocking(true)

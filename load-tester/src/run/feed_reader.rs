@@ -39,17 +39,25 @@ use crate::transport::feed::{self, Datagram, FeedInfo, MAX_DATAGRAM, SESSION_LEN
 /// Receive buffer asked for, bytes: a second of the stress rate's datagrams.
 const RCVBUF: usize = 32 << 20;
 
-/// The socket a reader receives on.
+/// What a reader receives on.
 enum Receiver {
     Udp(std::net::UdpSocket),
     Uds(std::os::unix::net::UnixDatagram),
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2(crate::transport::iceoryx2::Iceoryx2Receiver),
 }
 
 impl Receiver {
-    fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Receiver::Udp(s) => s.recv(buf),
             Receiver::Uds(s) => s.recv(buf),
+            #[cfg(feature = "iceoryx2")]
+            Receiver::Iceoryx2(r) => match r.recv(buf) {
+                Ok(Some(n)) => Ok(n),
+                Ok(None) => Err(std::io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(std::io::Error::other(e)),
+            },
         }
     }
 }
@@ -274,7 +282,26 @@ fn bind(feed: &FeedInfo, run_id: &str) -> Result<(Receiver, String), String> {
                 .map_err(|e| format!("cannot make the socket non-blocking: {e}"))?;
             Ok((Receiver::Uds(uds), name))
         }
-        other => Err(format!("unknown feed kind {other:?}")),
+        #[cfg(feature = "iceoryx2")]
+        "iceoryx2" => {
+            let sources: Vec<(String, [u8; SESSION_LEN])> = feed
+                .sources
+                .iter()
+                .map(|s| {
+                    let mut session = [b' '; SESSION_LEN];
+                    let b = s.session.as_bytes();
+                    session[..b.len().min(SESSION_LEN)]
+                        .copy_from_slice(&b[..b.len().min(SESSION_LEN)]);
+                    (
+                        crate::transport::iceoryx2::service_name(run_id, s.exchange, s.stream),
+                        session,
+                    )
+                })
+                .collect();
+            let r = crate::transport::iceoryx2::Iceoryx2Receiver::new(&sources)?;
+            Ok((Receiver::Iceoryx2(r), "iceoryx2".into()))
+        }
+        other => Err(format!("unknown feed kind {other:?} (a build without it?)")),
     }
 }
 
@@ -313,7 +340,7 @@ pub fn read_feed(
     if let Some(core) = options.pin_core {
         crate::run::consumer::pin(core);
     }
-    let (socket, listen) = bind(feed, &manifest.run_id).map_err(ReadError::Feed)?;
+    let (mut socket, listen) = bind(feed, &manifest.run_id).map_err(ReadError::Feed)?;
     let symbols = manifest.symbols.len();
     let now = std::time::Instant::now();
     let mut sessions: Vec<Session> = Vec::new();
@@ -353,7 +380,7 @@ pub fn read_feed(
     emit(&ToTester::Ready {
         pid,
         rings: sessions.len(),
-        listen: Some(listen),
+        listen: (feed.kind != "iceoryx2").then_some(listen),
     });
     let mut clock = Clock::new(if tsc_usable() {
         ClockSource::Tsc

@@ -9,6 +9,8 @@ use crate::plan::Stream;
 pub mod bus;
 pub mod datagram;
 pub mod feed;
+#[cfg(feature = "iceoryx2")]
+pub mod iceoryx2;
 mod sigbus;
 
 /// What an impaired path did to one stream's messages since it was last asked: each count is
