@@ -288,6 +288,7 @@ fn a_list_of_transports_runs_the_same_load_on_each_and_compares_them() {
     let shm = Shm::new("apcompare");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("c.json");
+    let html = dir.path().join("c.html");
     let out = shm.run(&[
         "-e",
         "1",
@@ -303,7 +304,10 @@ fn a_list_of_transports_runs_the_same_load_on_each_and_compares_them() {
         "shm,udp,uds",
         "--json-output",
         json.to_str().unwrap(),
+        "--html-report",
+        html.to_str().unwrap(),
     ]);
+    let page = std::fs::read_to_string(&html).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_no_panic(&String::from_utf8_lossy(&out.stderr));
     let c = read_json(&json);
@@ -321,12 +325,13 @@ fn a_list_of_transports_runs_the_same_load_on_each_and_compares_them() {
         assert_eq!(row["e2e_ns"][0], run["delivery"]["e2e"]["all"]["p50"]);
         assert_eq!(row["write_ns"][1], run["latency"]["service"]["all"]["p99"]);
         assert!(stdout.lines().any(|l| l.starts_with(name)), "{stdout}");
+        assert!(page.contains(&format!("<tr><th>{name}</th>")), "{page}");
     }
     assert!(stdout.contains("TRANSPORT COMPARISON"), "{stdout}");
     shm.assert_empty();
     for args in [
         &["--transport", "shm,shm"][..],
-        &["--transport", "shm,udp", "--html-report", "/tmp/never.html"],
+        &["--transport", "shm,udp", "--junit", "/tmp/never.xml"],
     ] {
         let out = shm.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
@@ -496,4 +501,108 @@ fn iceoryx2_in_a_build_without_it_says_how_to_get_it() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(stderr.contains("--features iceoryx2"), "{stderr}");
     shm.assert_empty();
+}
+
+#[test]
+fn netem_is_applied_where_the_kernel_has_it_and_skipped_with_one_line_where_not() {
+    // SAFETY: geteuid(2) has no preconditions and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = ["ip", "tc"].iter().all(|t| {
+        std::process::Command::new(t)
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !common::have_tool(
+        "netem_is_applied_where_the_kernel_has_it_and_skipped_with_one_line_where_not",
+        root && tools,
+        "needs root, ip and tc, to try netem on the loopback of a network namespace",
+    ) {
+        return;
+    }
+    // A namespace of its own: a netem on the host's loopback would slow every other test.
+    let ns = Netns(format!("apnetem{}", std::process::id()));
+    sh(&["ip", "netns", "add", &ns.0], None);
+    sh(
+        &[
+            "ip", "netns", "exec", &ns.0, "ip", "link", "set", "lo", "up",
+        ],
+        None,
+    );
+    let qdisc = || {
+        String::from_utf8_lossy(
+            &sh(
+                &[
+                    "ip", "netns", "exec", &ns.0, "tc", "qdisc", "show", "dev", "lo",
+                ],
+                None,
+            )
+            .stdout,
+        )
+        .into_owned()
+    };
+    let before = qdisc();
+    let shm = Shm::new("apnetem");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("n.json");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.0, common::BIN])
+        .env("ALPHAPULSE_SHM_DIR", &shm.base)
+        .env("NO_COLOR", "1")
+        .args([
+            "-e",
+            "1",
+            "-t",
+            "1000",
+            "-o",
+            "0",
+            "-d",
+            "1",
+            "--warmup-secs",
+            "0",
+            "--transport",
+            "udp",
+            "--netem",
+            "delay 1ms",
+            "--json-output",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_no_panic(&stderr);
+    let r = read_json(&json);
+    assert_eq!(
+        out.status.code(),
+        Some(verdict_code(&r)),
+        "{}",
+        describe(&out)
+    );
+    let said: Vec<&str> = stderr.lines().filter(|l| l.contains("netem")).collect();
+    assert!(!said.is_empty(), "{stderr}");
+    let warning = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w.as_str().unwrap().contains("netem"))
+        .unwrap_or_else(|| panic!("no netem line in {}", r["warnings"]))
+        .as_str()
+        .unwrap()
+        .to_string();
+    if warning.starts_with("kernel netem on lo") {
+        // Applied: the delay shows end to end.
+        let p50 = r["delivery"]["e2e"]["all"]["p50"].as_f64().unwrap();
+        assert!(p50 > 900_000.0, "e2e p50 {p50} ns with a 1 ms netem delay");
+    } else {
+        assert!(warning.contains("skipped"), "{warning}");
+    }
+    // Whatever happened, loopback is as it was.
+    assert_eq!(qdisc(), before);
+    shm.assert_empty();
+    for bad in ["delay 1ms; reboot", ""] {
+        let out = shm.run(&["--transport", "udp", "--netem", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", describe(&out));
+    }
+    let out = shm.run(&["--transport", "uds", "--netem", "delay 1ms"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }

@@ -47,6 +47,10 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
     if let Some(m) = metrics.as_mut() {
         observers.push(m);
     }
+    let netem = settings.netem.as_deref().map(super::netem::Netem::apply);
+    if let Some(n) = &netem {
+        eprintln!("note: {}", n.said);
+    }
     let run = crate::run::engine::run(
         &plan,
         &settings.shm_dir,
@@ -76,6 +80,9 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         .map(|s| s.0.to_string())
         .or_else(|| end.failure.as_ref().map(|_| "a replay error".to_string()));
     let mut results = accumulator.finish(&end, stopped_by, settings.allow_loss);
+    if let Some(n) = netem {
+        results.warnings.push(n.said.clone());
+    }
     results.verdict = crate::results::judge::judge(&results, &settings.targets);
     if settings.keep_shm {
         eprintln!(

@@ -11,6 +11,7 @@ mod compare;
 mod coordinator;
 mod import;
 mod load_test;
+mod netem;
 mod read;
 mod signals;
 mod transports;

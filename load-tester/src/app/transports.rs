@@ -18,7 +18,6 @@ pub(super) fn run(args: &mut crate::config::cli::RunArgs) -> i32 {
     let unsupported = [
         ("--hlog", args.hlog.is_some()),
         ("--hgrm-dir", args.hgrm_dir.is_some()),
-        ("--html-report", args.html_report.is_some()),
         ("--junit", args.junit.is_some()),
         ("--baseline", args.baseline.is_some()),
         ("--metrics-addr", args.metrics_addr.is_some()),
@@ -26,8 +25,9 @@ pub(super) fn run(args: &mut crate::config::cli::RunArgs) -> i32 {
     ];
     if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
         return error(format!(
-            "{flag} is for one run: a comparison of transports writes its table and \
-             --json-output (every run's results); run one --transport for {flag}"
+            "{flag} is for one run: a comparison of transports writes its table, \
+             --json-output (every run's results) and --html-report; run one --transport for \
+             {flag}"
         ));
     }
     // Every plan is checked before the first run starts.
@@ -39,6 +39,13 @@ pub(super) fn run(args: &mut crate::config::cli::RunArgs) -> i32 {
             Err(e) => return error(e),
         }
     }
+    let html = match &args.html_report {
+        Some(p) => match output::files::Target::resolve(p, false) {
+            Ok(t) => Some(t),
+            Err(e) => return error(format!("--html-report {}: {e}", p.display())),
+        },
+        None => None,
+    };
     let json = match &args.json_output {
         Some(p) => match output::files::Target::resolve(p, true) {
             Ok(t) => Some(t),
@@ -59,6 +66,10 @@ pub(super) fn run(args: &mut crate::config::cli::RunArgs) -> i32 {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let netem = plans[0].1.netem.as_deref().map(super::netem::Netem::apply);
+    if let Some(n) = &netem {
+        eprintln!("note: {}", n.said);
+    }
     let mut runs = Vec::new();
     for (plan, settings) in &plans {
         for note in &settings.notes {
@@ -88,6 +99,10 @@ pub(super) fn run(args: &mut crate::config::cli::RunArgs) -> i32 {
         let signal = signals.first();
         let mut results =
             accumulator.finish(&end, signal.map(|s| s.0.to_string()), settings.allow_loss);
+        if let (Some(n), crate::plan::transport::TransportKind::Udp) = (&netem, plan.transport.kind)
+        {
+            results.warnings.push(n.said.clone());
+        }
         results.verdict = crate::results::judge::judge(&results, &settings.targets);
         runs.push(results);
         if signal.is_some() {
@@ -109,6 +124,12 @@ pub(super) fn run(args: &mut crate::config::cli::RunArgs) -> i32 {
         if !t.is_stdout() {
             eprintln!("Comparison written to {}", t.path().display());
         }
+    }
+    if let Some(t) = &html {
+        if let Err(e) = t.write(output::html::render_transports(&comparison).as_bytes()) {
+            return error(format!("--html-report {}: {e}", t.path().display()));
+        }
+        eprintln!("Comparison page written to {}", t.path().display());
     }
     crate::exit::of_run(comparison.worst(), signals.first().map(|s| s.1), false)
 }

@@ -510,6 +510,12 @@ pub struct NetArgs {
     /// udp, uds: send this percentage of datagrams twice
     #[arg(long, value_name = "PCT", value_parser = |s: &str| percent(s))]
     pub net_duplicate: Option<f64>,
+
+    /// udp: also impair loopback in the kernel with `tc qdisc add dev lo root netem ARGS`
+    /// (e.g. "delay 100us loss 1%"), removed after the run; skipped, with one line, where the
+    /// kernel has no netem or a root qdisc is there already
+    #[arg(long, value_name = "ARGS")]
+    pub netem: Option<String>,
 }
 
 /// A transport of `--transport`.

@@ -40,6 +40,8 @@ pub struct Settings {
     pub metrics_addr: Option<String>,
     /// `--metrics-linger`, seconds.
     pub metrics_linger_secs: u64,
+    /// `--netem`: the arguments of a kernel netem qdisc on loopback, checked.
+    pub netem: Option<Vec<String>>,
 }
 
 /// A configuration error: one line naming the flag or file and what to do.
@@ -304,8 +306,35 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         notes,
         metrics_addr: args.metrics_addr.clone(),
         metrics_linger_secs: args.metrics_linger,
+        netem: netem_args(args)?,
     };
     Ok((plan, settings))
+}
+
+/// `--netem`'s words, checked: only a UDP feed crosses loopback's qdisc, and only plain words
+/// (letters, digits, `.`, `%`) reach `tc`.
+fn netem_args(args: &RunArgs) -> Result<Option<Vec<String>>, ConfigError> {
+    use crate::config::cli::TransportArg;
+    let Some(text) = &args.net.netem else {
+        return Ok(None);
+    };
+    if !args.net.transport.contains(&TransportArg::Udp) {
+        return Err(ConfigError(
+            "--netem shapes loopback in the kernel, which only --transport udp crosses".into(),
+        ));
+    }
+    let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    let plain = |w: &String| {
+        w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '%')
+    };
+    if words.is_empty() || !words.iter().all(plain) {
+        return Err(ConfigError(format!(
+            "--netem {text:?}: give netem's own arguments, e.g. \"delay 100us loss 1%\" \
+             (letters, digits, '.' and '%' only)"
+        )));
+    }
+    Ok(Some(words))
 }
 
 /// The transport of `--transport` and its network path, checked.

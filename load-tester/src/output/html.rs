@@ -868,6 +868,78 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
     out
 }
 
+/// A comparison of transports as a self-contained page: the table, and each run's verdict
+/// with the reasons of its failed checks.
+pub fn render_transports(c: &crate::results::transports::TransportComparison) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let started = c.runs.first().map_or(0, |r| r.started_unix_ms);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>AlphaPulse transport comparison {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        iso8601_utc(started)
+    );
+    let _ = writeln!(
+        out,
+        "<h1>AlphaPulse transport comparison</h1>\n<p class=\"sub\">The same load on each \
+         transport in turn, started {} UTC. End-to-end: send timestamp to copied out by a reader; \
+         write: the send call; CPU: percent of one core.</p>",
+        iso8601_utc(started)
+    );
+    out.push_str(
+        "<table id=\"transports\">\n<tr><th>Transport</th><th>e2e p50</th><th>p90</th><th>p99</th>\
+         <th>p99.9</th><th>max</th><th>write p50</th><th>write p99</th><th>rate/s</th>\
+         <th>achieved</th><th>lost</th><th>violations</th><th>CPU writer</th><th>CPU readers</th>\
+         <th>verdict</th></tr>\n",
+    );
+    for r in &c.rows {
+        let word = match r.outcome {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::Invalid => "invalid",
+        };
+        let _ = write!(out, "<tr><th>{}</th>", escape(&r.transport));
+        for ns in r.e2e_ns.iter().chain(&r.write_ns) {
+            let _ = write!(out, "<td title=\"{ns} ns\">{}</td>", escape(&human_ns(*ns)));
+        }
+        let _ = writeln!(
+            out,
+            "<td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{:.0}%</td><td>{:.0}%</td>\
+             <td><span class=\"badge {word}\">{}</span></td></tr>",
+            thousands(r.achieved_rate.round() as u64),
+            r.achievement_pct,
+            thousands(r.lost),
+            thousands(r.violations),
+            r.writer_cpu_pct,
+            r.readers_cpu_pct,
+            word.to_uppercase()
+        );
+    }
+    out.push_str("</table>\n");
+    for run in &c.runs {
+        let failed: Vec<String> = run
+            .verdict
+            .checks
+            .iter()
+            .filter(|k| !k.passed)
+            .map(|k| format!("{} (target {}, measured {})", k.name, k.target, k.measured))
+            .collect();
+        if !failed.is_empty() || run.verdict.invalid_reason.is_some() {
+            let _ = writeln!(
+                out,
+                "<p class=\"note\"><b>{}</b>: {}{}</p>",
+                escape(run.plan.transport.kind.name()),
+                escape(run.verdict.invalid_reason.as_deref().unwrap_or("")),
+                escape(&failed.join("; "))
+            );
+        }
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
 /// Writes the report to `target` (see [`super::files::Target::write`]).
 pub fn write(
     r: &Results,
@@ -881,6 +953,21 @@ pub fn write(
 mod tests {
     use crate::output::html::*;
     use crate::results::testdata::sample_results;
+
+    #[test]
+    fn a_transport_comparison_page_shows_every_row() {
+        let mut a = sample_results(1);
+        let mut b = sample_results(2);
+        a.plan.transport.kind = crate::plan::transport::TransportKind::Shm;
+        b.plan.transport.kind = crate::plan::transport::TransportKind::Udp;
+        let c = crate::results::transports::TransportComparison::of(vec![a, b]);
+        let html = render_transports(&c);
+        assert!(html.starts_with("<!DOCTYPE html>") && html.contains("default-src 'none'"));
+        for row in &c.rows {
+            assert!(html.contains(&format!("<tr><th>{}</th>", row.transport)));
+            assert!(html.contains(&format!("title=\"{} ns\"", row.e2e_ns[0])));
+        }
+    }
 
     #[test]
     fn report_is_self_contained_and_shows_the_results() {
