@@ -57,7 +57,7 @@ fn create_transport(
     shm_dir: &Path,
 ) -> Result<(BusRun, Vec<Box<dyn Transport>>), EngineError> {
     use crate::plan::transport::TransportKind;
-    use crate::transport::datagram::{DatagramExchange, DelayLine, Socket};
+    use crate::transport::datagram::{DatagramExchange, Socket};
     use crate::transport::feed::{session, FeedInfo, FeedSource, FEED_NAME};
     if plan.transport.kind == TransportKind::Shm {
         let (bus, exchanges) = BusRun::create(plan, shm_dir)?;
@@ -76,14 +76,6 @@ fn create_transport(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let t = &plan.transport;
-    let line = if t.impairment.delay_ns > 0 {
-        Some(
-            DelayLine::start(crate::run::placement::short_slices_for_this_thread)
-                .map_err(|e| EngineError::Transport(format!("cannot start the delay line: {e}")))?,
-        )
-    } else {
-        None
-    };
     let mut sources = Vec::new();
     let mut out: Vec<Box<dyn Transport>> = Vec::new();
     if t.kind == TransportKind::Iceoryx2 {
@@ -163,7 +155,6 @@ fn create_transport(
             t.batch,
             &t.impairment,
             e.id,
-            line.clone(),
         )));
     }
     let info = FeedInfo {
@@ -293,7 +284,7 @@ pub fn prepare<'a>(
 ) -> Result<Prepared<'a>, EngineError> {
     let clock_cost_ns = crate::run::measure::clock_cost_ns();
     // Counted before this thread moves off the generators' cores, which narrows its CPU set;
-    // moved first, so that every thread it starts (a delay line) stays off them too.
+    // moved first, so that every thread it starts stays off them too.
     let cores = crate::run::placement::available_cores().len();
     keep_off_generator_cores(&plan.pin_cores);
     let (mut bus, transports) = create_transport(plan, shm_dir)?;

@@ -269,12 +269,23 @@ pub fn run(
             // Wake at the next send time, the end of the interval or the run, or after
             // MAX_WAIT_NS, whichever comes first: a slow source still sees the interval end,
             // the stop flag and its heartbeats.
-            let wake = target.min(iv.boundary).min(now + MAX_WAIT_NS);
-            // What a transport batched goes before the wait.
+            // What a transport batched goes before the wait; what it delayed is due at its
+            // own time, which the wait honours as a send time.
+            let mut deadline = u64::MAX;
             for w in &mut works {
                 w.transport.flush();
+                deadline = deadline.min(w.transport.next_deadline());
             }
+            let wake = target
+                .min(iv.boundary)
+                .min(now + MAX_WAIT_NS)
+                .min(deadline.max(now));
             let woke = pacer.wait_until(&mut clock, wake);
+            if deadline <= woke.at {
+                for w in &mut works {
+                    w.transport.poll(woke.at);
+                }
+            }
             // Waiting for the first send time is not part of any interval.
             iv.time.wait_ns += woke.at.saturating_sub(now.max(config.start_ns));
             iv.time.spin_ns += woke.spun_ns.min(woke.at.saturating_sub(config.start_ns));
@@ -327,6 +338,9 @@ pub fn run(
             Err(SendError::Failed) => source.counters.write_failures += 1,
         }
         iv.time.write_ns += end.saturating_sub(start);
+        if work.transport.next_deadline() <= end {
+            work.transport.poll(end);
+        }
         source.schedule.advance();
         let next = source.schedule.due();
         // Replacing the top in place costs one sift instead of a pop and a push.

@@ -11,8 +11,6 @@
 use std::collections::BinaryHeap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::Arc;
 
 use alphapulse_bus::{checksum_of, BookUpdate, Trade};
 use rand::{Rng, SeedableRng};
@@ -63,14 +61,12 @@ impl Socket {
     }
 }
 
-/// A datagram waiting in the delay line.
+/// A delayed datagram, waiting for its time.
 struct Delayed {
     /// When to send it, ns (`CLOCK_MONOTONIC`).
     at: u64,
     /// Arrival order, to keep equal times in order.
     order: u64,
-    /// Its socket and destinations.
-    socket: Arc<Socket>,
     /// The datagram.
     bytes: Vec<u8>,
 }
@@ -90,84 +86,6 @@ impl Ord for Delayed {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         // The earliest first out of a max-heap.
         (o.at, o.order).cmp(&(self.at, self.order))
-    }
-}
-
-/// Longest the delay line spins before a datagram's time, ns: it wakes early by how late its
-/// sleeps have been ending (a running median estimate), and spins only what remains, so that
-/// it neither holds a core nor sends late on average.
-const MAX_SPIN_NS: u64 = 20_000;
-
-/// The delay line: one thread of the sending process that sends delayed datagrams at their
-/// times. Dropping every [`DelayLine`] handle ends it once it has sent what it holds.
-#[derive(Clone)]
-pub struct DelayLine {
-    tx: Sender<Delayed>,
-}
-
-impl DelayLine {
-    /// Starts the thread; it first calls `on_start` (the engine keeps it off the generators'
-    /// cores there).
-    pub fn start(on_start: fn()) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::channel::<Delayed>();
-        std::thread::Builder::new()
-            .name("delay-line".into())
-            .spawn(move || {
-                on_start();
-                // Sleeps end as close to their time as the kernel can.
-                // SAFETY: prctl(PR_SET_TIMERSLACK, 1) takes an integer and touches no memory.
-                unsafe {
-                    libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
-                }
-                run_delay_line(&rx);
-            })?;
-        Ok(Self { tx })
-    }
-}
-
-fn run_delay_line(rx: &Receiver<Delayed>) {
-    let mut heap: BinaryHeap<Delayed> = BinaryHeap::new();
-    let mut open = true;
-    // How late sleeps end, ns: moved by a fixed step towards each observation, which tracks
-    // its median.
-    let mut late_ns: u64 = 50_000;
-    loop {
-        while let Ok(d) = rx.try_recv() {
-            heap.push(d);
-        }
-        let now = alphapulse_bus::now_ns();
-        while heap.peek().is_some_and(|d| d.at <= now) {
-            let d = heap.pop().expect("peeked");
-            // A refusal here is a drop the readers count; the delay line cannot wait.
-            let _ = d.socket.send(&d.bytes);
-        }
-        let wait = |until: u64| std::time::Duration::from_nanos(until.saturating_sub(now));
-        match heap.peek().map(|d| d.at) {
-            None if !open => return,
-            None => match rx.recv_timeout(std::time::Duration::from_millis(50)) {
-                Ok(d) => heap.push(d),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
-            },
-            Some(at) if at > now + late_ns + MAX_SPIN_NS => {
-                let target = at - late_ns;
-                match rx.recv_timeout(wait(target)) {
-                    Ok(d) => heap.push(d),
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        let woke = alphapulse_bus::now_ns();
-                        let late = woke.saturating_sub(target);
-                        late_ns = if late > late_ns {
-                            late_ns + 500
-                        } else {
-                            late_ns.saturating_sub(500)
-                        }
-                        .clamp(1_000, 200_000);
-                    }
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
-                }
-            }
-            Some(_) => std::hint::spin_loop(),
-        }
     }
 }
 
@@ -208,8 +126,11 @@ struct Impair {
     bad: bool,
     /// Per stream, a datagram held back to be sent after that stream's next one (reordering).
     held: [Option<Vec<u8>>; 2],
-    /// The delay line, when datagrams are delayed.
-    line: Option<DelayLine>,
+    /// Delayed datagrams, earliest first; the generator sends them at their times
+    /// ([`Transport::next_deadline`], [`Transport::poll`]), as precisely as it paces its sends.
+    delayed: BinaryHeap<Delayed>,
+    /// Buffers of sent delayed datagrams, reused.
+    spare: Vec<Vec<u8>>,
     order: u64,
 }
 
@@ -254,7 +175,7 @@ impl Impair {
 
 /// One exchange's feed: both streams, one socket.
 pub struct DatagramExchange {
-    socket: Arc<Socket>,
+    socket: Socket,
     streams: [StreamOut; 2],
     /// Most messages per datagram.
     batch: u16,
@@ -274,7 +195,6 @@ impl DatagramExchange {
         batch: u16,
         impairment: &Impairment,
         exchange: u16,
-        line: Option<DelayLine>,
     ) -> Self {
         let impair = impairment.any().then(|| Impair {
             spec: impairment.clone(),
@@ -283,11 +203,12 @@ impl DatagramExchange {
             ),
             bad: false,
             held: [None, None],
-            line,
+            delayed: BinaryHeap::new(),
+            spare: Vec::new(),
             order: 0,
         });
         Self {
-            socket: Arc::new(socket),
+            socket,
             streams: [StreamOut::new(sessions[0]), StreamOut::new(sessions[1])],
             batch: batch.max(1),
             impair,
@@ -401,21 +322,31 @@ impl DatagramExchange {
 /// How often an idle feed says it is alive, ns.
 pub const HEARTBEAT_NS: u64 = 100_000_000;
 
-fn send_impaired(socket: &Arc<Socket>, im: &mut Impair, bytes: &[u8]) {
-    if im.line.is_some() {
+fn send_impaired(socket: &Socket, im: &mut Impair, bytes: &[u8]) {
+    if im.spec.delay_ns > 0 {
         let at = alphapulse_bus::now_ns() + im.delay();
         im.order += 1;
-        if let Some(line) = &im.line {
-            let _ = line.tx.send(Delayed {
-                at,
-                order: im.order,
-                socket: Arc::clone(socket),
-                bytes: bytes.to_vec(),
-            });
-        }
+        let mut buf = im.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        im.delayed.push(Delayed {
+            at,
+            order: im.order,
+            bytes: buf,
+        });
     } else {
         // What the network refuses the readers count as lost, beyond what was dropped.
         let _ = socket.send(bytes);
+    }
+}
+
+/// Sends every delayed datagram due by `now`.
+fn send_due(socket: &Socket, im: &mut Impair, now: u64) {
+    while im.delayed.peek().is_some_and(|d| d.at <= now) {
+        let d = im.delayed.pop().expect("peeked");
+        // A refusal here is a drop the readers count: a delayed datagram cannot wait.
+        let _ = socket.send(&d.bytes);
+        im.spare.push(d.bytes);
     }
 }
 
@@ -448,9 +379,7 @@ impl Transport for DatagramExchange {
     }
 
     fn set_receivers(&mut self, receivers: &[String]) -> Result<(), String> {
-        let socket = Arc::get_mut(&mut self.socket)
-            .ok_or_else(|| "the socket is shared already".to_string())?;
-        match socket {
+        match &mut self.socket {
             Socket::Udp(_, to) => {
                 for r in receivers {
                     to.push(
@@ -472,6 +401,19 @@ impl Transport for DatagramExchange {
         Ok(())
     }
 
+    fn next_deadline(&self) -> u64 {
+        self.impair
+            .as_ref()
+            .and_then(|im| im.delayed.peek())
+            .map_or(u64::MAX, |d| d.at)
+    }
+
+    fn poll(&mut self, now: u64) {
+        if let Some(im) = &mut self.impair {
+            send_due(&self.socket, im, now);
+        }
+    }
+
     fn take_net(&mut self, stream: Stream) -> NetCounters {
         let s = match stream {
             Stream::Trades => 0,
@@ -489,9 +431,17 @@ impl Drop for DatagramExchange {
             for h in held {
                 send_impaired(&self.socket, im, &h);
             }
+            // What is still in flight goes at its time (at most the delay plus the jitter).
+            while let Some(at) = im.delayed.peek().map(|d| d.at) {
+                let now = alphapulse_bus::now_ns();
+                if at > now {
+                    std::thread::sleep(std::time::Duration::from_nanos(at - now));
+                }
+                send_due(&self.socket, im, alphapulse_bus::now_ns());
+            }
         }
         // The end of each session, sent a few times (the end is not impaired, and a lost
-        // one would leave a reader waiting for its stale timeout).
+        // one would leave a reader waiting for the writer to be gone).
         for _ in 0..3 {
             for out in &self.streams {
                 let mut end = [0u8; HEADER_LEN];
@@ -501,25 +451,7 @@ impl Drop for DatagramExchange {
                     out.next,
                     super::feed::END_OF_SESSION,
                 );
-                match &self.impair {
-                    Some(Impair {
-                        line: Some(line), ..
-                    }) => {
-                        let _ = line.tx.send(Delayed {
-                            at: alphapulse_bus::now_ns()
-                                + self
-                                    .impair
-                                    .as_ref()
-                                    .map_or(0, |i| i.spec.delay_ns + i.spec.jitter_ns + 1_000_000),
-                            order: u64::MAX,
-                            socket: Arc::clone(&self.socket),
-                            bytes: end.to_vec(),
-                        });
-                    }
-                    _ => {
-                        let _ = self.socket.send(&end);
-                    }
-                }
+                let _ = self.socket.send(&end);
             }
         }
     }

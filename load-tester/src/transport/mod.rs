@@ -49,6 +49,13 @@ pub trait Transport: Send {
     fn set_receivers(&mut self, _receivers: &[String]) -> Result<(), String> {
         Ok(())
     }
+    /// When the transport next needs [`Transport::poll`] (a delayed datagram's time), ns;
+    /// `u64::MAX`: never. The generator wakes for it as for a send.
+    fn next_deadline(&self) -> u64 {
+        u64::MAX
+    }
+    /// Sends what is due by `now` (delayed datagrams).
+    fn poll(&mut self, _now: u64) {}
     /// What an impairment did to `stream` since the last call (nothing, for most transports).
     fn take_net(&mut self, _stream: Stream) -> NetCounters {
         NetCounters::default()
