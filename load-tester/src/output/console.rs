@@ -545,10 +545,17 @@ fn capture_line(out: &mut String, c: &crate::report::end::CaptureOutcome) {
                 )
             } else {
                 String::new()
+            } + &if c.backwards > 0 {
+                format!(
+                    "; {} records whose time went back were left out",
+                    thousands(c.backwards)
+                )
+            } else {
+                String::new()
             }
         ),
     };
-    if c.error.is_some() || c.lost > 0 {
+    if c.error.is_some() || c.lost > 0 || c.backwards > 0 {
         let _ = writeln!(out, "    {}", style(line).red());
     } else {
         let _ = writeln!(out, "    {line}");

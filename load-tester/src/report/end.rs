@@ -69,6 +69,9 @@ pub struct CaptureOutcome {
     pub bytes: u64,
     /// Records the reader lost (lapped by the writer) and so are not in the capture.
     pub lost: u64,
+    /// Records left out because their time went back within their source.
+    #[serde(default)]
+    pub backwards: u64,
     /// Why the capture could not be finished, if it could not (the file then does not exist;
     /// its `.partial` is left for inspection).
     #[serde(default, skip_serializing_if = "Option::is_none")]

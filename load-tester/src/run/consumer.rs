@@ -569,6 +569,7 @@ pub fn read_run(
                 records: s.records,
                 bytes: s.bytes,
                 lost,
+                backwards: s.backwards,
                 error: None,
             },
             Err(e) => CaptureOutcome {
@@ -576,6 +577,7 @@ pub fn read_run(
                 records: 0,
                 bytes: 0,
                 lost,
+                backwards: 0,
                 error: Some(e.to_string()),
             },
         }

@@ -146,3 +146,17 @@ fn an_existing_partial_capture_is_never_overwritten() {
     assert!(e.to_string().contains("cannot create"), "{e}");
     assert_eq!(std::fs::read(partial_of(&path)).unwrap(), b"mine");
 }
+
+#[test]
+fn a_record_whose_time_goes_back_is_left_out_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.apcap");
+    let mut w = CaptureWriter::create(&path, &header(), || {}).unwrap();
+    for (ts, seq) in [(100, 1), (200, 2), (150, 3), (300, 4)] {
+        w.push(1, Stream::Trades, bytemuck::bytes_of(&trade(ts, seq)));
+    }
+    let s = w.finish().unwrap();
+    assert_eq!((s.records, s.backwards), (3, 1));
+    let c = CaptureFile::open(&path).unwrap();
+    assert_eq!((c.first_ts, c.last_ts), (100, 300));
+}

@@ -36,6 +36,9 @@ pub struct CaptureSummary {
     pub chunks: u64,
     /// Bytes of the file.
     pub bytes: u64,
+    /// Records left out because their time was before the previous record's of their source
+    /// (a capture's times never go back within a source).
+    pub backwards: u64,
 }
 
 /// One source's chunk being filled.
@@ -62,6 +65,10 @@ pub struct CaptureWriter {
     /// finishing it.
     aborted: Arc<AtomicBool>,
     filling: BTreeMap<(u16, Stream), Filling>,
+    /// Per source, the time of the last record pushed.
+    last_ts: BTreeMap<(u16, Stream), u64>,
+    /// Records refused because their time went back.
+    backwards: u64,
     tx: Option<SyncSender<Job>>,
     thread: Option<std::thread::JoinHandle<Result<CaptureSummary, CaptureError>>>,
 }
@@ -188,16 +195,25 @@ impl CaptureWriter {
             path: path.to_path_buf(),
             aborted,
             filling: BTreeMap::new(),
+            last_ts: BTreeMap::new(),
+            backwards: 0,
             tx: Some(tx),
             thread: Some(thread),
         })
     }
 
     /// Adds one record of `stream` from `exchange`, as the bus stores it (its `send_ts_ns` is
-    /// bytes 8..16). Waits only when the writing thread is [`QUEUE`] chunks behind.
+    /// bytes 8..16); one whose time is before its source's previous record's is left out and
+    /// counted. Waits only when the writing thread is [`QUEUE`] chunks behind.
     pub fn push(&mut self, exchange: u16, stream: Stream, record: &[u8]) {
         debug_assert_eq!(record.len(), record_size(stream));
         let ts = u64::from_le_bytes(record[8..16].try_into().expect("a record has 16 bytes"));
+        let last = self.last_ts.entry((exchange, stream)).or_insert(0);
+        if ts < *last {
+            self.backwards += 1;
+            return;
+        }
+        *last = ts;
         let f = self
             .filling
             .entry((exchange, stream))
@@ -247,8 +263,9 @@ impl CaptureWriter {
             }
         }
         self.tx = None;
+        let backwards = self.backwards;
         match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(result)) => result,
+            Some(Ok(result)) => result.map(|s| CaptureSummary { backwards, ..s }),
             _ => Err(CaptureError {
                 path: self.path.display().to_string(),
                 offset: None,
