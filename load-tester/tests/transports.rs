@@ -31,6 +31,15 @@ fn sum(results: &serde_json::Value, key: &str) -> u64 {
         .sum()
 }
 
+/// Whether the verdict check named `name` passed (`None`: no such check).
+fn passed(results: &serde_json::Value, name: &str) -> Option<bool> {
+    results["verdict"]["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
+        .and_then(|c| c["passed"].as_bool())
+}
+
 fn injected(results: &serde_json::Value, key: &str) -> u64 {
     results["sources"]
         .as_array()
@@ -76,6 +85,13 @@ fn udp_and_unix_feeds_deliver_every_record_with_the_bus_checks() {
             sum(&r, "digests_checked") > 0,
             "{transport}: books verified"
         );
+        for k in ["duplicates", "reordered"] {
+            assert_eq!(sum(&r, k), 0, "{transport} {k}: {}", r["delivery"]);
+        }
+        assert_eq!(r["delivery"]["per_reader"][0]["foreign_datagrams"], 0);
+        for check in ["Records Lost", "Integrity Violations", "Readers Alive"] {
+            assert_eq!(passed(&r, check), Some(true), "{transport} {check}");
+        }
     }
 }
 
@@ -127,6 +143,48 @@ fn the_readers_count_exactly_what_the_impairment_did() {
         .find(|c| c["name"].as_str().unwrap().starts_with("Records Lost"))
         .unwrap();
     assert_eq!(loss["passed"], true, "{loss}");
+    assert_eq!(passed(&r, "Integrity Violations"), Some(true));
+    // Batched, delayed and jittered (so reordered by the jitter too), on the Unix socket: every
+    // record the impairment dropped is lost to the reader, and nothing more.
+    let b = run(
+        &shm,
+        dir.path(),
+        "batched",
+        &[
+            "--transport",
+            "uds",
+            "-d",
+            "2",
+            "--batch",
+            "4",
+            "--net-loss",
+            "2",
+            "--net-delay",
+            "200us",
+            "--net-jitter",
+            "50us",
+            "--net-duplicate",
+            "1",
+            "--seed",
+            "9",
+        ],
+    );
+    assert_eq!(
+        sum(&b, "lost"),
+        injected(&b, "net_dropped") + injected(&b, "net_refused"),
+        "{}",
+        b["delivery"]
+    );
+    assert_eq!(sum(&b, "duplicates"), injected(&b, "net_duplicated"));
+    for k in [
+        "corrupted",
+        "out_of_order",
+        "gaps",
+        "book_errors",
+        "unaccounted",
+    ] {
+        assert_eq!(sum(&b, k), 0, "batched {k}: {}", b["delivery"]);
+    }
     // The same seed drops the same datagrams.
     let again = run(
         &shm,
@@ -456,9 +514,22 @@ fn readers_count_exactly_what_the_kernel_dropped() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no packet count in {text}"));
     assert!(dropped > 0, "{text}");
-    // One record per datagram: every packet the kernel dropped is one record lost.
+    // One record per datagram: every packet the kernel dropped is one record lost, which the
+    // sender saw refused (EPERM) and counted, and nothing else is missing.
     assert_eq!(sum(&r, "lost"), dropped, "{}", r["delivery"]);
+    assert_eq!(injected(&r, "net_refused"), dropped);
     assert_eq!(injected(&r, "net_dropped"), 0);
+    assert_eq!(injected(&r, "write_failures"), 0);
+    for k in [
+        "unaccounted",
+        "corrupted",
+        "out_of_order",
+        "gaps",
+        "book_errors",
+        "duplicates",
+    ] {
+        assert_eq!(sum(&r, k), 0, "{k}: {}", r["delivery"]);
+    }
     shm.assert_empty();
 }
 

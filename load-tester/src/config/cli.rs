@@ -511,6 +511,12 @@ pub struct NetArgs {
     #[arg(long, value_name = "PCT", value_parser = |s: &str| percent(s))]
     pub net_duplicate: Option<f64>,
 
+    /// udp, uds: how long a reader holds records behind a gap for the missing ones to arrive
+    /// before it counts them lost [default: 0 on a path that does not reorder; with
+    /// --net-reorder or --net-jitter, 10ms or four times the jitter]
+    #[arg(long, value_name = "TIME", value_parser = duration_ns)]
+    pub gap_wait: Option<u64>,
+
     /// udp: also impair loopback in the kernel with `tc qdisc add dev lo root netem ARGS`
     /// (e.g. "delay 100us loss 1%"), removed after the run; skipped, with one line, where the
     /// kernel has no netem or a root qdisc is there already

@@ -388,6 +388,13 @@ fn transport_plan(args: &RunArgs) -> Result<crate::plan::transport::TransportPla
                 .into(),
         ));
     }
+    if impairment.delay_ns + impairment.jitter_ns > 1_000_000_000 {
+        return Err(ConfigError(
+            "--net-delay plus --net-jitter may be at most 1s: the run waits for what is in \
+             flight before it ends"
+                .into(),
+        ));
+    }
     if impairment.jitter_ns > impairment.delay_ns {
         return Err(ConfigError(format!(
             "--net-jitter {} ns is more than --net-delay {} ns: a delay cannot go below 0",
@@ -432,11 +439,17 @@ fn transport_plan(args: &RunArgs) -> Result<crate::plan::transport::TransportPla
             Some((ip.to_string(), port))
         }
     };
+    if n.gap_wait.is_some() && !shaped {
+        return Err(ConfigError(
+            "--gap-wait is for a datagram feed: add --transport udp (or uds)".into(),
+        ));
+    }
     Ok(TransportPlan {
         kind,
         batch: n.batch,
         group,
         impairment,
+        gap_wait_ns: n.gap_wait,
     })
 }
 

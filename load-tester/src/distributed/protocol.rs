@@ -85,6 +85,7 @@ pub fn report_to_pb(r: &IntervalReport) -> pb::IntervalReport {
                     net_dropped: s.writer.net_dropped,
                     net_duplicated: s.writer.net_duplicated,
                     net_reordered: s.writer.net_reordered,
+                    net_refused: s.writer.net_refused,
                 }),
                 reader: Some(integrity_pb(&s.reader)),
             })
@@ -174,6 +175,7 @@ pub fn report_from_pb(r: &pb::IntervalReport) -> Result<IntervalReport, String> 
                 net_dropped: w.net_dropped,
                 net_duplicated: w.net_duplicated,
                 net_reordered: w.net_reordered,
+                net_refused: w.net_refused,
             };
         }
         if let Some(i) = &s.reader {

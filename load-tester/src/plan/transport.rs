@@ -41,6 +41,26 @@ pub struct TransportPlan {
     pub group: Option<(String, u16)>,
     /// Impairment of the datagram path, applied in the sending process.
     pub impairment: Impairment,
+    /// How long readers hold records behind a gap, ns (`--gap-wait`); `None`: the default
+    /// for the impairment ([`TransportPlan::gap_wait_ns`]).
+    #[serde(default)]
+    pub gap_wait_ns: Option<u64>,
+}
+
+impl TransportPlan {
+    /// How long readers hold records behind a gap, ns: `--gap-wait`, else 0 on a path that
+    /// does not reorder (a gap is a loss at once), else beyond the longest a datagram can be
+    /// held back: four times the jitter, and 10 ms for one held behind its stream's next
+    /// datagram, or for a reader preempted on a busy machine (a scheduler tick is 4 ms here).
+    pub fn gap_wait_ns(&self) -> u64 {
+        self.gap_wait_ns.unwrap_or(
+            if self.impairment.reorder_pct > 0.0 || self.impairment.jitter_ns > 0 {
+                (4 * self.impairment.jitter_ns).max(10_000_000)
+            } else {
+                0
+            },
+        )
+    }
 }
 
 impl Default for TransportPlan {
@@ -50,6 +70,7 @@ impl Default for TransportPlan {
             batch: 1,
             group: None,
             impairment: Impairment::default(),
+            gap_wait_ns: None,
         }
     }
 }

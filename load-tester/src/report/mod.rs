@@ -195,6 +195,10 @@ pub struct WriterCounters {
     pub net_duplicated: u64,
     /// Impaired datagram feeds: records the impairment held back behind a later datagram.
     pub net_reordered: u64,
+    /// Datagram feeds: record copies refused on the way to a reader (its queue full under
+    /// impairment, or the kernel's `EPERM`/`ENOBUFS`): each is a loss a reader counts that the
+    /// impairment did not decide.
+    pub net_refused: u64,
 }
 
 impl WriterCounters {
@@ -208,6 +212,7 @@ impl WriterCounters {
         self.net_dropped += o.net_dropped;
         self.net_duplicated += o.net_duplicated;
         self.net_reordered += o.net_reordered;
+        self.net_refused += o.net_refused;
     }
 
     /// Writes attempted: sent, refused, or failed.

@@ -162,13 +162,7 @@ fn create_transport(
         group: t.group.as_ref().map(|g| g.0.clone()),
         port: t.group.as_ref().map_or(0, |g| g.1),
         sources,
-        // Beyond the longest a datagram can be held back: four times the jitter, and a
-        // millisecond for one held behind its stream's next datagram.
-        gap_wait_ns: if t.impairment.reorder_pct > 0.0 || t.impairment.jitter_ns > 0 {
-            (4 * t.impairment.jitter_ns).max(1_000_000)
-        } else {
-            0
-        },
+        gap_wait_ns: t.gap_wait_ns(),
     };
     let json = serde_json::to_vec(&info).expect("a feed description serializes");
     bus.publish(FEED_NAME, &json)?;

@@ -81,10 +81,12 @@ struct Session {
     e2e: Histogram<u64>,
     next: u64,
     highest: u64,
-    waiting: BTreeMap<u64, Vec<Vec<u8>>>,
-    gap_since: Option<std::time::Instant>,
-    /// The session's end (one past its last sequence), once its end-of-session arrived.
-    end: Option<u64>,
+    /// Datagrams that start above `next`, by first sequence: when each arrived, and its
+    /// messages.
+    waiting: BTreeMap<u64, (std::time::Instant, Vec<Vec<u8>>)>,
+    /// The session's end (one past its last sequence), once its end-of-session arrived, and
+    /// when it did.
+    end: Option<(u64, std::time::Instant)>,
     last_heard: std::time::Instant,
     /// How long a gap may stay open before its sequences count as lost.
     gap_wait: Duration,
@@ -143,21 +145,22 @@ impl Session {
         }
     }
 
-    /// Delivers what waits in order, as far as it is contiguous.
+    /// Delivers what waits in order, as far as it is contiguous; what waits but was overtaken
+    /// (it overlaps what was delivered) delivers only its new part.
     fn drain(&mut self, clock: &mut Clock) {
         while let Some(entry) = self.waiting.first_entry() {
-            if *entry.key() != self.next {
+            let first = *entry.key();
+            if first > self.next {
                 break;
             }
-            let (seq, messages) = entry.remove_entry();
-            let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-            self.deliver(seq, &refs, clock);
+            let (_, (_, messages)) = entry.remove_entry();
+            let skip = ((self.next - first) as usize).min(messages.len());
+            self.counts.duplicates += skip as u64;
+            let refs: Vec<&[u8]> = messages[skip..].iter().map(Vec::as_slice).collect();
+            if !refs.is_empty() {
+                self.deliver(self.next, &refs, clock);
+            }
         }
-        self.gap_since = if self.waiting.is_empty() {
-            None
-        } else {
-            self.gap_since.or_else(|| Some(std::time::Instant::now()))
-        };
     }
 
     fn on_messages(&mut self, sequence: u64, messages: &[&[u8]], clock: &mut Clock) {
@@ -171,47 +174,51 @@ impl Session {
             self.counts.reordered += n;
         }
         self.highest = self.highest.max(end);
-        if sequence == self.next {
-            self.deliver(sequence, messages, clock);
-            self.drain(clock);
-        } else if sequence > self.next {
+        if sequence > self.next {
             if self.gap_wait.is_zero() {
+                // A path that does not reorder: a gap is a loss at once.
                 self.lose(sequence - self.next);
                 self.deliver(sequence, messages, clock);
                 return;
             }
-            self.waiting
-                .insert(sequence, messages.iter().map(|m| m.to_vec()).collect());
-            self.gap_since.get_or_insert_with(std::time::Instant::now);
-        } else {
-            // Overlaps what was delivered: the part not yet delivered goes on.
-            let skip = (self.next - sequence) as usize;
-            self.counts.duplicates += skip as u64;
-            self.deliver(self.next, &messages[skip..], clock);
-            self.drain(clock);
-        }
-    }
-
-    /// Closes a gap that stayed open too long (or any gap, `force`): its sequences are lost.
-    fn expire(&mut self, force: bool, clock: &mut Clock) {
-        let open_too_long = self.gap_since.is_some_and(|t| t.elapsed() >= self.gap_wait);
-        if !(force || open_too_long) {
+            self.waiting.insert(
+                sequence,
+                (
+                    std::time::Instant::now(),
+                    messages.iter().map(|m| m.to_vec()).collect(),
+                ),
+            );
             return;
         }
-        while let Some((&first, _)) = self.waiting.first_key_value() {
-            self.lose(first - self.next);
+        // Starts at or before `next`: the part not delivered yet goes on.
+        let skip = (self.next - sequence) as usize;
+        self.counts.duplicates += skip as u64;
+        self.deliver(self.next, &messages[skip..], clock);
+        self.drain(clock);
+    }
+
+    /// Loses the gaps whose waiting stayed too long (all of them, `force`): each gap waits from
+    /// when the datagram after it arrived, so a newer gap is not closed with an older one. The
+    /// end of a session is a gap too, from when its end-of-session arrived.
+    fn expire(&mut self, force: bool, clock: &mut Clock) {
+        let wait = self.gap_wait;
+        let over = move |t: std::time::Instant| force || t.elapsed() >= wait;
+        while let Some((&first, &(arrived, _))) = self.waiting.first_key_value() {
+            if !over(arrived) {
+                return;
+            }
+            self.lose(first.saturating_sub(self.next));
             self.drain(clock);
         }
-        if let Some(end) = self.end {
-            if self.next < end && (force || self.gap_since.is_none()) {
+        if let Some((end, arrived)) = self.end {
+            if self.next < end && over(arrived) {
                 self.lose(end - self.next);
             }
         }
-        self.gap_since = None;
     }
 
     fn finished(&self) -> bool {
-        self.end.is_some_and(|e| self.next >= e) && self.waiting.is_empty()
+        self.end.is_some_and(|(e, _)| self.next >= e) && self.waiting.is_empty()
     }
 
     fn ship_into(&mut self, report: &mut IntervalReport) {
@@ -367,7 +374,6 @@ pub fn read_feed(
             next: 1,
             highest: 1,
             waiting: BTreeMap::new(),
-            gap_since: None,
             end: None,
             last_heard: now,
             gap_wait: Duration::from_nanos(feed.gap_wait_ns),
@@ -416,7 +422,6 @@ pub fn read_feed(
     let deadline = options.max_duration.map(|d| started + d);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut foreign = 0u64;
-    let mut idle_polls = 0u32;
     let mut last_check = std::time::Instant::now();
     let ship = |sessions: &mut [Session],
                 report: &mut IntervalReport,
@@ -434,47 +439,40 @@ pub fn read_feed(
     let ended;
     loop {
         match socket.recv(&mut buf) {
-            Ok(n) => {
-                idle_polls = 0;
-                match feed::parse(&buf[..n]) {
-                    Err(_) => foreign += 1,
-                    Ok(d) => {
-                        let session = match &d {
-                            Datagram::Messages { session, .. }
-                            | Datagram::Heartbeat { session, .. }
-                            | Datagram::End { session, .. } => *session,
-                        };
-                        let Some(&i) = <&[u8; SESSION_LEN]>::try_from(session)
-                            .ok()
-                            .and_then(|k| by_name.get(k))
-                        else {
-                            foreign += 1;
-                            continue;
-                        };
-                        let s = &mut sessions[i];
-                        s.last_heard = std::time::Instant::now();
-                        match d {
-                            Datagram::Messages {
-                                sequence, messages, ..
-                            } => s.on_messages(sequence, &messages, &mut clock),
-                            Datagram::Heartbeat { .. } => {}
-                            Datagram::End { sequence, .. } => {
-                                s.end = Some(sequence);
-                                s.highest = s.highest.max(sequence);
+            Ok(n) => match feed::parse(&buf[..n]) {
+                Err(_) => foreign += 1,
+                Ok(d) => {
+                    let session = match &d {
+                        Datagram::Messages { session, .. }
+                        | Datagram::Heartbeat { session, .. }
+                        | Datagram::End { session, .. } => *session,
+                    };
+                    let Some(&i) = <&[u8; SESSION_LEN]>::try_from(session)
+                        .ok()
+                        .and_then(|k| by_name.get(k))
+                    else {
+                        foreign += 1;
+                        continue;
+                    };
+                    let s = &mut sessions[i];
+                    s.last_heard = std::time::Instant::now();
+                    match d {
+                        Datagram::Messages {
+                            sequence, messages, ..
+                        } => s.on_messages(sequence, &messages, &mut clock),
+                        Datagram::Heartbeat { .. } => {}
+                        Datagram::End { sequence, .. } => {
+                            if s.end.is_none() {
+                                s.end = Some((sequence, std::time::Instant::now()));
                             }
+                            s.highest = s.highest.max(sequence);
                         }
                     }
                 }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                idle_polls = idle_polls.saturating_add(1);
-                if idle_polls > 1_000 {
-                    // Long idle: yield the core instead of spinning on an empty socket.
-                    std::thread::sleep(Duration::from_micros(50));
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            },
+            // Polled without sleeping, as a bus reader polls its rings: the transports are
+            // compared at the same readiness.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
             Err(e) => return Err(ReadError::Feed(format!("cannot receive: {e}"))),
         }
         let now_ns = clock.now();
@@ -490,7 +488,7 @@ pub fn read_feed(
             boundary = boundary_of(index);
             report.reset(index);
         }
-        if last_check.elapsed() >= Duration::from_millis(5) {
+        if last_check.elapsed() >= Duration::from_millis(1) {
             last_check = std::time::Instant::now();
             for s in &mut sessions {
                 s.expire(false, &mut clock);
@@ -522,8 +520,8 @@ pub fn read_feed(
     let drained = ended == "writers closed";
     for s in &mut sessions {
         s.expire(drained, &mut clock);
-        if let Some(end) = s.end {
-            s.counts.published = end - 1;
+        if let Some((end, _)) = s.end {
+            s.counts.published = end.saturating_sub(1);
         }
         s.counts.accounted = s.next - 1;
         if drained {
@@ -629,5 +627,103 @@ pub fn feed_of(run_dir: &Path) -> Result<Option<FeedInfo>, ReadError> {
             .map_err(|e| ReadError::Feed(format!("{}: {e}", feed::FEED_NAME))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ReadError::Feed(format!("{}: {e}", feed::FEED_NAME))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alphapulse_bus::Record;
+
+    fn session(gap_wait: Duration) -> Session {
+        let now = std::time::Instant::now();
+        Session {
+            id: SourceId {
+                exchange: 0,
+                stream: Stream::Trades,
+            },
+            checker: Checker::Trades(vec![0; 1]),
+            counts: Integrity::default(),
+            shipped: Integrity::default(),
+            e2e: new_histogram(),
+            next: 1,
+            highest: 1,
+            waiting: BTreeMap::new(),
+            end: None,
+            last_heard: now,
+            gap_wait,
+        }
+    }
+
+    fn trade(seq: u64) -> Vec<u8> {
+        let mut t = Trade {
+            sequence: seq,
+            send_ts_ns: 1,
+            side: 1,
+            trade_id: seq,
+            price: 1,
+            size: 1,
+            ..Trade::default()
+        };
+        t.seal();
+        bytemuck::bytes_of(&t).to_vec()
+    }
+
+    fn send(s: &mut Session, first: u64, n: u64, clock: &mut Clock) {
+        let records: Vec<Vec<u8>> = (first..first + n).map(trade).collect();
+        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        s.on_messages(first, &refs, clock);
+    }
+
+    #[test]
+    fn a_lost_tail_is_counted_when_the_session_ends() {
+        let mut clock = Clock::new(ClockSource::Monotonic);
+        for wait in [Duration::ZERO, Duration::from_millis(1)] {
+            let mut s = session(wait);
+            send(&mut s, 1, 3, &mut clock);
+            // Datagram 4..6 is lost; the end says 6 comes next.
+            s.end = Some((6, std::time::Instant::now()));
+            std::thread::sleep(wait);
+            s.expire(false, &mut clock);
+            assert!(s.finished(), "{wait:?}");
+            assert_eq!((s.counts.received, s.counts.lost), (3, 2));
+        }
+    }
+
+    #[test]
+    fn each_gap_waits_from_its_own_arrival() {
+        let mut clock = Clock::new(ClockSource::Monotonic);
+        let mut s = session(Duration::from_millis(40));
+        send(&mut s, 1, 1, &mut clock);
+        send(&mut s, 3, 1, &mut clock); // 2 missing
+        std::thread::sleep(Duration::from_millis(30));
+        send(&mut s, 5, 1, &mut clock); // 4 missing, a newer gap
+        std::thread::sleep(Duration::from_millis(15));
+        s.expire(false, &mut clock);
+        // The older gap is over its wait: 2 is lost, 3 delivered; 4 still may come.
+        assert_eq!((s.counts.lost, s.next), (1, 4));
+        send(&mut s, 4, 1, &mut clock);
+        assert_eq!((s.counts.lost, s.counts.received, s.next), (1, 4, 6));
+        assert_eq!(s.counts.reordered, 1);
+        assert_eq!(s.counts.duplicates, 0);
+    }
+
+    #[test]
+    fn duplicates_and_overlaps_are_delivered_once() {
+        let mut clock = Clock::new(ClockSource::Monotonic);
+        let mut s = session(Duration::from_millis(50));
+        send(&mut s, 1, 2, &mut clock);
+        send(&mut s, 1, 2, &mut clock); // the same datagram again
+        send(&mut s, 4, 2, &mut clock); // waits for 3
+        send(&mut s, 4, 2, &mut clock); // again, while it waits
+        send(&mut s, 2, 3, &mut clock); // overlaps 2 (delivered) and 4 (waiting)
+        s.expire(true, &mut clock);
+        assert_eq!(s.next, 6);
+        assert_eq!((s.counts.received, s.counts.lost), (5, 0));
+        assert_eq!(s.counts.duplicates, 2 + 2 + 1 + 1);
+        assert_eq!(
+            s.counts.out_of_order + s.counts.corrupted + s.counts.gaps,
+            0
+        );
     }
 }

@@ -167,6 +167,7 @@ impl Intervals<'_> {
             out.writer.net_dropped = net.dropped;
             out.writer.net_duplicated = net.duplicated;
             out.writer.net_reordered = net.reordered;
+            out.writer.net_refused = net.refused;
         }
         emit(Message::Interval {
             thread: config.index,
@@ -248,6 +249,8 @@ pub fn run(
     };
     let mut interrupted = false;
     let mut failure = None;
+    // Only transports that delay datagrams need polling between sends.
+    let polls = works.iter().any(|w| w.transport.delays());
     let mut now = clock.now();
 
     loop {
@@ -338,8 +341,13 @@ pub fn run(
             Err(SendError::Failed) => source.counters.write_failures += 1,
         }
         iv.time.write_ns += end.saturating_sub(start);
-        if work.transport.next_deadline() <= end {
-            work.transport.poll(end);
+        if polls {
+            // Any exchange's delayed datagrams, not only this one's: a busy thread may not wait.
+            for w in works.iter_mut() {
+                if w.transport.next_deadline() <= end {
+                    w.transport.poll(end);
+                }
+            }
         }
         source.schedule.advance();
         let next = source.schedule.due();
@@ -357,6 +365,11 @@ pub fn run(
                 break;
             }
         }
+    }
+    // What the transports still batch, hold or delay goes now, so that what it costs is in
+    // the last report.
+    for w in &mut works {
+        w.transport.drain();
     }
     // Every message due before the cut-off and never attempted is backlog, in the interval it
     // was due in; the intervals up to the cut-off are shipped, the last one covered up to it.

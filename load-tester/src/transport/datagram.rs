@@ -30,34 +30,53 @@ pub enum Socket {
     Uds(UnixDatagram, Vec<std::os::unix::net::SocketAddr>),
 }
 
+/// What became of one datagram sent to every destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Every destination took it, or it left this process and the kernel dropped it on the
+    /// way (a firewall's `EPERM`, `ENOBUFS`): the readers count those as lost, and the sender
+    /// counts them `refused`.
+    Out {
+        /// Destinations whose copy the kernel refused.
+        refused: u64,
+    },
+    /// A destination's queue was full (`EAGAIN`): not sent; to be sent again whole.
+    Full,
+    /// Any other error: not sent.
+    Failed,
+}
+
 impl Socket {
-    /// Sends `bytes` to every destination. `Ok(true)`: to all; `Ok(false)`: some refused for
-    /// now (a full queue); `Err`: another failure.
-    fn send(&self, bytes: &[u8]) -> Result<bool, ()> {
-        let mut all = true;
+    /// Sends `bytes` to every destination.
+    fn send(&self, bytes: &[u8]) -> Sent {
+        use std::io::ErrorKind;
+        let mut refused = 0;
+        let mut full = false;
         let mut check = |r: std::io::Result<usize>| match r {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                all = false;
-                Ok(())
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                full = true;
+                true
             }
             // A reader that has gone: UDP reports it on a later send; what it misses it counts.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
-            Err(_) => Err(()),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => true,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOBUFS)) => {
+                refused += 1;
+                true
+            }
+            Err(_) => false,
         };
-        match self {
-            Socket::Udp(s, to) => {
-                for a in to {
-                    check(s.send_to(bytes, a))?;
-                }
-            }
-            Socket::Uds(s, to) => {
-                for a in to {
-                    check(s.send_to_addr(bytes, a))?;
-                }
-            }
+        let ok = match self {
+            Socket::Udp(s, to) => to.iter().all(|a| check(s.send_to(bytes, a))),
+            Socket::Uds(s, to) => to.iter().all(|a| check(s.send_to_addr(bytes, a))),
+        };
+        if !ok {
+            Sent::Failed
+        } else if full {
+            Sent::Full
+        } else {
+            Sent::Out { refused }
         }
-        Ok(all)
     }
 }
 
@@ -67,6 +86,10 @@ struct Delayed {
     at: u64,
     /// Arrival order, to keep equal times in order.
     order: u64,
+    /// The stream it is of.
+    stream: usize,
+    /// Whether it is the second copy of a duplicated datagram (whose refusal loses nothing).
+    duplicate: bool,
     /// The datagram.
     bytes: Vec<u8>,
 }
@@ -217,8 +240,9 @@ impl DatagramExchange {
         }
     }
 
-    /// Adds one message; a refused datagram (`BufferFull`) takes the message back out, so that
-    /// the generator's retry of the same record gets the same sequence number.
+    /// Adds one message; a datagram not sent takes the message back out, so that its sequence
+    /// number goes to the next record sent (the generator sends a refused one again, a failed
+    /// one never): the stream the readers see has no gap a write failure made.
     fn push(&mut self, s: usize, record: &[u8]) -> Result<(), SendError> {
         // A generator that never waits never idles: a silent stream still says it is alive.
         self.sends += 1;
@@ -242,12 +266,10 @@ impl DatagramExchange {
         out.next += 1;
         if out.count >= self.batch {
             if let Err(e) = self.flush_stream(s) {
-                if e == SendError::BufferFull {
-                    let out = &mut self.streams[s];
-                    out.buf.truncate(before);
-                    out.count -= 1;
-                    out.next -= 1;
-                }
+                let out = &mut self.streams[s];
+                out.buf.truncate(before);
+                out.count -= 1;
+                out.next -= 1;
                 return Err(e);
             }
         }
@@ -264,9 +286,12 @@ impl DatagramExchange {
         header(&mut out.buf, &session, first, count);
         let result = match &mut self.impair {
             None => match self.socket.send(&out.buf) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(SendError::BufferFull),
-                Err(()) => Err(SendError::Failed),
+                Sent::Out { refused } => {
+                    out.net.refused += refused * u64::from(count);
+                    Ok(())
+                }
+                Sent::Full => Err(SendError::BufferFull),
+                Sent::Failed => Err(SendError::Failed),
             },
             Some(im) => {
                 let messages = u64::from(count);
@@ -285,24 +310,23 @@ impl DatagramExchange {
                     } else {
                         1
                     };
-                    for _ in 0..copies {
-                        send_impaired(&self.socket, im, &out.buf);
+                    for copy in 0..copies {
+                        send_impaired(&self.socket, im, &out.buf, s, copy > 0, &mut out.net);
                     }
                     // The one held back goes after this one.
                     if let Some(held) = im.held[s].take() {
-                        send_impaired(&self.socket, im, &held);
+                        send_impaired(&self.socket, im, &held, s, false, &mut out.net);
                     }
                 }
                 Ok(())
             }
         };
-        // A refused datagram is sent again whole at the next slot: its numbers stay.
-        if result == Err(SendError::BufferFull) {
-            return result;
-        }
+        // A datagram not sent stays: it goes with the next flush, and the message that could
+        // not be added is taken back out by `push`, so no number is used for nothing.
+        result?;
         out.buf.truncate(HEADER_LEN);
         out.count = 0;
-        result
+        Ok(())
     }
 
     fn heartbeat(&mut self) {
@@ -313,7 +337,9 @@ impl DatagramExchange {
         self.next_heartbeat = now + HEARTBEAT_NS;
         for out in &self.streams {
             let mut hb = [0u8; HEADER_LEN];
-            header(&mut hb, &out.session, out.next, 0);
+            // The next sequence not yet sent (what is batched has not gone).
+            let next = if out.count > 0 { out.first } else { out.next };
+            header(&mut hb, &out.session, next, 0);
             let _ = self.socket.send(&hb);
         }
     }
@@ -322,7 +348,17 @@ impl DatagramExchange {
 /// How often an idle feed says it is alive, ns.
 pub const HEARTBEAT_NS: u64 = 100_000_000;
 
-fn send_impaired(socket: &Socket, im: &mut Impair, bytes: &[u8]) {
+/// Sends (or delays) one datagram of stream `stream` through the impairment, counting into
+/// `net` what the way refused (a queue full or the kernel's refusal: the impairment cannot
+/// wait). A refused second copy of a duplicated datagram loses nothing: it was not duplicated.
+fn send_impaired(
+    socket: &Socket,
+    im: &mut Impair,
+    bytes: &[u8],
+    stream: usize,
+    duplicate: bool,
+    net: &mut NetCounters,
+) {
     if im.spec.delay_ns > 0 {
         let at = alphapulse_bus::now_ns() + im.delay();
         im.order += 1;
@@ -332,20 +368,36 @@ fn send_impaired(socket: &Socket, im: &mut Impair, bytes: &[u8]) {
         im.delayed.push(Delayed {
             at,
             order: im.order,
+            stream,
+            duplicate,
             bytes: buf,
         });
     } else {
-        // What the network refuses the readers count as lost, beyond what was dropped.
-        let _ = socket.send(bytes);
+        count_refused(socket.send(bytes), bytes, duplicate, net);
     }
 }
 
-/// Sends every delayed datagram due by `now`.
-fn send_due(socket: &Socket, im: &mut Impair, now: u64) {
+/// Counts what `sent` (of datagram `bytes`) did not get to every reader.
+fn count_refused(sent: Sent, bytes: &[u8], duplicate: bool, net: &mut NetCounters) {
+    let records = u64::from(u16::from_be_bytes([bytes[18], bytes[19]]));
+    let refused = match sent {
+        Sent::Out { refused } => refused * records,
+        Sent::Full | Sent::Failed => records,
+    };
+    if duplicate {
+        net.duplicated = net.duplicated.saturating_sub(refused);
+    } else {
+        net.refused += refused;
+    }
+}
+
+/// Sends every delayed datagram due by `now`, counting refusals into their streams.
+fn send_due(socket: &Socket, im: &mut Impair, now: u64, streams: &mut [StreamOut; 2]) {
     while im.delayed.peek().is_some_and(|d| d.at <= now) {
         let d = im.delayed.pop().expect("peeked");
         // A refusal here is a drop the readers count: a delayed datagram cannot wait.
-        let _ = socket.send(&d.bytes);
+        let sent = socket.send(&d.bytes);
+        count_refused(sent, &d.bytes, d.duplicate, &mut streams[d.stream].net);
         im.spare.push(d.bytes);
     }
 }
@@ -410,8 +462,16 @@ impl Transport for DatagramExchange {
 
     fn poll(&mut self, now: u64) {
         if let Some(im) = &mut self.impair {
-            send_due(&self.socket, im, now);
+            send_due(&self.socket, im, now, &mut self.streams);
         }
+    }
+
+    fn drain(&mut self) {
+        self.drain_all();
+    }
+
+    fn delays(&self) -> bool {
+        self.impair.as_ref().is_some_and(|im| im.spec.delay_ns > 0)
     }
 
     fn take_net(&mut self, stream: Stream) -> NetCounters {
@@ -423,23 +483,39 @@ impl Transport for DatagramExchange {
     }
 }
 
-impl Drop for DatagramExchange {
-    fn drop(&mut self) {
+impl DatagramExchange {
+    /// Sends what is held back and waits for what is delayed (at most the delay plus the
+    /// jitter, 1 s), counting every refusal: the end of the run, before its last report.
+    fn drain_all(&mut self) {
         self.flush();
         if let Some(im) = &mut self.impair {
-            let held: Vec<Vec<u8>> = im.held.iter_mut().filter_map(Option::take).collect();
-            for h in held {
-                send_impaired(&self.socket, im, &h);
+            for stream in 0..2 {
+                if let Some(h) = im.held[stream].take() {
+                    let net = &mut self.streams[stream].net;
+                    send_impaired(&self.socket, im, &h, stream, false, net);
+                }
             }
-            // What is still in flight goes at its time (at most the delay plus the jitter).
             while let Some(at) = im.delayed.peek().map(|d| d.at) {
                 let now = alphapulse_bus::now_ns();
                 if at > now {
                     std::thread::sleep(std::time::Duration::from_nanos(at - now));
                 }
-                send_due(&self.socket, im, alphapulse_bus::now_ns());
+                send_due(
+                    &self.socket,
+                    im,
+                    alphapulse_bus::now_ns(),
+                    &mut self.streams,
+                );
             }
         }
+    }
+}
+
+impl Drop for DatagramExchange {
+    fn drop(&mut self) {
+        // Normally drained already (Transport::drain); a transport dropped early sends what it
+        // holds all the same.
+        self.drain_all();
         // The end of each session, sent a few times (the end is not impaired, and a lost
         // one would leave a reader waiting for the writer to be gone).
         for _ in 0..3 {

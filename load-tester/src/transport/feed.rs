@@ -116,6 +116,7 @@ pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, &'static str> {
     let sequence = u64::from_be_bytes(bytes[10..18].try_into().map_err(|_| "header")?);
     let count = u16::from_be_bytes([bytes[18], bytes[19]]);
     match count {
+        _ if sequence == 0 => return Err("sequence 0"),
         0 => return Ok(Datagram::Heartbeat { session, sequence }),
         END_OF_SESSION => return Ok(Datagram::End { session, sequence }),
         _ => {}
@@ -123,7 +124,8 @@ pub fn parse(bytes: &[u8]) -> Result<Datagram<'_>, &'static str> {
     if sequence == 0 || sequence.checked_add(u64::from(count)).is_none() {
         return Err("impossible sequence");
     }
-    let mut messages = Vec::with_capacity(usize::from(count));
+    // Each message takes at least its 2-byte length: no more can be in the datagram.
+    let mut messages = Vec::with_capacity(usize::from(count).min(bytes.len() / 2));
     let mut at = HEADER_LEN;
     for _ in 0..count {
         let len = bytes

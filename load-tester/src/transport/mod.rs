@@ -23,6 +23,9 @@ pub struct NetCounters {
     pub duplicated: u64,
     /// Held back behind the stream's next datagram.
     pub reordered: u64,
+    /// Sent but refused on the way (a reader's queue full under impairment, or the kernel's
+    /// `EPERM`/`ENOBUFS`, per reader): the readers count these lost too.
+    pub refused: u64,
 }
 
 /// Why one send did not go through.
@@ -56,6 +59,16 @@ pub trait Transport: Send {
     }
     /// Sends what is due by `now` (delayed datagrams).
     fn poll(&mut self, _now: u64) {}
+    /// Sends everything still batched, held or delayed, waiting for it if need be: called once
+    /// at the end, before the last interval report, so that what it costs is in it.
+    fn drain(&mut self) {
+        self.flush();
+    }
+    /// Whether this transport ever needs [`Transport::poll`]: asked once, so that a transport
+    /// that does not costs the generator nothing per send.
+    fn delays(&self) -> bool {
+        false
+    }
     /// What an impairment did to `stream` since the last call (nothing, for most transports).
     fn take_net(&mut self, _stream: Stream) -> NetCounters {
         NetCounters::default()
