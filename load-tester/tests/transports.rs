@@ -331,6 +331,8 @@ fn bad_transport_flags_fail_before_load() {
         &["--transport", "udp", "--multicast", "10.0.0.1:5000"],
         &["--transport", "uds", "--multicast", "239.1.1.1:5000"],
         &["--transport", "udp", "--record", "/tmp/never.apcap"],
+        &["--mode", "coordinator", "--transport", "shm,udp"],
+        &["--transport", "shm", "--gap-wait", "1ms"],
     ] {
         let out = shm.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -343,6 +343,13 @@ fn transport_plan(args: &RunArgs) -> Result<crate::plan::transport::TransportPla
     use crate::plan::transport::{Impairment, TransportKind, TransportPlan};
     let n = &args.net;
     let comparison = n.transport.len() > 1;
+    if comparison && args.mode != RunMode::Standalone {
+        return Err(ConfigError(
+            "--transport with several transports compares them in one standalone run; a \
+             distributed run takes one transport"
+                .into(),
+        ));
+    }
     let kind = match n
         .transport
         .get(n.transport_run)
