@@ -586,18 +586,7 @@ pub fn read_run(
         capture,
         foreign_datagrams: 0,
         pid,
-        streams: streams
-            .iter()
-            .map(|s| {
-                (
-                    *s,
-                    StreamDelivery {
-                        e2e: encode(&totals[s]),
-                        integrity: per_stream.get(s).copied().unwrap_or_default(),
-                    },
-                )
-            })
-            .collect(),
+        streams: deliveries(&totals, &per_stream),
         rings: rings
             .iter()
             .map(|r| RingOutcome {
@@ -619,6 +608,26 @@ pub fn read_run(
         end: Box::new(end.clone()),
     });
     Ok(end)
+}
+
+/// Both streams' end-to-end latencies (`totals`) and counts (`per_stream`, summed over their
+/// rings or sessions) as a reader's end reports them; both keys always present.
+pub(super) fn deliveries(
+    totals: &BTreeMap<Stream, Histogram<u64>>,
+    per_stream: &BTreeMap<Stream, Integrity>,
+) -> BTreeMap<Stream, StreamDelivery> {
+    Stream::ALL
+        .iter()
+        .map(|s| {
+            (
+                *s,
+                StreamDelivery {
+                    e2e: totals.get(s).map(encode).unwrap_or_default(),
+                    integrity: per_stream.get(s).copied().unwrap_or_default(),
+                },
+            )
+        })
+        .collect()
 }
 
 /// Compares every synced book with the writer's final digests, waiting up to 3 s for the

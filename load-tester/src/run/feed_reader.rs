@@ -25,8 +25,8 @@ use alphapulse_bus::{BookUpdate, Manifest, Trade};
 use hdrhistogram::Histogram;
 
 use crate::plan::Stream;
-use crate::report::end::{ReaderEnd, RingOutcome, StreamDelivery};
-use crate::report::histogram::{encode, new_histogram};
+use crate::report::end::{ReaderEnd, RingOutcome};
+use crate::report::histogram::new_histogram;
 use crate::report::{Integrity, IntervalReport, Kind, SourceId};
 use crate::run::clock::{tsc_usable, Clock, ClockSource};
 use crate::run::consumer::{
@@ -547,18 +547,7 @@ pub fn read_feed(
     }
     let end = ReaderEnd {
         pid,
-        streams: [Stream::Trades, Stream::Book]
-            .iter()
-            .map(|s| {
-                (
-                    *s,
-                    StreamDelivery {
-                        e2e: encode(&totals[s]),
-                        integrity: per_stream.get(s).copied().unwrap_or_default(),
-                    },
-                )
-            })
-            .collect(),
+        streams: crate::run::consumer::deliveries(&totals, &per_stream),
         rings: sessions
             .iter()
             .map(|s| RingOutcome {

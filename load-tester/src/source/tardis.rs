@@ -137,6 +137,25 @@ fn open(path: &Path) -> Result<Box<dyn Read>, String> {
     })
 }
 
+/// `path` as a CSV reader past its header, and where `names` are in it (`flexible`: rows may
+/// have fewer or more fields than the header).
+fn open_csv(
+    path: &Path,
+    names: &[&str],
+    flexible: bool,
+) -> Result<(csv::Reader<Box<dyn Read>>, Columns), String> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(flexible)
+        .from_reader(open(path)?);
+    let headers = csv
+        .headers()
+        .map_err(|e| at(path, 1, format!("cannot read the header: {e}")))?
+        .clone();
+    let c = Columns::find(path, &headers, names)?;
+    Ok((csv, c))
+}
+
 /// The columns a file must have, and where each is.
 struct Columns {
     index: Vec<usize>,
@@ -273,15 +292,7 @@ impl Import {
     }
 
     fn trades_file(&mut self, path: &Path) -> Result<(), String> {
-        let mut csv = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(false)
-            .from_reader(open(path)?);
-        let headers = csv
-            .headers()
-            .map_err(|e| at(path, 1, format!("cannot read the header: {e}")))?
-            .clone();
-        let c = Columns::find(path, &headers, &TRADE_COLUMNS)?;
+        let (mut csv, c) = open_csv(path, &TRADE_COLUMNS, false)?;
         let mut row = csv::StringRecord::new();
         loop {
             let line = csv.position().line();
@@ -348,15 +359,7 @@ impl Import {
     }
 
     fn book_file(&mut self, path: &Path) -> Result<(), String> {
-        let mut csv = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(false)
-            .from_reader(open(path)?);
-        let headers = csv
-            .headers()
-            .map_err(|e| at(path, 1, format!("cannot read the header: {e}")))?
-            .clone();
-        let c = Columns::find(path, &headers, &BOOK_COLUMNS)?;
+        let (mut csv, c) = open_csv(path, &BOOK_COLUMNS, false)?;
         let mut row = csv::StringRecord::new();
         // The message being gathered: its key (exchange, symbol, time, snapshot) and changes.
         let mut message: Option<(MessageKey, Vec<Change>)> = None;
@@ -597,15 +600,7 @@ fn names(trades: &[PathBuf], book: &[PathBuf]) -> Result<(Vec<String>, Vec<Strin
     let mut symbols: Vec<String> = Vec::new();
     let (mut seen_e, mut seen_s) = (HashMap::new(), HashMap::new());
     for path in trades.iter().chain(book) {
-        let mut csv = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(open(path)?);
-        let headers = csv
-            .headers()
-            .map_err(|e| at(path, 1, format!("cannot read the header: {e}")))?
-            .clone();
-        let c = Columns::find(path, &headers, &["exchange", "symbol"])?;
+        let (mut csv, c) = open_csv(path, &["exchange", "symbol"], true)?;
         let mut row = csv::StringRecord::new();
         loop {
             let line = csv.position().line();
