@@ -88,8 +88,8 @@ struct Delayed {
     order: u64,
     /// The stream it is of.
     stream: usize,
-    /// Whether it is the second copy of a duplicated datagram (whose refusal loses nothing).
-    duplicate: bool,
+    /// The pair it belongs to, if it is one of the two copies of a duplicated datagram.
+    pair: Option<u64>,
     /// The datagram.
     bytes: Vec<u8>,
 }
@@ -154,6 +154,10 @@ struct Impair {
     delayed: BinaryHeap<Delayed>,
     /// Buffers of sent delayed datagrams, reused.
     spare: Vec<Vec<u8>>,
+    /// Duplicated datagrams made so far (their pair ids).
+    pairs_made: u64,
+    /// Duplicated datagrams one of whose copies was refused (at most a few at a time).
+    pairs: std::collections::HashSet<u64>,
     order: u64,
 }
 
@@ -228,6 +232,8 @@ impl DatagramExchange {
             held: [None, None],
             delayed: BinaryHeap::new(),
             spare: Vec::new(),
+            pairs_made: 0,
+            pairs: std::collections::HashSet::new(),
             order: 0,
         });
         Self {
@@ -310,12 +316,16 @@ impl DatagramExchange {
                     } else {
                         1
                     };
-                    for copy in 0..copies {
-                        send_impaired(&self.socket, im, &out.buf, s, copy > 0, &mut out.net);
+                    let pair = (copies > 1).then(|| {
+                        im.pairs_made += 1;
+                        im.pairs_made
+                    });
+                    for _ in 0..copies {
+                        send_impaired(&self.socket, im, &out.buf, s, pair, &mut out.net);
                     }
                     // The one held back goes after this one.
                     if let Some(held) = im.held[s].take() {
-                        send_impaired(&self.socket, im, &held, s, false, &mut out.net);
+                        send_impaired(&self.socket, im, &held, s, None, &mut out.net);
                     }
                 }
                 Ok(())
@@ -350,13 +360,14 @@ pub const HEARTBEAT_NS: u64 = 100_000_000;
 
 /// Sends (or delays) one datagram of stream `stream` through the impairment, counting into
 /// `net` what the way refused (a queue full or the kernel's refusal: the impairment cannot
-/// wait). A refused second copy of a duplicated datagram loses nothing: it was not duplicated.
+/// wait). `pair` names the two copies of a duplicated datagram: one copy refused means it was
+/// not duplicated, both refused that it was lost.
 fn send_impaired(
     socket: &Socket,
     im: &mut Impair,
     bytes: &[u8],
     stream: usize,
-    duplicate: bool,
+    pair: Option<u64>,
     net: &mut NetCounters,
 ) {
     if im.spec.delay_ns > 0 {
@@ -369,25 +380,41 @@ fn send_impaired(
             at,
             order: im.order,
             stream,
-            duplicate,
+            pair,
             bytes: buf,
         });
     } else {
-        count_refused(socket.send(bytes), bytes, duplicate, net);
+        let sent = socket.send(bytes);
+        count_refused(sent, bytes, pair, &mut im.pairs, net);
     }
 }
 
-/// Counts what `sent` (of datagram `bytes`) did not get to every reader.
-fn count_refused(sent: Sent, bytes: &[u8], duplicate: bool, net: &mut NetCounters) {
+/// Counts what `sent` (of datagram `bytes`) did not get to every reader; `pairs` holds the
+/// duplicated datagrams one of whose copies was refused already.
+fn count_refused(
+    sent: Sent,
+    bytes: &[u8],
+    pair: Option<u64>,
+    pairs: &mut std::collections::HashSet<u64>,
+    net: &mut NetCounters,
+) {
     let records = u64::from(u16::from_be_bytes([bytes[18], bytes[19]]));
     let refused = match sent {
         Sent::Out { refused } => refused * records,
         Sent::Full | Sent::Failed => records,
     };
-    if duplicate {
-        net.duplicated = net.duplicated.saturating_sub(refused);
-    } else {
-        net.refused += refused;
+    if refused == 0 {
+        return;
+    }
+    match pair {
+        // The first refused copy: the other carries the records, which were not duplicated.
+        Some(p) if pairs.insert(p) => net.duplicated = net.duplicated.saturating_sub(refused),
+        // The second: neither got through.
+        Some(p) => {
+            pairs.remove(&p);
+            net.refused += refused;
+        }
+        None => net.refused += refused,
     }
 }
 
@@ -397,7 +424,13 @@ fn send_due(socket: &Socket, im: &mut Impair, now: u64, streams: &mut [StreamOut
         let d = im.delayed.pop().expect("peeked");
         // A refusal here is a drop the readers count: a delayed datagram cannot wait.
         let sent = socket.send(&d.bytes);
-        count_refused(sent, &d.bytes, d.duplicate, &mut streams[d.stream].net);
+        count_refused(
+            sent,
+            &d.bytes,
+            d.pair,
+            &mut im.pairs,
+            &mut streams[d.stream].net,
+        );
         im.spare.push(d.bytes);
     }
 }
@@ -492,7 +525,7 @@ impl DatagramExchange {
             for stream in 0..2 {
                 if let Some(h) = im.held[stream].take() {
                     let net = &mut self.streams[stream].net;
-                    send_impaired(&self.socket, im, &h, stream, false, net);
+                    send_impaired(&self.socket, im, &h, stream, None, net);
                 }
             }
             while let Some(at) = im.delayed.peek().map(|d| d.at) {
