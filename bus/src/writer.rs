@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use crate::clock::now_ns;
-use crate::error::WriteError;
+use crate::error::{Error, WriteError};
 use crate::layout::{OFF_WRITER_HEARTBEAT, OFF_WRITER_STATE, WRITER_CLOSED};
 use crate::protocol;
 use crate::record::Record;
@@ -182,6 +182,54 @@ impl<R: Record> Writer<R> {
     /// A snapshot of the registered readers, as their slots show them.
     pub fn readers(&self) -> Vec<ReaderSlot> {
         self.ring.readers()
+    }
+
+    /// Starts a new epoch of the ring under the same name, as a restarted publisher would:
+    /// creates a new ring of the same capacity and mode beside the old one, renames it over the
+    /// old one's path, then closes the old ring. Readers of the old ring see it
+    /// [`crate::WriterStatus::Replaced`]; everything published in it stays readable, so a
+    /// reader that drains it and attaches again to the path loses nothing. Sequences start
+    /// again at 1.
+    ///
+    /// On an error (no space for the new ring, say) nothing changed: the old ring stays open
+    /// and this writer keeps writing it.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        use rustix::fs::{AtFlags, Mode, OFlags};
+        use std::os::fd::AsFd;
+        let path = self.ring.path.clone();
+        let (Some(dir_path), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(Error::io(&path, "restarting", rustix::io::Errno::INVAL));
+        };
+        let name = name.to_string_lossy().into_owned();
+        let dir = rustix::fs::open(
+            dir_path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(dir_path, "opening the run directory", e))?;
+        let tmp = format!("{name}.restart");
+        let mut ring = RingFile::<R>::create(
+            dir.as_fd(),
+            dir_path,
+            &tmp,
+            self.ring.geo.capacity,
+            self.ring.geo.mode,
+        )?;
+        if let Err(e) = rustix::fs::renameat(&dir, tmp.as_str(), &dir, name.as_str()) {
+            let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+            return Err(Error::io(&path, "renaming the new ring into place", e));
+        }
+        ring.path = path;
+        let old = std::mem::replace(&mut self.ring, ring);
+        old.map
+            .u64_at(OFF_WRITER_STATE)
+            .store(WRITER_CLOSED, Ordering::Release);
+        drop(old);
+        self.next_seq = 1;
+        self.gate = Gate::new();
+        self.last_liveness_ns = 0;
+        self.heartbeat();
+        Ok(())
     }
 }
 

@@ -673,3 +673,46 @@ fn a_reader_of_another_pid_namespace_is_never_judged_by_its_pid() {
     let again = Reader::<Trade>::attach(w.path(), StartAt::Latest).unwrap();
     assert_eq!(again.slot_index(), 0);
 }
+
+/// A writer that restarts in process starts a new epoch under the same name: a reader of the
+/// old ring reads everything the old one published, sees it replaced, and attaches again to
+/// the new one from sequence 1; nothing is mixed or lost.
+#[test]
+fn a_restarted_writer_starts_a_new_epoch_that_readers_follow() {
+    let dir = TestDir::new("restart");
+    let mut run = RunDir::create(dir.path(), "run-1-1").unwrap();
+    let mut w = run
+        .create_ring::<Trade>("x.trades", 64, WriterMode::Overwrite)
+        .unwrap();
+    let path = w.path().to_owned();
+    let mut r = Reader::<Trade>::attach(&path, StartAt::Oldest).unwrap();
+    for seq in 1..=3 {
+        assert_eq!(w.write(&Trade::make(seq, 1)), Ok(seq));
+    }
+    let old_epoch = w.epoch();
+    w.restart().unwrap();
+    assert_ne!(w.epoch(), old_epoch);
+    assert_eq!(w.path(), path);
+    assert_eq!(w.write(&Trade::make(1, 2)), Ok(1));
+    for seq in 1..=3 {
+        match r.try_read() {
+            Poll::Record(t) => assert_eq!((t.sequence, t.exchange_id), (seq, 1)),
+            other => panic!("expected record {seq} of the old epoch, got {other:?}"),
+        }
+    }
+    assert!(matches!(r.try_read(), Poll::Empty));
+    assert_eq!(r.writer_status(LONG), WriterStatus::Replaced);
+    let mut r = Reader::<Trade>::attach(&path, StartAt::Oldest).unwrap();
+    assert_eq!(r.epoch(), w.epoch());
+    match r.try_read() {
+        Poll::Record(t) => assert_eq!((t.sequence, t.exchange_id), (1, 2)),
+        other => panic!("expected the new epoch's first record, got {other:?}"),
+    }
+    // No file of the restart is left beside the ring.
+    let mut names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["writer.lock", "x.trades"]);
+}

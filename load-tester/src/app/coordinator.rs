@@ -147,6 +147,7 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         // A worker lost before it finished has no end of its own: its reports still count.
         let fallback = RunEnd {
             distributed: None,
+            chaos: None,
             readers: Vec::new(),
             warnings: Vec::new(),
             ..end.clone()

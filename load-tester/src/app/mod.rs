@@ -64,6 +64,8 @@ pub fn main() -> i32 {
             json_output: None,
             protocol: false,
             record: Some(a.output),
+            timeline: false,
+            resume: Vec::new(),
         }),
         Some(Command::ImportTardis(a)) => import::run(&a),
         None => match cli.run.mode {

@@ -38,6 +38,9 @@ pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
         stale_after: std::time::Duration::from_millis(args.stale_after_ms),
         max_duration: args.duration_secs.map(std::time::Duration::from_secs),
         record: args.record.clone(),
+        timeline: args.timeline,
+        resume: args.resume.clone(),
+        control: Arc::default(),
     };
     let result = if args.protocol {
         // The tester handles Ctrl-C for the whole run: a reader keeps reading until the writers
@@ -57,6 +60,7 @@ pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
                 .and_then(|()| out.flush());
         };
         let stop_on_eof = Arc::clone(&stop);
+        let control = Arc::clone(&options.control);
         let mut start = || {
             let mut stdin = std::io::stdin().lock();
             let mut line = String::new();
@@ -68,12 +72,17 @@ pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
                 }
             };
             let stop = Arc::clone(&stop_on_eof);
+            let control = Arc::clone(&control);
             let _ = std::thread::Builder::new()
                 .name("stdin".into())
                 .spawn(move || {
-                    let mut sink = String::new();
-                    while matches!(std::io::stdin().lock().read_line(&mut sink), Ok(n) if n > 0) {
-                        sink.clear();
+                    // Orders from the tester; anything else on stdin is ignored.
+                    let mut line = String::new();
+                    while matches!(std::io::stdin().lock().read_line(&mut line), Ok(n) if n > 0) {
+                        if let Some(o) = crate::run::reader_wire::Order::parse(&line) {
+                            control.order(o);
+                        }
+                        line.clear();
                     }
                     stop.store(true, Ordering::Relaxed);
                 });

@@ -82,6 +82,14 @@ pub struct ReadArgs {
     #[arg(long, hide = true)]
     pub protocol: bool,
 
+    /// With --protocol: ship a 10 ms timeline and ring positions with every report (chaos)
+    #[arg(long, hide = true, requires = "protocol")]
+    pub timeline: bool,
+
+    /// With --protocol: resume where a replaced reader stopped, FILE:EPOCH:SEQUENCE per ring
+    #[arg(long, hide = true, requires = "protocol", value_parser = position)]
+    pub resume: Vec<crate::run::reader_wire::Position>,
+
     /// Also write every record read into this capture file (it must not exist)
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -461,6 +469,35 @@ pub struct RunArgs {
         next_help_heading = "Distributed run (--mode coordinator / worker)"
     )]
     pub distributed: DistributedArgs,
+
+    /// Options of fault injection.
+    #[command(flatten, next_help_heading = "Chaos (fault injection)")]
+    pub chaos: ChaosArgs,
+}
+
+/// Options of fault injection.
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// Inject a fault, KIND@WHEN[:ARG...][:reader=N|exchange=N][:budget=TIME] (repeatable):
+    /// kill-reader@10s, stop-reader@20s:500ms, slow-reader@15s:200us:1s,
+    /// restart-writer@30s, stall-generator@25s:200ms, fill-shm@40s:all:2s, corrupt-record@35s,
+    /// net-loss-burst@12s:50ms, net-delay-spike@18s:5ms:1s; WHEN is a time, random, or ~GAP
+    /// (seeded, on average every GAP). See docs/chaos.md
+    #[arg(long, value_name = "SPEC", value_parser = crate::plan::chaos::FaultSpec::parse)]
+    pub chaos: Vec<crate::plan::chaos::FaultSpec>,
+
+    /// Seed of the random times and targets of --chaos
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub chaos_seed: u64,
+
+    /// Start a killed reader again; it resumes where the killed one last reported
+    #[arg(long)]
+    pub restart_readers: bool,
+
+    /// How long after its end a fault of KIND may take to recover, KIND=TIME (repeatable;
+    /// defaults: kill-reader 2s, others 1s)
+    #[arg(long, value_name = "KIND=TIME", value_parser = crate::plan::chaos::parse_budget)]
+    pub chaos_budget: Vec<(crate::plan::chaos::FaultKind, u64)>,
 }
 
 /// Options of the transport and its network path.
@@ -558,6 +595,22 @@ fn duration_ns(s: &str) -> Result<u64, String> {
         return Err(what());
     }
     Ok(ns.round() as u64)
+}
+
+/// Parses `FILE:EPOCH:SEQUENCE` of `read --resume`.
+fn position(s: &str) -> Result<crate::run::reader_wire::Position, String> {
+    let mut parts = s.rsplitn(3, ':');
+    let (next, epoch, file) = (parts.next(), parts.next(), parts.next());
+    match (file, epoch.and_then(|e| e.parse().ok()), next.and_then(|n| n.parse().ok())) {
+        (Some(file), Some(epoch), Some(next)) if !file.is_empty() => {
+            Ok(crate::run::reader_wire::Position {
+                file: file.to_string(),
+                epoch,
+                next,
+            })
+        }
+        _ => Err("must be FILE:EPOCH:SEQUENCE".into()),
+    }
 }
 
 /// Parses a percentage (`1`, `0.5%`) in 0..=100.

@@ -275,7 +275,10 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         record: args.replay.record.as_ref().map(|p| p.display().to_string()),
         replay: replayed.map(|r| r.replay),
         transport: transport_plan(args)?,
+        chaos: None,
     };
+    let mut plan = plan;
+    plan.chaos = chaos_plan(args, &plan)?;
     let shm_dir = args
         .shm_dir
         .clone()
@@ -338,6 +341,47 @@ fn netem_args(args: &RunArgs) -> Result<Option<Vec<String>>, ConfigError> {
 }
 
 /// The transport of `--transport` and its network path, checked.
+/// The schedule of `--chaos` (and a scenario's `[[chaos]]` tables) for `plan`, checked
+/// against it; `None` without faults.
+fn chaos_plan(
+    args: &RunArgs,
+    plan: &Plan,
+) -> Result<Option<crate::plan::chaos::ChaosPlan>, ConfigError> {
+    use crate::plan::chaos::{resolve, Shape};
+    use crate::plan::transport::TransportKind;
+    let c = &args.chaos;
+    if c.chaos.is_empty() {
+        if c.restart_readers {
+            return Err(ConfigError(
+                "--restart-readers: there is no fault to restart a reader after (give --chaos                  kill-reader@TIME)"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if args.net.transport.len() > 1 {
+        return Err(ConfigError(
+            "--chaos: faults are injected into one transport's run; give one --transport".into(),
+        ));
+    }
+    if args.mode != RunMode::Standalone {
+        return Err(ConfigError(
+            "--chaos: faults are injected into a standalone run; a distributed run takes none"
+                .into(),
+        ));
+    }
+    let shape = Shape {
+        run_ns: plan.total_secs() * 1_000_000_000,
+        readers: plan.consumers,
+        exchanges: plan.exchanges.len() as u16,
+        shm: plan.transport.kind == TransportKind::Shm,
+        udp: plan.transport.kind == TransportKind::Udp,
+    };
+    resolve(&c.chaos, &shape, c.chaos_seed, c.restart_readers, &c.chaos_budget)
+        .map(Some)
+        .map_err(ConfigError)
+}
+
 fn transport_plan(args: &RunArgs) -> Result<crate::plan::transport::TransportPlan, ConfigError> {
     use crate::config::cli::TransportArg;
     use crate::plan::transport::{Impairment, TransportKind, TransportPlan};

@@ -31,11 +31,12 @@ use crate::plan::patterns::PatternSpec;
 use crate::results::targets::Targets;
 
 /// The scenarios built into the binary, by name.
-pub const BUILT_IN: [(&str, &str); 4] = [
+pub const BUILT_IN: [(&str, &str); 5] = [
     ("baseline", include_str!("../../scenarios/baseline.toml")),
     ("stress", include_str!("../../scenarios/stress.toml")),
     ("endurance", include_str!("../../scenarios/endurance.toml")),
     ("burst", include_str!("../../scenarios/burst.toml")),
+    ("chaos", include_str!("../../scenarios/chaos.toml")),
 ];
 
 /// A scenario file. Every key is optional; unknown keys are refused.
@@ -83,6 +84,54 @@ pub struct Scenario {
     pub book: Option<Spanned<PatternSpec>>,
     /// Target overrides.
     pub targets: Option<Spanned<Targets>>,
+    /// `--restart-readers`.
+    pub restart_readers: Option<bool>,
+    /// `--chaos-seed`.
+    pub chaos_seed: Option<Spanned<i64>>,
+    /// Faults to inject, one `[[chaos]]` table each (added to those of `--chaos`).
+    pub chaos: Option<Vec<Spanned<ChaosTable>>>,
+}
+
+/// One `[[chaos]]` table: a fault, its time and arguments (see docs/chaos.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosTable {
+    /// The kind: `kill-reader`, `stop-reader`, ...
+    pub fault: String,
+    /// When: `10s`, `random`, `~20s`.
+    pub at: String,
+    /// How long (stop-reader, slow-reader, stall-generator, fill-shm, net faults).
+    pub duration: Option<String>,
+    /// slow-reader: per record; net-delay-spike: the extra delay.
+    pub delay: Option<String>,
+    /// fill-shm: how much (`64MiB`, `all`).
+    pub bytes: Option<String>,
+    /// The reader it acts on.
+    pub reader: Option<u64>,
+    /// The exchange it acts on.
+    pub exchange: Option<u64>,
+    /// Its recovery budget.
+    pub budget: Option<String>,
+}
+
+impl ChaosTable {
+    /// The `--chaos` spec it stands for.
+    fn spec(&self) -> String {
+        let mut s = format!("{}@{}", self.fault, self.at);
+        for v in [&self.delay, &self.bytes, &self.duration].into_iter().flatten() {
+            s += &format!(":{v}");
+        }
+        if let Some(r) = self.reader {
+            s += &format!(":reader={r}");
+        }
+        if let Some(e) = self.exchange {
+            s += &format!(":exchange={e}");
+        }
+        if let Some(b) = &self.budget {
+            s += &format!(":budget={b}");
+        }
+        s
+    }
 }
 
 /// Why a scenario cannot be used: one line naming the file, the line and the key.
@@ -252,6 +301,29 @@ pub fn apply(
         if !from_cli("allow_loss") {
             args.allow_loss = v;
         }
+    }
+    if let Some(v) = sc.restart_readers {
+        if !from_cli("restart_readers") {
+            args.chaos.restart_readers = v;
+        }
+    }
+    if let Some(v) = &sc.chaos_seed {
+        let value = *v.get_ref();
+        if value < 0 {
+            return Err(fail(
+                Some(v.span()),
+                "chaos_seed",
+                format!("{value}: must be a whole number from 0"),
+            ));
+        }
+        if !from_cli("chaos_seed") {
+            args.chaos.chaos_seed = value as u64;
+        }
+    }
+    for t in sc.chaos.iter().flatten() {
+        let spec = crate::plan::chaos::FaultSpec::parse(&t.get_ref().spec())
+            .map_err(|e| fail(Some(t.span()), "chaos", e))?;
+        args.chaos.chaos.push(spec);
     }
     let total = args.warmup_secs + args.duration_secs;
     for (key, spec, rate) in [

@@ -1255,6 +1255,7 @@ impl Coordinator<'_> {
                 workers,
                 coordinator,
             }),
+            chaos: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! into rings of which capacity. A plan is a plain serializable value, so that it can be stored
 //! with the results and, later, shipped to workers.
 
+pub mod chaos;
 pub mod limits;
 pub mod patterns;
 pub mod segments;
@@ -202,6 +203,9 @@ pub struct Plan {
     /// What the records travel through (`--transport`); the bus when absent.
     #[serde(default)]
     pub transport: transport::TransportPlan,
+    /// The faults the run injects (`--chaos`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<chaos::ChaosPlan>,
 }
 
 /// A replay: which records of which capture, at what speed.

@@ -152,6 +152,7 @@ mod tests {
             record: None,
             replay: None,
             transport: Default::default(),
+            chaos: None,
         }
     }
 

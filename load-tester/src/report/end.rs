@@ -143,6 +143,9 @@ pub struct RunEnd {
     /// The workers, when this is the end of a distributed run as its coordinator saw it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distributed: Option<DistributedEnd>,
+    /// A chaos run: what was injected and seen (kept in this process; not sent anywhere).
+    #[serde(skip)]
+    pub chaos: Option<crate::report::chaos::ChaosLog>,
 }
 
 /// Why and when a worker was lost.

@@ -29,10 +29,12 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::plan::Stream;
 
+pub mod chaos;
 pub mod collect;
 pub mod end;
 pub mod histogram;
 pub mod observe;
+pub mod timeline;
 pub mod wire;
 
 use histogram::{new_histogram, HistogramConfig};

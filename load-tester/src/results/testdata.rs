@@ -62,5 +62,6 @@ pub(crate) fn sample_end() -> crate::report::end::RunEnd {
         garbage_lines: 0,
         failure: None,
         distributed: None,
+        chaos: None,
     }
 }

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alphapulse_bus::{
@@ -23,7 +24,8 @@ use crate::report::end::{CaptureOutcome, ReaderEnd, RingOutcome, StreamDelivery}
 use crate::report::histogram::{encode, new_histogram};
 use crate::report::{Integrity, IntervalReport, Kind, SourceId};
 use crate::run::clock::{tsc_usable, Clock, ClockSource};
-use crate::run::reader_wire::{Start, ToTester};
+use crate::report::timeline::Ticker;
+use crate::run::reader_wire::{Order, Position, Start, ToTester};
 use crate::source::capture::format::{CaptureError, Header, FORMAT_NAME};
 use crate::source::capture::writer::CaptureWriter;
 use crate::source::market::{BookReplica, ReplicaError};
@@ -54,6 +56,49 @@ pub struct ReadOptions {
     pub max_duration: Option<Duration>,
     /// Record every record read into this capture file (created; never overwritten).
     pub record: Option<PathBuf>,
+    /// Ship a 10 ms timeline and the ring positions with every report (a chaos run).
+    pub timeline: bool,
+    /// Resume where the reader this one replaces last reported: per ring, the sequence it
+    /// wanted next. Records before it are skipped (that reader reported them); records after
+    /// it that the ring no longer holds are counted lost.
+    pub resume: Vec<Position>,
+    /// Orders from the tester while the reader runs.
+    pub control: Arc<ReaderControl>,
+}
+
+/// What the tester ordered a running reader to do ([`Order`]), read on every record.
+///
+/// Invariant: the reader busy-waits `extra_ns` more per record while its clock is below
+/// `until_ns`.
+#[derive(Debug, Default)]
+pub struct ReaderControl {
+    /// Extra busy delay per record, ns.
+    extra_ns: AtomicU64,
+    /// Until when, ns of `CLOCK_MONOTONIC`.
+    until_ns: AtomicU64,
+}
+
+impl ReaderControl {
+    /// Carries out `order`.
+    pub fn order(&self, order: Order) {
+        match order {
+            Order::Slow { extra_ns, until_ns } => {
+                self.until_ns.store(0, Ordering::Relaxed);
+                self.extra_ns.store(extra_ns, Ordering::Relaxed);
+                self.until_ns.store(until_ns, Ordering::Release);
+            }
+        }
+    }
+
+    /// The extra delay per record at `now`, ns.
+    #[inline]
+    fn extra_at(&self, now: u64) -> u64 {
+        if now < self.until_ns.load(Ordering::Acquire) {
+            self.extra_ns.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
 }
 
 /// Why reading could not start.
@@ -107,6 +152,18 @@ struct Ring {
     /// The writer can write no more and a poll after that found nothing; the ring is not
     /// polled again.
     finished: bool,
+    /// Largest end-to-end latency since the timeline's last slice closed, ns.
+    max_e2e_ns: u64,
+    /// Records with a sequence below this are skipped: the reader this one replaced had
+    /// reported them (0: none).
+    skip_below: u64,
+    /// The sequence this reader accounts from in the current epoch: its first, or where the
+    /// reader it replaced stopped.
+    origin: u64,
+    /// Published and accounted sequences of the epochs before the current one.
+    earlier: (u64, u64),
+    /// Times it followed the ring to a new epoch.
+    epochs: u64,
 }
 
 fn status_name(s: WriterStatus) -> &'static str {
@@ -182,6 +239,11 @@ fn attach(run_dir: &Path, stale_after: Duration) -> Result<(Manifest, Vec<Ring>)
             expected_seq: first,
             writer: WriterStatus::Alive,
             finished: false,
+            max_e2e_ns: 0,
+            skip_below: 0,
+            origin: first,
+            earlier: (0, 0),
+            epochs: 0,
         });
     }
     if rings.is_empty() {
@@ -204,22 +266,28 @@ impl Ring {
     /// Reads up to `batch` records; returns how many were taken (records or losses).
     /// Reads up to `batch` records, or until `halt` says to stop (checked between records, so
     /// that a slow reader still obeys a stop request or a time limit at once).
+    #[allow(clippy::too_many_arguments)]
     fn poll(
         &mut self,
         batch: usize,
         clock: &mut Clock,
         delay_ns: u64,
+        control: &ReaderControl,
         halt: &mut dyn FnMut(u64) -> bool,
         recorder: &mut Option<CaptureWriter>,
     ) -> usize {
         let e2e = &mut self.e2e;
+        let max_e2e = &mut self.max_e2e_ns;
         let mut n = 0;
         while n < batch {
             match &mut self.reader {
                 RingReader::Trades(r, trade_ids) => match r.try_read() {
+                    Poll::Record(t) if t.sequence < self.skip_below => {}
                     Poll::Record(t) => {
                         let now = clock.now_after();
-                        e2e.saturating_record(now.saturating_sub(t.send_ts_ns));
+                        let e = now.saturating_sub(t.send_ts_ns);
+                        e2e.saturating_record(e);
+                        *max_e2e = (*max_e2e).max(e);
                         if let Some(w) = recorder {
                             w.push(self.id.exchange, Stream::Trades, bytemuck::bytes_of(&t));
                         }
@@ -233,16 +301,21 @@ impl Ring {
                     }
                     Poll::Empty => break,
                     Poll::Lost(k) => {
-                        self.counts.lost += k;
-                        self.expected_seq += k;
+                        // What the reader this one replaced reported is not lost again.
+                        let next = r.next_sequence();
+                        self.counts.lost += next.saturating_sub((next - k).max(self.skip_below));
+                        self.expected_seq = next;
                         // Trade ids of any symbol may jump now.
                         trade_ids.iter_mut().for_each(|id| *id = 0);
                     }
                 },
                 RingReader::Book(r, replica, resync) => match r.try_read() {
+                    Poll::Record(u) if u.sequence < self.skip_below => {}
                     Poll::Record(u) => {
                         let now = clock.now_after();
-                        e2e.saturating_record(now.saturating_sub(u.send_ts_ns));
+                        let e = now.saturating_sub(u.send_ts_ns);
+                        e2e.saturating_record(e);
+                        *max_e2e = (*max_e2e).max(e);
                         if let Some(w) = recorder {
                             w.push(self.id.exchange, Stream::Book, bytemuck::bytes_of(&u));
                         }
@@ -257,20 +330,84 @@ impl Ring {
                     }
                     Poll::Empty => break,
                     Poll::Lost(k) => {
-                        self.counts.lost += k;
-                        self.expected_seq += k;
+                        let next = r.next_sequence();
+                        self.counts.lost += next.saturating_sub((next - k).max(self.skip_below));
+                        self.expected_seq = next;
                         // Any symbol's next update may follow a lost one.
                         resync.iter_mut().for_each(|r| *r = true);
                     }
                 },
             }
             n += 1;
+            let delay_ns = delay_ns + control.extra_at(clock.now());
             delay(clock, delay_ns);
             if delay_ns > 0 && halt(clock.now()) {
                 break;
             }
         }
         n
+    }
+
+    /// Where the reader is: the ring, its epoch, the sequence it wants next.
+    fn position(&self) -> Position {
+        let (epoch, next) = match &self.reader {
+            RingReader::Trades(r, _) => (r.epoch(), r.next_sequence()),
+            RingReader::Book(r, ..) => (r.epoch(), r.next_sequence()),
+        };
+        Position {
+            file: self.file.clone(),
+            epoch,
+            next,
+        }
+    }
+
+    /// Resumes at `p`, where the reader this one replaces wanted its next record: what it
+    /// reported is skipped, what the ring no longer holds is lost. A position in another
+    /// epoch (the writer restarted since) is not this ring's and is ignored.
+    fn resume(&mut self, p: &Position) {
+        let here = self.position();
+        if p.epoch != here.epoch {
+            return;
+        }
+        let first = here.next;
+        if first > p.next {
+            self.counts.lost += first - p.next;
+        } else {
+            self.skip_below = p.next;
+            self.expected_seq = p.next;
+        }
+        self.origin = p.next.max(1);
+    }
+
+    /// Follows the ring to the new epoch its path names now (a restarted writer), from the
+    /// new ring's first record: the old ring must be drained. What the new writer wrote before
+    /// this reader could attach and the ring no longer holds is lost.
+    fn follow(&mut self, path: &Path) -> Result<(), ReadError> {
+        let (published, next) = match &self.reader {
+            RingReader::Trades(r, _) => (r.published(), r.next_sequence()),
+            RingReader::Book(r, ..) => (r.published(), r.next_sequence()),
+        };
+        self.earlier.0 += published.saturating_sub(self.origin - 1);
+        self.earlier.1 += next.saturating_sub(self.origin);
+        let first = match &mut self.reader {
+            RingReader::Trades(r, trade_ids) => {
+                *r = Reader::attach(path, StartAt::Oldest)?;
+                trade_ids.iter_mut().for_each(|id| *id = 0);
+                r.first_sequence()
+            }
+            RingReader::Book(r, _, resync) => {
+                *r = Reader::attach(path, StartAt::Oldest)?;
+                resync.iter_mut().for_each(|x| *x = true);
+                r.first_sequence()
+            }
+        };
+        self.counts.lost += first - 1;
+        self.origin = 1;
+        self.skip_below = 0;
+        self.expected_seq = first;
+        self.epochs += 1;
+        self.writer = WriterStatus::Alive;
+        Ok(())
     }
 
     fn refresh_status(&mut self, stale_after: Duration) {
@@ -315,9 +452,11 @@ impl Ring {
             ),
         };
         self.counts.torn = stats.torn;
-        // Sequences before the first one this reader saw are not its to account for.
-        self.counts.published = published.saturating_sub(first - 1);
-        self.counts.accounted = next - first;
+        let _ = first;
+        // Sequences before the first one this reader saw (or, resumed, the one the reader it
+        // replaced stopped at) are not its to account for.
+        self.counts.published = self.earlier.0 + published.saturating_sub(self.origin - 1);
+        self.counts.accounted = self.earlier.1 + next.saturating_sub(self.origin);
         if drained {
             self.counts.unaccounted = self.counts.published.abs_diff(self.counts.accounted);
         }
@@ -345,6 +484,8 @@ pub(super) fn check_trade(
         || t.size <= 0
     {
         c.corrupted += 1;
+        // A record that cannot be trusted is one missing from every chain it could be in.
+        trade_ids.iter_mut().for_each(|id| *id = 0);
         return;
     }
     let last = trade_ids[sym];
@@ -370,6 +511,8 @@ pub(super) fn check_book(
     *expected = u.sequence.wrapping_add(1);
     if u.checksum != checksum_of(u) || u.exchange_id != exchange {
         c.corrupted += 1;
+        // The update cannot be applied: every book it could be of resyncs, as after a loss.
+        resync.iter_mut().for_each(|r| *r = true);
         return;
     }
     let sym = u.symbol_id as usize;
@@ -422,6 +565,11 @@ pub fn read_run(
         pin(core);
     }
     let (manifest, mut rings) = attach(&options.run_dir, options.stale_after)?;
+    for ring in &mut rings {
+        if let Some(p) = options.resume.iter().find(|p| p.file == ring.file) {
+            ring.resume(p);
+        }
+    }
     let mut recorder = match &options.record {
         Some(path) => Some(CaptureWriter::create(
             path,
@@ -462,6 +610,30 @@ pub fn read_run(
     let mut index = start.index_of(clock.now());
     let mut boundary = boundary_of(&start, index);
     let mut report = IntervalReport::empty(index, start.interval_ns);
+    let mut ticker = options
+        .timeline
+        .then(|| Ticker::new(start.start_ns, clock.now()));
+    // Closes the timeline's slice in progress once its time is over.
+    let tick = |ticker: &mut Option<Ticker>, rings: &mut [Ring], now: u64| {
+        let Some(t) = ticker.as_mut().filter(|t| t.due(now)) else {
+            return;
+        };
+        let mut counts = Integrity::default();
+        let mut max_e2e = 0;
+        let mut epochs = 0;
+        for r in rings.iter_mut() {
+            counts.add(&r.counts);
+            max_e2e = max_e2e.max(std::mem::take(&mut r.max_e2e_ns));
+            epochs += r.epochs;
+        }
+        t.close(now, &counts, max_e2e, epochs);
+    };
+    let progress = |ticker: &mut Option<Ticker>, rings: &[Ring]| {
+        ticker.as_mut().map(|t| ToTester::Progress {
+            timeline: t.take(),
+            positions: rings.iter().map(Ring::position).collect(),
+        })
+    };
     let mut next_status = 0u64;
     let deadline = options
         .max_duration
@@ -484,11 +656,22 @@ pub fn read_run(
     loop {
         let mut taken = 0;
         for ring in rings.iter_mut().filter(|r| !r.finished) {
-            taken += ring.poll(64, &mut clock, options.delay_ns, &mut halt, &mut recorder);
+            taken += ring.poll(
+                64,
+                &mut clock,
+                options.delay_ns,
+                &options.control,
+                &mut halt,
+                &mut recorder,
+            );
         }
         let now = clock.now();
+        tick(&mut ticker, &mut rings, now);
         if now >= boundary {
             ship(&mut rings, &mut report, &mut totals);
+            if let Some(m) = progress(&mut ticker, &rings) {
+                emit(&m);
+            }
             let message = ToTester::Interval { report };
             emit(&message);
             let ToTester::Interval { report: done } = message else {
@@ -513,11 +696,16 @@ pub fn read_run(
                     usize::MAX,
                     &mut clock,
                     options.delay_ns,
+                    &options.control,
                     &mut halt,
                     &mut recorder,
                 ) == 0
                 {
-                    ring.finished = true;
+                    // A new ring under the same name (a restarted writer): read on there.
+                    let path = options.run_dir.join(&ring.file);
+                    if ring.writer != WriterStatus::Replaced || ring.follow(&path).is_err() {
+                        ring.finished = true;
+                    }
                 }
             }
             if rings.iter().all(|r| r.finished) {
@@ -549,6 +737,20 @@ pub fn read_run(
     // The last interval: what was copied since the last report, and the counts that are only
     // known now.
     ship(&mut rings, &mut report, &mut totals);
+    if let Some(t) = ticker.as_mut() {
+        // The slice in progress closes now, whether or not its time is over.
+        let now = clock.now();
+        let mut counts = Integrity::default();
+        let mut max_e2e = 0;
+        for r in rings.iter_mut() {
+            counts.add(&r.counts);
+            max_e2e = max_e2e.max(std::mem::take(&mut r.max_e2e_ns));
+        }
+        t.close(now, &counts, max_e2e, rings.iter().map(|r| r.epochs).sum());
+    }
+    if let Some(m) = progress(&mut ticker, &rings) {
+        emit(&m);
+    }
     let mut per_stream: BTreeMap<Stream, Integrity> = BTreeMap::new();
     for ring in &rings {
         per_stream
@@ -675,7 +877,7 @@ pub(super) fn check_digests(
     for (sym, &(version, digest)) in expected.iter().enumerate() {
         let sym = sym as u32;
         // A symbol that went out of sync after a loss cannot be compared.
-        if !replica.is_synced(sym) || counts.lost > 0 {
+        if !replica.is_synced(sym) || counts.lost > 0 || counts.corrupted > 0 {
             continue;
         }
         counts.digests_checked += 1;

@@ -14,6 +14,7 @@ use crate::report::collect::{Collector, ProducerId};
 use crate::report::end::{PacingReport, ReaderProcessEnd, RunEnd};
 use crate::report::observe::{Observer, RunStart};
 use crate::report::{reader_process, IntervalReport, TESTER_PROCESS};
+use crate::run::chaos::{EngineChaos, GeneratorFaults};
 use crate::run::consumer::{Digests, DIGESTS_NAME};
 use crate::run::generator::{self, ExchangeWork, GeneratorConfig, Message};
 use crate::run::pacing::{ConstantRate, Schedule};
@@ -155,6 +156,9 @@ fn create_transport(
             t.batch,
             &t.impairment,
             e.id,
+            plan.chaos.as_ref().is_some_and(|c| {
+                c.faults.iter().any(|f| f.kind.needs_udp())
+            }),
         )));
     }
     let info = FeedInfo {
@@ -257,6 +261,8 @@ pub struct Prepared<'a> {
     per_thread: Vec<Vec<ExchangeWork>>,
     /// The reader processes, every one attached and waiting for `start`.
     readers: Vec<ReaderChild>,
+    /// How they were started (a chaos run starts killed ones again the same way).
+    spec: ReaderSpec,
     /// Where generator threads and readers send what they hear.
     tx: mpsc::Sender<Event>,
     /// What the engine hears.
@@ -308,18 +314,16 @@ pub fn prepare<'a>(
 
     let (tx, rx) = mpsc::channel::<Event>();
     let reader_tx = tx.clone();
-    let mut readers = readers::spawn(
-        &ReaderSpec {
-            count: plan.consumers,
-            pin_cores: plan.reader_pin_cores.clone(),
-            delay_ns: plan.reader_delay_ns,
-            record: plan.record.as_ref().map(std::path::PathBuf::from),
-        },
-        &run_dir,
-        move |i, line| {
-            let _ = reader_tx.send(Event::Reader(i, line));
-        },
-    )
+    let spec = ReaderSpec {
+        count: plan.consumers,
+        pin_cores: plan.reader_pin_cores.clone(),
+        delay_ns: plan.reader_delay_ns,
+        record: plan.record.as_ref().map(std::path::PathBuf::from),
+        timeline: plan.chaos.is_some(),
+    };
+    let mut readers = readers::spawn(&spec, &run_dir, move |i, line| {
+        let _ = reader_tx.send(Event::Reader(i, line));
+    })
     .map_err(EngineError::Readers)?;
     wait_ready(&rx, &mut readers, stop)?;
     let listens: Vec<String> = readers.iter().filter_map(|r| r.listen.clone()).collect();
@@ -336,6 +340,7 @@ pub fn prepare<'a>(
         bus,
         per_thread,
         readers,
+        spec,
         tx,
         rx,
         clock_cost_ns,
@@ -364,6 +369,7 @@ impl Prepared<'_> {
             mut bus,
             mut per_thread,
             mut readers,
+            spec,
             tx,
             rx,
             clock_cost_ns,
@@ -451,7 +457,20 @@ impl Prepared<'_> {
             .iter()
             .map(|r| collector.producer(format!("reader {} (pid {})", r.index, r.pid)))
             .collect();
+        let mut reader_ids = reader_ids;
         let sampler_id = collector.producer("resource sampler");
+        let mut chaos = plan.chaos.as_ref().map(|c| {
+            let ring_bytes = plan
+                .exchanges
+                .iter()
+                .map(|e| (e.trades_capacity * 64).max(e.book_capacity * 256))
+                .max()
+                .unwrap_or(0);
+            EngineChaos::new(c, start_ns, intervals * interval_ns, ring_bytes)
+        });
+        // Readers started in place of killed ones: their producer, registered at the kill so
+        // that no interval completes without them.
+        let mut replacing: std::collections::BTreeMap<usize, ProducerId> = Default::default();
         let mut end = RunEnd {
             started_unix_ms,
             location: run_dir.display().to_string(),
@@ -465,6 +484,7 @@ impl Prepared<'_> {
             garbage_lines: 0,
             failure: None,
             distributed: None,
+            chaos: None,
         };
         let mut refused = 0u64;
         let mut aborted = false;
@@ -474,6 +494,7 @@ impl Prepared<'_> {
             for (index, works) in per_thread.into_iter().enumerate() {
                 let (spare_tx, spare_rx) = mpsc::channel();
                 spares.push(spare_tx);
+                let ids: Vec<u16> = works.iter().map(|w| w.id).collect();
                 let config = GeneratorConfig {
                     index,
                     start_ns,
@@ -482,6 +503,12 @@ impl Prepared<'_> {
                     pacing: plan.pacing,
                     pin_core: plan.pin_cores.get(index).copied(),
                     clock: plan.clock,
+                    faults: plan
+                        .chaos
+                        .as_ref()
+                        .map(|c| GeneratorFaults::new(&c.faults, &ids, start_ns))
+                        .unwrap_or_default(),
+                    timeline: plan.chaos.is_some(),
                 };
                 let tx = tx.clone();
                 std::thread::Builder::new()
@@ -534,9 +561,25 @@ impl Prepared<'_> {
                     }
                     break;
                 }
-                let timeout = next_sample.saturating_sub(now).min(100_000_000);
+                let next_fault = chaos.as_ref().map_or(u64::MAX, EngineChaos::next_due);
+                let timeout = next_sample
+                    .min(next_fault)
+                    .saturating_sub(now)
+                    .min(100_000_000);
                 match rx.recv_timeout(Duration::from_nanos(timeout)) {
-                    Ok(Event::Generator(Message::Interval { thread, mut report })) => {
+                    Ok(Event::Generator(Message::Chaos(a))) => {
+                        if let Some(c) = &mut chaos {
+                            c.heard(a);
+                        }
+                    }
+                    Ok(Event::Generator(Message::Interval {
+                        thread,
+                        mut report,
+                        timeline,
+                    })) => {
+                        if let (Some(c), Some(t)) = (&mut chaos, &timeline) {
+                            c.timeline(crate::report::chaos::GENERATOR, t);
+                        }
                         if let Err(e) = collector.add(generator_ids[thread], &report) {
                             refused += 1;
                             tracing::warn!("{e}");
@@ -615,14 +658,63 @@ impl Prepared<'_> {
                                     readers[i].outcome = Some(*end);
                                     collector.done(id);
                                 }
-                                ToTester::Ready { .. } => {}
+                                ToTester::Ready { .. } => {
+                                    if let Some(c) = &mut chaos {
+                                        c.reader_ready(i);
+                                    }
+                                }
+                                ToTester::Progress {
+                                    timeline,
+                                    positions,
+                                } => {
+                                    if let Some(c) = &mut chaos {
+                                        c.timeline(&reader_process(i), &timeline);
+                                        c.positions.insert(i, positions);
+                                    }
+                                }
                             },
                             ReaderLine::Garbage(_) => end.garbage_lines += 1,
                             ReaderLine::Closed => {
                                 readers[i].closed(at);
                                 collector.done(id);
-                                if let Some(why) = &readers[i].died {
+                                let how = readers[i].died.clone().unwrap_or_default();
+                                if let Some(fault) =
+                                    chaos.as_mut().and_then(|c| c.reader_closed(i, &how))
+                                {
+                                    // The fault is detected; a reader takes the dead one's
+                                    // place, resuming where it last reported.
+                                    let c = chaos.as_mut().expect("checked");
+                                    let resume = c.positions.get(&i).cloned().unwrap_or_default();
+                                    let reader_tx = tx.clone();
+                                    match readers::spawn_one(
+                                        &spec,
+                                        &run_dir,
+                                        i,
+                                        &resume,
+                                        move |i, line| {
+                                            let _ = reader_tx.send(Event::Reader(i, line));
+                                        },
+                                    ) {
+                                        Ok(mut child) => {
+                                            child.start(&start);
+                                            c.restarting(i, fault, child.pid);
+                                            readers[i] = child;
+                                            if let Some(new) = replacing.remove(&i) {
+                                                reader_ids[i] = new;
+                                            }
+                                        }
+                                        Err(e) => {
+                                            c.restart_failed(i, fault, &e);
+                                            if let Some(new) = replacing.remove(&i) {
+                                                collector.done(new);
+                                            }
+                                        }
+                                    }
+                                } else if let Some(why) = &readers[i].died {
                                     tracing::warn!("{why}");
+                                }
+                                if let Some(new) = replacing.remove(&i) {
+                                    collector.done(new);
                                 }
                             }
                         }
@@ -631,6 +723,16 @@ impl Prepared<'_> {
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
                 let now = now_ns();
+                if let Some(c) = &mut chaos {
+                    for r in c.tick(now, &mut readers, &run_dir) {
+                        if c.restart_readers {
+                            let id = collector
+                                .producer(format!("reader {r} (started in place of a killed one)"));
+                            collector.reached(id, collector.next_index());
+                            replacing.insert(r, id);
+                        }
+                    }
+                }
                 if now >= next_sample && running > 0 {
                     let index = ((next_sample - start_ns) / interval_ns - 1).min(intervals - 1);
                     let after = sampler::read("self");
@@ -659,6 +761,10 @@ impl Prepared<'_> {
         });
         if aborted {
             return Err(EngineError::Aborted);
+        }
+        if let Some(c) = &mut chaos {
+            c.finish(&mut readers);
+            end.chaos = Some(std::mem::take(&mut c.log));
         }
         for r in &mut readers {
             r.stop();

@@ -32,6 +32,7 @@ use crate::run::clock::{tsc_usable, Clock, ClockSource};
 use crate::run::consumer::{
     check_book, check_digests, check_trade, load_digests, ReadError, ReadOptions,
 };
+use crate::report::timeline::Ticker;
 use crate::run::reader_wire::{Start, ToTester};
 use crate::source::market::BookReplica;
 use crate::transport::feed::{self, Datagram, FeedInfo, MAX_DATAGRAM, SESSION_LEN};
@@ -79,6 +80,8 @@ struct Session {
     counts: Integrity,
     shipped: Integrity,
     e2e: Histogram<u64>,
+    /// Largest end-to-end latency since the timeline's last slice closed, ns.
+    max_e2e_ns: u64,
     next: u64,
     highest: u64,
     /// Datagrams that start above `next`, by first sequence: when each arrived, and its
@@ -105,7 +108,9 @@ impl Session {
                         continue;
                     }
                     let t: Trade = bytemuck::pod_read_unaligned(m);
-                    self.e2e.saturating_record(now.saturating_sub(t.send_ts_ns));
+                    let e = now.saturating_sub(t.send_ts_ns);
+                    self.e2e.saturating_record(e);
+                    self.max_e2e_ns = self.max_e2e_ns.max(e);
                     check_trade(&t, self.id.exchange, &mut expected, ids, &mut self.counts);
                 }
                 Checker::Book(replica, resync) => {
@@ -115,7 +120,9 @@ impl Session {
                         continue;
                     }
                     let u: BookUpdate = bytemuck::pod_read_unaligned(m);
-                    self.e2e.saturating_record(now.saturating_sub(u.send_ts_ns));
+                    let e = now.saturating_sub(u.send_ts_ns);
+                    self.e2e.saturating_record(e);
+                    self.max_e2e_ns = self.max_e2e_ns.max(e);
                     check_book(
                         &u,
                         self.id.exchange,
@@ -371,6 +378,7 @@ pub fn read_feed(
             counts: Integrity::default(),
             shipped: Integrity::default(),
             e2e: new_histogram(),
+            max_e2e_ns: 0,
             next: 1,
             highest: 1,
             waiting: BTreeMap::new(),
@@ -419,6 +427,19 @@ pub fn read_feed(
     let mut index = start.index_of(clock.now());
     let mut boundary = boundary_of(index);
     let mut report = IntervalReport::empty(index, start.interval_ns);
+    let mut ticker = options
+        .timeline
+        .then(|| Ticker::new(start.start_ns, clock.now()));
+    let close = |t: &mut Ticker, sessions: &mut [Session], now: u64| {
+        let mut counts = Integrity::default();
+        let mut max_e2e = 0;
+        for s in sessions.iter_mut() {
+            counts.add(&s.counts);
+            max_e2e = max_e2e.max(std::mem::take(&mut s.max_e2e_ns));
+        }
+        t.close(now, &counts, max_e2e, 0);
+    };
+    let positions = || Vec::new();
     let deadline = options.max_duration.map(|d| started + d);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut foreign = 0u64;
@@ -476,8 +497,17 @@ pub fn read_feed(
             Err(e) => return Err(ReadError::Feed(format!("cannot receive: {e}"))),
         }
         let now_ns = clock.now();
+        if let Some(t) = ticker.as_mut().filter(|t| t.due(now_ns)) {
+            close(t, &mut sessions, now_ns);
+        }
         if now_ns >= boundary {
             ship(&mut sessions, &mut report, &mut totals);
+            if let Some(t) = ticker.as_mut() {
+                emit(&ToTester::Progress {
+                    timeline: t.take(),
+                    positions: positions(),
+                });
+            }
             let message = ToTester::Interval { report };
             emit(&message);
             let ToTester::Interval { report: done } = message else {
@@ -541,6 +571,13 @@ pub fn read_feed(
             None => false,
         };
     ship(&mut sessions, &mut report, &mut totals);
+    if let Some(t) = ticker.as_mut() {
+        close(t, &mut sessions, clock.now());
+        emit(&ToTester::Progress {
+            timeline: t.take(),
+            positions: positions(),
+        });
+    }
     let mut per_stream: BTreeMap<Stream, Integrity> = BTreeMap::new();
     for s in &sessions {
         per_stream.entry(s.id.stream).or_default().add(&s.counts);
@@ -635,6 +672,7 @@ mod tests {
             counts: Integrity::default(),
             shipped: Integrity::default(),
             e2e: new_histogram(),
+            max_e2e_ns: 0,
             next: 1,
             highest: 1,
             waiting: BTreeMap::new(),

@@ -14,9 +14,12 @@ use std::sync::mpsc::Receiver;
 
 use alphapulse_bus::{BookUpdate, Record, Trade};
 
+use crate::plan::chaos::{show_ns, FaultKind};
 use crate::plan::{Pacing, Stream};
 use crate::report::end::PacingReport;
 use crate::report::{GeneratorTime, IntervalReport, Kind, SourceId, SourceReport, WriterCounters};
+use crate::report::timeline::{Timeline, SLICE_NS};
+use crate::run::chaos::{Action, ActionKind, GeneratorFaults};
 use crate::run::clock::{Clock, ClockSource};
 use crate::run::measure::LatencySet;
 use crate::run::pacing::{Pacer, Schedule, MAX_WAIT_NS};
@@ -55,6 +58,10 @@ pub struct GeneratorConfig {
     pub pin_core: Option<usize>,
     /// The clock to read.
     pub clock: ClockSource,
+    /// The faults this thread injects (a chaos run).
+    pub faults: GeneratorFaults,
+    /// Keep a 10 ms timeline of the writes (a chaos run).
+    pub timeline: bool,
 }
 
 impl GeneratorConfig {
@@ -91,7 +98,11 @@ pub enum Message {
         thread: usize,
         /// What the thread measured in it.
         report: IntervalReport,
+        /// A chaos run: the writes of the interval per 10 ms slice.
+        timeline: Option<Timeline>,
     },
+    /// A chaos run: what the thread did about a fault.
+    Chaos(Action),
     /// The thread ended; no more messages from it.
     Done(ThreadSummary),
 }
@@ -135,6 +146,8 @@ struct Intervals<'a> {
     time: GeneratorTime,
     /// Emptied reports the engine hands back, reused before allocating a new one.
     spare: &'a Receiver<IntervalReport>,
+    /// A chaos run: the writes since the last ship, per 10 ms slice from the run's start.
+    timeline: Option<Timeline>,
 }
 
 impl Intervals<'_> {
@@ -169,9 +182,17 @@ impl Intervals<'_> {
             out.writer.net_reordered = net.reordered;
             out.writer.net_refused = net.refused;
         }
+        let timeline = self.timeline.as_mut().map(|t| {
+            let next = (self.boundary - config.start_ns) / SLICE_NS;
+            let mut out = Timeline::default();
+            out.reset(next);
+            std::mem::swap(t, &mut out);
+            out
+        });
         emit(Message::Interval {
             thread: config.index,
             report,
+            timeline,
         });
         self.interval += 1;
         self.boundary += config.interval_ns;
@@ -246,7 +267,20 @@ pub fn run(
         boundary: config.start_ns + config.interval_ns,
         time: GeneratorTime::default(),
         spare: &spare,
+        timeline: config.timeline.then(|| {
+            let mut t = Timeline::default();
+            t.reset(0);
+            t
+        }),
     };
+    let mut faults = config.faults.clone();
+    // A record of this exchange is to be corrupted (and which fault asked for it).
+    let mut corrupt: Option<(u16, Stream, usize)> = None;
+    // A writer restart that failed, tried again from then: (fault, exchange, when, failures,
+    // the first error).
+    let mut restart: Option<(usize, u16, u64, u64, String)> = None;
+    let by = format!("generator thread {}", config.index);
+    let rel = |t: u64| t.saturating_sub(config.start_ns);
     let mut interrupted = false;
     let mut failure = None;
     // Only transports that delay datagrams need polling between sends.
@@ -257,6 +291,24 @@ pub fn run(
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
             break;
+        }
+        if now >= faults.due_ns || restart.as_ref().is_some_and(|r| now >= r.2) {
+            let _ = &faults;
+            now = inject(
+                &mut faults,
+                &mut restart,
+                &mut corrupt,
+                &mut works,
+                &mut sources,
+                &config,
+                &mut clock,
+                &mut pacer,
+                stop,
+                &by,
+                &mut emit,
+            );
+            let _ = rel;
+            continue;
         }
         let top = heap.peek().map_or(u64::MAX, |&Reverse((due, _))| due);
         // Ship every interval whose time is over and that has nothing left due.
@@ -312,9 +364,32 @@ pub fn run(
                     work.market.trade(source.schedule.recorded(), trade);
                     trade.seal();
                 }
+                let flip = corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, Stream::Trades));
+                if flip {
+                    // After the seal: the checksum no longer matches, as after a bit flip in
+                    // the slot.
+                    trade.price ^= 1;
+                }
                 let start = clock.now();
                 trade.send_ts_ns = start;
-                (start, work.transport.send_trade(trade))
+                let result = work.transport.send_trade(trade);
+                if flip {
+                    trade.price ^= 1;
+                    if result.is_ok() {
+                        let (e, _, fault) = corrupt.take().expect("checked");
+                        emit(Message::Chaos(Action {
+                            fault,
+                            at_ns: start.saturating_sub(config.start_ns),
+                            what: ActionKind::Injected,
+                            by: by.clone(),
+                            detail: format!(
+                                "flipped a bit of the price of a trade of exchange {e}, symbol {}",
+                                trade.symbol_id
+                            ),
+                        }));
+                    }
+                }
+                (start, result)
             }
             Stream::Book => {
                 let book = &mut source.book;
@@ -322,13 +397,41 @@ pub fn run(
                     work.market.book_update(source.schedule.recorded(), book);
                     book.seal();
                 }
+                // An exchange without trades has its book update corrupted instead.
+                let flip = corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, Stream::Book));
+                if flip {
+                    book.reserved1[0] ^= 1;
+                }
                 let start = clock.now();
                 book.send_ts_ns = start;
-                (start, work.transport.send_book(book))
+                let result = work.transport.send_book(book);
+                if flip {
+                    book.reserved1[0] ^= 1;
+                    if result.is_ok() {
+                        let (e, _, fault) = corrupt.take().expect("checked");
+                        emit(Message::Chaos(Action {
+                            fault,
+                            at_ns: start.saturating_sub(config.start_ns),
+                            what: ActionKind::Injected,
+                            by: by.clone(),
+                            detail: format!(
+                                "flipped a bit of a book update of exchange {e}, symbol {}",
+                                book.symbol_id
+                            ),
+                        }));
+                    }
+                }
+                (start, result)
             }
         };
         let end = clock.now_after();
         source.latency.record(due, start, end);
+        if let Some(t) = &mut iv.timeline {
+            let s = t.at(start.saturating_sub(config.start_ns));
+            s.attempts += 1;
+            s.failed += u64::from(result.is_err());
+            s.max_lag_ns = s.max_lag_ns.max(start.saturating_sub(due));
+        }
         match result {
             Ok(()) => {
                 source.counters.sent += 1;
@@ -429,6 +532,154 @@ pub fn run(
     }));
     drop(works);
 }
+
+/// Injects the faults due by now (and tries a failed writer restart again when its time has
+/// come); returns the time after.
+#[allow(clippy::too_many_arguments)]
+fn inject(
+    faults: &mut GeneratorFaults,
+    restart: &mut Option<(usize, u16, u64, u64, String)>,
+    corrupt: &mut Option<(u16, Stream, usize)>,
+    works: &mut [ExchangeWork],
+    sources: &mut [Source],
+    config: &GeneratorConfig,
+    clock: &mut Clock,
+    pacer: &mut Pacer,
+    stop: &AtomicBool,
+    by: &str,
+    emit: &mut dyn FnMut(Message),
+) -> u64 {
+    let mut now = clock.now();
+    let rel = |t: u64| t.saturating_sub(config.start_ns);
+    let mut say = |fault: usize, at: u64, what: ActionKind, detail: String| {
+        emit(Message::Chaos(Action {
+            fault,
+            at_ns: rel(at),
+            what,
+            by: by.to_string(),
+            detail,
+        }))
+    };
+    if let Some((fault, exchange, at, failures, first)) = restart.take() {
+        if now >= at {
+            let work = works.iter_mut().find(|w| w.id == exchange);
+            match work.map(|w| w.transport.restart()) {
+                Some(Ok(())) => say(
+                    fault,
+                    now,
+                    ActionKind::Restored,
+                    format!(
+                        "the writers of exchange {exchange} restarted (new epoch) after {failures}                          failed attempt(s): {first}"
+                    ),
+                ),
+                Some(Err(_)) => *restart = Some((fault, exchange, now + RESTART_RETRY_NS, failures + 1, first)),
+                None => {}
+            }
+        } else {
+            *restart = Some((fault, exchange, at, failures, first));
+        }
+    }
+    while let Some(f) = faults.take_due(now, config.start_ns) {
+        match f.kind {
+            FaultKind::StallGenerator => {
+                say(
+                    f.id,
+                    now,
+                    ActionKind::Injected,
+                    format!("stopped sending for {}", show_ns(f.duration_ns)),
+                );
+                let until = config.start_ns + f.end_ns();
+                while now < until && !stop.load(Ordering::Relaxed) {
+                    now = pacer
+                        .wait_until(clock, until.min(now + MAX_WAIT_NS))
+                        .at;
+                    for w in works.iter_mut() {
+                        w.transport.idle();
+                    }
+                }
+                say(f.id, now, ActionKind::Ended, "sending again".into());
+            }
+            FaultKind::CorruptRecord => {
+                let Some(e) = f.exchange else { continue };
+                let has = |stream| sources.iter().any(|s| s.id == SourceId { exchange: e, stream });
+                let stream = if has(Stream::Trades) {
+                    Stream::Trades
+                } else if has(Stream::Book) {
+                    Stream::Book
+                } else {
+                    say(
+                        f.id,
+                        now,
+                        ActionKind::Trouble,
+                        format!("exchange {e} sends nothing to corrupt"),
+                    );
+                    continue;
+                };
+                // The next record of that stream is sent corrupted.
+                *corrupt = Some((e, stream, f.id));
+            }
+            FaultKind::RestartWriter => {
+                let Some(e) = f.exchange else { continue };
+                let Some(w) = works.iter_mut().find(|w| w.id == e) else {
+                    continue;
+                };
+                say(
+                    f.id,
+                    now,
+                    ActionKind::Injected,
+                    format!("restarting the writers of exchange {e}"),
+                );
+                match w.transport.restart() {
+                    Ok(()) => say(
+                        f.id,
+                        clock.now(),
+                        ActionKind::Restored,
+                        format!("the writers of exchange {e} restarted (new epoch)"),
+                    ),
+                    Err(why) => {
+                        say(
+                            f.id,
+                            clock.now(),
+                            ActionKind::Trouble,
+                            format!("the restart failed, trying again every 10 ms: {why}"),
+                        );
+                        *restart = Some((f.id, e, clock.now() + RESTART_RETRY_NS, 1, why));
+                    }
+                }
+            }
+            FaultKind::NetLossBurst | FaultKind::NetDelaySpike => {
+                let until = config.start_ns + f.end_ns();
+                let (drop_until, extra) = if f.kind == FaultKind::NetLossBurst {
+                    (until, 0)
+                } else {
+                    (0, f.amount)
+                };
+                let mut any = false;
+                for w in works.iter_mut() {
+                    any |= w.transport.net_fault(drop_until, extra, until);
+                }
+                if any {
+                    say(
+                        f.id,
+                        now,
+                        ActionKind::Injected,
+                        if extra > 0 {
+                            format!("delaying every datagram {} more for {}", show_ns(extra), show_ns(f.duration_ns))
+                        } else {
+                            format!("dropping every datagram for {}", show_ns(f.duration_ns))
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
+        now = clock.now();
+    }
+    now
+}
+
+/// How long a writer restart that failed waits before it tries again, ns.
+const RESTART_RETRY_NS: u64 = 10_000_000;
 
 /// Pins the calling thread to `core`.
 pub fn pin(core: usize) -> Result<(), String> {

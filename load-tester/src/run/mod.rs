@@ -1,6 +1,7 @@
 //! Running a plan: the engine, the generator threads and their pacing and clock, the reader
 //! processes (both sides, and the protocol between them), and the resource sampler.
 
+pub mod chaos;
 pub mod clock;
 pub mod consumer;
 pub mod engine;

@@ -19,6 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::report::end::ReaderEnd;
+use crate::report::timeline::Timeline;
 use crate::report::IntervalReport;
 
 /// Longest line the tester reads from a reader, bytes; a longer one is garbage.
@@ -44,6 +45,15 @@ pub enum ToTester {
         /// The report.
         report: IntervalReport,
     },
+    /// A chaos run's reader, just before each interval's report (and before the final one):
+    /// its slices of the interval and where it is in every ring, so that a reader started in
+    /// its place resumes where it last reported.
+    Progress {
+        /// What it saw per 10 ms slice since the last progress message.
+        timeline: Timeline,
+        /// Per ring, the sequence it wants next, as of the report that follows.
+        positions: Vec<Position>,
+    },
     /// The end: the last interval's report (with the counts that are only known at the end)
     /// and everything the reader counted.
     Final {
@@ -68,6 +78,54 @@ impl ToTester {
             return Err(format!("a line of {} bytes", line.len()));
         }
         serde_json::from_str(line).map_err(|e| e.to_string())
+    }
+}
+
+/// Where a reader is in one ring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The ring's file name, as the manifest lists it.
+    pub file: String,
+    /// The ring's epoch (a restarted writer's ring has another).
+    pub epoch: u64,
+    /// The sequence the reader wants next: every earlier one was received, counted lost, or
+    /// (a resumed reader) reported by the reader it replaced.
+    pub next: u64,
+}
+
+/// A tester's order to a running reader, one line on its stdin after `start`:
+/// `slow <extra_ns> <until_ns>` makes it busy-wait `extra_ns` more per record until
+/// `until_ns` (`CLOCK_MONOTONIC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Busy-wait this much more per record until then.
+    Slow {
+        /// Extra delay per record, ns.
+        extra_ns: u64,
+        /// Until when, ns of `CLOCK_MONOTONIC`.
+        until_ns: u64,
+    },
+}
+
+impl Order {
+    /// Its line, newline included.
+    pub fn line(&self) -> String {
+        match self {
+            Order::Slow { extra_ns, until_ns } => format!("slow {extra_ns} {until_ns}\n"),
+        }
+    }
+
+    /// Parses a line; `None` for anything else.
+    pub fn parse(line: &str) -> Option<Self> {
+        let mut words = line.split_whitespace();
+        match words.next()? {
+            "slow" => {
+                let extra_ns = words.next()?.parse().ok()?;
+                let until_ns = words.next()?.parse().ok()?;
+                words.next().is_none().then_some(Order::Slow { extra_ns, until_ns })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -148,5 +206,12 @@ mod tests {
         };
         assert_eq!(ToTester::parse(m.line().trim_end()).unwrap(), m);
         assert!(ToTester::parse("{\"type\":\"bogus\"}").is_err());
+        let o = super::Order::Slow {
+            extra_ns: 5,
+            until_ns: 9,
+        };
+        assert_eq!(super::Order::parse(&o.line()), Some(o));
+        assert_eq!(super::Order::parse("slow 5"), None);
+        assert_eq!(super::Order::parse("slow 5 9 1"), None);
     }
 }

@@ -38,6 +38,8 @@ pub struct ReaderSpec {
     pub delay_ns: u64,
     /// Reader 0 also records every record it reads into this capture file.
     pub record: Option<std::path::PathBuf>,
+    /// Readers ship a 10 ms timeline and their ring positions (a chaos run).
+    pub timeline: bool,
 }
 
 /// One reader process as the tester sees it.
@@ -82,9 +84,22 @@ pub fn spawn(
             "this process was started as a reader (${READER_CHILD_ENV} is set) and must not start readers; set ${READER_EXE_ENV} to the load-tester binary"
         ));
     }
+    (0..spec.count)
+        .map(|index| spawn_one(spec, run_dir, index, &[], send.clone()))
+        .collect()
+}
+
+/// Starts reader `index` of `spec` (see [`spawn`]); `resume` makes it resume where the reader
+/// it replaces stopped ([`crate::run::consumer::ReadOptions::resume`]).
+pub fn spawn_one(
+    spec: &ReaderSpec,
+    run_dir: &Path,
+    index: usize,
+    resume: &[crate::run::reader_wire::Position],
+    send: impl Fn(usize, ReaderLine) + Send + Clone + 'static,
+) -> Result<ReaderChild, String> {
     let exe = reader_exe()?;
-    let mut out = Vec::new();
-    for index in 0..spec.count {
+    {
         let mut cmd = Command::new(&exe);
         cmd.arg("read")
             .arg("--protocol")
@@ -95,8 +110,15 @@ pub fn spawn(
         if let Some(core) = spec.pin_cores.get(index) {
             cmd.arg("--pin-core").arg(core.to_string());
         }
-        if let (0, Some(path)) = (index, &spec.record) {
+        if let (0, Some(path), true) = (index, &spec.record, resume.is_empty()) {
             cmd.arg("--record").arg(path);
+        }
+        if spec.timeline {
+            cmd.arg("--timeline");
+        }
+        for p in resume {
+            cmd.arg("--resume")
+                .arg(format!("{}:{}:{}", p.file, p.epoch, p.next));
         }
         cmd.env(READER_CHILD_ENV, "1")
             .stdin(Stdio::piped())
@@ -147,7 +169,7 @@ pub fn spawn(
             })
             .map_err(|e| e.to_string())?;
         let pid = child.id();
-        out.push(ReaderChild {
+        Ok(ReaderChild {
             index,
             pid,
             stdin: child.stdin.take(),
@@ -158,9 +180,8 @@ pub fn spawn(
             outcome: None,
             died: None,
             before: sampler::read(&pid.to_string()),
-        });
+        })
     }
-    Ok(out)
 }
 
 /// Environment variable set in every reader process the tester starts.
@@ -204,6 +225,22 @@ impl ReaderChild {
                 .write_all(start.line().as_bytes())
                 .and_then(|()| stdin.flush());
         }
+    }
+
+    /// Sends the reader an order on its stdin.
+    pub fn order(&mut self, order: &crate::run::reader_wire::Order) {
+        if let Some(stdin) = &mut self.stdin {
+            let _ = stdin
+                .write_all(order.line().as_bytes())
+                .and_then(|()| stdin.flush());
+        }
+    }
+
+    /// Sends the process `signal` (a chaos fault); `Err` says why it could not be sent.
+    pub fn signal(&self, signal: rustix::process::Signal) -> Result<(), String> {
+        let pid = rustix::process::Pid::from_raw(self.pid as i32)
+            .ok_or_else(|| format!("pid {} is not a process", self.pid))?;
+        rustix::process::kill_process(pid, signal).map_err(|e| e.to_string())
     }
 
     /// Asks the reader to stop (closes its stdin).

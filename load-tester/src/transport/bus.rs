@@ -43,6 +43,16 @@ impl Transport for BusExchange {
         self.trades.heartbeat();
         self.book.heartbeat();
     }
+
+    fn restart(&mut self) -> Result<(), String> {
+        // Both or neither: a trades ring of a new epoch beside a book ring of the old one
+        // would be a publisher half restarted. The book ring goes first; if the trades ring
+        // then fails, the book ring has restarted alone, which the error says.
+        self.book.restart().map_err(|e| e.to_string())?;
+        self.trades
+            .restart()
+            .map_err(|e| format!("{e} (the book ring restarted, the trades ring did not)"))
+    }
 }
 
 /// The bus of one run: its run directory (removed on drop unless kept) and manifest.

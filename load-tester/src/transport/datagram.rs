@@ -159,6 +159,12 @@ struct Impair {
     /// Duplicated datagrams one of whose copies was refused (at most a few at a time).
     pairs: std::collections::HashSet<u64>,
     order: u64,
+    /// Chaos: every datagram is dropped until then, ns.
+    drop_until_ns: u64,
+    /// Chaos: every datagram is delayed `.0` ns more until `.1` ns.
+    spike: (u64, u64),
+    /// Chaos may delay datagrams: the generator must poll for them.
+    may_delay: bool,
 }
 
 impl Impair {
@@ -188,6 +194,15 @@ impl Impair {
     }
 
     fn delay(&mut self) -> u64 {
+        let extra = if self.spike.0 > 0 && alphapulse_bus::now_ns() < self.spike.1 {
+            self.spike.0
+        } else {
+            0
+        };
+        extra + self.spec_delay()
+    }
+
+    fn spec_delay(&mut self) -> u64 {
         let (d, j) = (
             self.spec.delay_ns,
             self.spec.jitter_ns.min(self.spec.delay_ns),
@@ -222,8 +237,9 @@ impl DatagramExchange {
         batch: u16,
         impairment: &Impairment,
         exchange: u16,
+        chaos: bool,
     ) -> Self {
-        let impair = impairment.any().then(|| Impair {
+        let impair = (impairment.any() || chaos).then(|| Impair {
             spec: impairment.clone(),
             rng: Xoshiro256PlusPlus::seed_from_u64(
                 impairment.seed ^ (u64::from(exchange) << 40) ^ 0x1A9E_D00D,
@@ -235,6 +251,9 @@ impl DatagramExchange {
             pairs_made: 0,
             pairs: std::collections::HashSet::new(),
             order: 0,
+            drop_until_ns: 0,
+            spike: (0, 0),
+            may_delay: chaos || impairment.delay_ns > 0,
         });
         Self {
             socket,
@@ -301,7 +320,8 @@ impl DatagramExchange {
             },
             Some(im) => {
                 let messages = u64::from(count);
-                let dropped = im.drop_next();
+                let burst = im.drop_until_ns > 0 && alphapulse_bus::now_ns() < im.drop_until_ns;
+                let dropped = burst || im.drop_next();
                 let twice = !dropped && im.chance(im.spec.duplicate_pct);
                 let hold = !dropped && im.held[s].is_none() && im.chance(im.spec.reorder_pct);
                 if dropped {
@@ -370,8 +390,9 @@ fn send_impaired(
     pair: Option<u64>,
     net: &mut NetCounters,
 ) {
-    if im.spec.delay_ns > 0 {
-        let at = alphapulse_bus::now_ns() + im.delay();
+    let delay = if im.may_delay { im.delay() } else { 0 };
+    if delay > 0 {
+        let at = alphapulse_bus::now_ns() + delay;
         im.order += 1;
         let mut buf = im.spare.pop().unwrap_or_default();
         buf.clear();
@@ -504,7 +525,20 @@ impl Transport for DatagramExchange {
     }
 
     fn delays(&self) -> bool {
-        self.impair.as_ref().is_some_and(|im| im.spec.delay_ns > 0)
+        self.impair.as_ref().is_some_and(|im| im.may_delay)
+    }
+
+    fn net_fault(&mut self, drop_until_ns: u64, extra_ns: u64, delay_until_ns: u64) -> bool {
+        let Some(im) = &mut self.impair else {
+            return false;
+        };
+        if drop_until_ns > 0 {
+            im.drop_until_ns = drop_until_ns;
+        }
+        if extra_ns > 0 {
+            im.spike = (extra_ns, delay_until_ns);
+        }
+        true
     }
 
     fn take_net(&mut self, stream: Stream) -> NetCounters {

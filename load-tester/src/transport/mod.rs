@@ -73,4 +73,16 @@ pub trait Transport: Send {
     fn take_net(&mut self, _stream: Stream) -> NetCounters {
         NetCounters::default()
     }
+    /// Chaos: closes the exchange's outputs and opens new ones under the same names, as a
+    /// restarted publisher would (a new epoch of each ring). On an error nothing changed and
+    /// the old outputs are still written to; `Err` says why.
+    fn restart(&mut self) -> Result<(), String> {
+        Err("this transport has no writer to restart".into())
+    }
+    /// Chaos: drops every datagram until `drop_until_ns`, and delays every datagram by
+    /// `extra_ns` more until `delay_until_ns` (both `CLOCK_MONOTONIC`). `false`: this
+    /// transport is not a datagram feed and did nothing.
+    fn net_fault(&mut self, _drop_until_ns: u64, _extra_ns: u64, _delay_until_ns: u64) -> bool {
+        false
+    }
 }
