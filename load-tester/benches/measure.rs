@@ -78,6 +78,8 @@ fn hot_path(c: &mut Criterion) {
                 pacing: plan.pacing,
                 pin_core: None,
                 clock: plan.clock,
+                faults: Default::default(),
+                timeline: false,
             };
             let (_spare_tx, spare_rx) = std::sync::mpsc::channel();
             let mut sent = 0u64;

@@ -601,7 +601,11 @@ fn duration_ns(s: &str) -> Result<u64, String> {
 fn position(s: &str) -> Result<crate::run::reader_wire::Position, String> {
     let mut parts = s.rsplitn(3, ':');
     let (next, epoch, file) = (parts.next(), parts.next(), parts.next());
-    match (file, epoch.and_then(|e| e.parse().ok()), next.and_then(|n| n.parse().ok())) {
+    match (
+        file,
+        epoch.and_then(|e| e.parse().ok()),
+        next.and_then(|n| n.parse().ok()),
+    ) {
         (Some(file), Some(epoch), Some(next)) if !file.is_empty() => {
             Ok(crate::run::reader_wire::Position {
                 file: file.to_string(),

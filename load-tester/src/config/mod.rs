@@ -278,7 +278,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
         chaos: None,
     };
     let mut plan = plan;
-    plan.chaos = chaos_plan(args, &plan)?;
+    plan.chaos = chaos_plan(args, &plan, &mut notes)?;
     let shm_dir = args
         .shm_dir
         .clone()
@@ -346,6 +346,7 @@ fn netem_args(args: &RunArgs) -> Result<Option<Vec<String>>, ConfigError> {
 fn chaos_plan(
     args: &RunArgs,
     plan: &Plan,
+    notes: &mut Vec<String>,
 ) -> Result<Option<crate::plan::chaos::ChaosPlan>, ConfigError> {
     use crate::plan::chaos::{resolve, Shape};
     use crate::plan::transport::TransportKind;
@@ -377,10 +378,41 @@ fn chaos_plan(
         shm: plan.transport.kind == TransportKind::Shm,
         udp: plan.transport.kind == TransportKind::Udp,
     };
-    resolve(&c.chaos, &shape, c.chaos_seed, c.restart_readers, &c.chaos_budget)
-        .map(Some)
-        .map_err(ConfigError)
+    // Filling a big tmpfs takes that much memory: "all" is only taken where it is small.
+    let base = args
+        .shm_dir
+        .clone()
+        .unwrap_or_else(alphapulse_bus::default_base_dir);
+    let free = rustix::fs::statvfs(&base).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
+    let mut specs = c.chaos.clone();
+    specs.retain(|s| {
+        let skip = s.kind == crate::plan::chaos::FaultKind::FillShm
+            && s.amount == crate::plan::chaos::FILL_ALL
+            && free > FILL_ALL_MAX_BYTES;
+        if skip {
+            notes.push(format!(
+                "--chaos {}: skipped: {} has {} free, and filling a tmpfs takes that much memory;                  run with --shm-dir on a tmpfs of at most {} to include it (docs/chaos.md)",
+                s.text,
+                base.display(),
+                crate::plan::chaos::show_bytes(free),
+                crate::plan::chaos::show_bytes(FILL_ALL_MAX_BYTES)
+            ));
+        }
+        !skip
+    });
+    resolve(
+        &specs,
+        &shape,
+        c.chaos_seed,
+        c.restart_readers,
+        &c.chaos_budget,
+    )
+    .map(Some)
+    .map_err(ConfigError)
 }
+
+/// Most free space `fill-shm ...:all` takes (1 GiB).
+const FILL_ALL_MAX_BYTES: u64 = 1 << 30;
 
 fn transport_plan(args: &RunArgs) -> Result<crate::plan::transport::TransportPlan, ConfigError> {
     use crate::config::cli::TransportArg;

@@ -118,7 +118,10 @@ impl ChaosTable {
     /// The `--chaos` spec it stands for.
     fn spec(&self) -> String {
         let mut s = format!("{}@{}", self.fault, self.at);
-        for v in [&self.delay, &self.bytes, &self.duration].into_iter().flatten() {
+        for v in [&self.delay, &self.bytes, &self.duration]
+            .into_iter()
+            .flatten()
+        {
             s += &format!(":{v}");
         }
         if let Some(r) = self.reader {

@@ -266,6 +266,10 @@ pub fn render(r: &Results, verbose: bool) -> String {
         }
     }
 
+    if let Some(c) = &r.chaos {
+        chaos_section(&mut out, c);
+    }
+
     let e = &r.errors;
     let _ = writeln!(out, "\nErrors:");
     let _ = writeln!(out, "  Write failures: {}", thousands(e.write_failures));
@@ -680,5 +684,69 @@ fn placement(plan: &crate::plan::Plan) -> String {
             list(&plan.pin_cores),
             list(&plan.reader_pin_cores)
         ),
+    }
+}
+
+/// The chaos section: one line per fault (injected, detected by whom, recovered, cost), then
+/// what went wrong with those that failed.
+fn chaos_section(out: &mut String, c: &crate::results::chaos::ChaosResults) {
+    let _ = writeln!(
+        out,
+        "\nChaos (seed {}{}):",
+        c.seed,
+        if c.restart_readers {
+            ", killed readers restarted"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  {:<3} {:<34} {:>9} {:>9} {:<16} {:>11} {:>8} {:>8} {:>6}",
+        "#", "fault", "injected", "detected", "by", "recovery", "lost", "corrupt", "result"
+    );
+    let s = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}s"));
+    for f in &c.faults {
+        let _ = writeln!(
+            out,
+            "  {:<3} {:<34} {:>9} {:>9} {:<16} {:>11} {:>8} {:>8} {:>6}",
+            f.id,
+            truncate(&f.description, 34),
+            s(f.injected_s),
+            s(f.detected_s),
+            f.detected_by.as_deref().unwrap_or("-"),
+            f.recovery_ms
+                .map_or("-".to_string(), |ms| format!("{ms:.1} ms")),
+            thousands(f.lost),
+            thousands(f.violations),
+            if f.passed { "ok" } else { "FAILED" }
+        );
+    }
+    for f in &c.faults {
+        let _ = writeln!(
+            out,
+            "  {}: {}{}",
+            f.id,
+            f.verdict,
+            f.detection
+                .as_ref()
+                .map_or(String::new(), |d| format!("; detected: {d}"))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  Explained by the faults: {} lost, {} integrity violations",
+        thousands(c.explained_lost),
+        thousands(c.explained_violations)
+    );
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
     }
 }

@@ -265,7 +265,7 @@ pub struct Shape {
 
 /// `1.5 ms`, `250 ns`, `2 s`.
 pub fn show_ns(ns: u64) -> String {
-    if ns >= S && ns % (S / 1000) == 0 {
+    if ns >= S {
         format!("{} s", ns as f64 / S as f64)
     } else if ns >= MS {
         format!("{} ms", ns as f64 / MS as f64)
@@ -397,9 +397,9 @@ impl FaultSpec {
         }
         let err = |e: String| format!("{text:?}: {e}");
         match kind {
-            FaultKind::StopReader
-            | FaultKind::StallGenerator
-            | FaultKind::NetLossBurst => spec.duration_ns = parse_time(positional[0]).map_err(err)?,
+            FaultKind::StopReader | FaultKind::StallGenerator | FaultKind::NetLossBurst => {
+                spec.duration_ns = parse_time(positional[0]).map_err(err)?
+            }
             FaultKind::SlowReader | FaultKind::NetDelaySpike => {
                 spec.amount = parse_time(positional[0]).map_err(err)?;
                 spec.duration_ns = parse_time(positional[1]).map_err(err)?;
@@ -564,7 +564,10 @@ pub fn resolve(
             .unwrap_or_else(|| kind.default_budget_ns());
         let window = spec.duration_ns + budget_ns;
         // The last moment a fault may start: its recovery window ends before the run does.
-        let latest = shape.run_ns.checked_sub(window).filter(|&l| l >= MIN_LEAD_NS);
+        let latest = shape
+            .run_ns
+            .checked_sub(window)
+            .filter(|&l| l >= MIN_LEAD_NS);
         let Some(latest) = latest else {
             return Err(format!(
                 "{text:?}: the fault and its recovery budget ({}) need a run of at least {}; \
@@ -609,12 +612,14 @@ pub fn resolve(
             }
         }
         for at_ns in times {
-            let reader = kind
-                .targets_reader()
-                .then(|| spec.reader.unwrap_or_else(|| rng.gen_range(0..shape.readers)));
-            let exchange = kind
-                .targets_exchange()
-                .then(|| spec.exchange.unwrap_or_else(|| rng.gen_range(0..shape.exchanges)));
+            let reader = kind.targets_reader().then(|| {
+                spec.reader
+                    .unwrap_or_else(|| rng.gen_range(0..shape.readers))
+            });
+            let exchange = kind.targets_exchange().then(|| {
+                spec.exchange
+                    .unwrap_or_else(|| rng.gen_range(0..shape.exchanges))
+            });
             faults.push(Fault {
                 id: 0,
                 kind,
@@ -702,7 +707,10 @@ mod tests {
             FILL_ALL
         );
         let s = FaultSpec::parse("slow-reader@random:50us:2s").unwrap();
-        assert_eq!((s.when, s.amount, s.duration_ns), (When::Random, 50_000, 2 * S));
+        assert_eq!(
+            (s.when, s.amount, s.duration_ns),
+            (When::Random, 50_000, 2 * S)
+        );
     }
 
     #[test]

@@ -302,6 +302,9 @@ impl RunAccumulator {
             warnings: end.warnings.clone(),
             verdict: Verdict::default(),
             workers: None,
+            chaos: end.chaos.as_ref().and_then(|log| {
+                crate::results::chaos::judge(log, plan.total_secs() * 1_000_000_000)
+            }),
         }
     }
 

@@ -94,11 +94,16 @@ pub fn judge(results: &Results, targets: &Targets) -> Verdict {
             unit: "readers".into(),
             passed: d.dead == 0,
         });
-        // An impaired feed drops records on purpose: each reader must count exactly those.
-        let explained = d.impairment_lost;
+        // An impaired feed drops records on purpose: each reader must count exactly those; so
+        // must it what the faults of a chaos run cost, and nothing more.
+        let chaos_lost = r.chaos.as_ref().map_or(0, |c| c.explained_lost);
+        let chaos_violations = r.chaos.as_ref().map_or(0, |c| c.explained_violations);
+        let explained = d.impairment_lost + chaos_lost;
         checks.push(Check {
             name: if d.loss_allowed {
                 "Records Lost (allowed)".into()
+            } else if chaos_lost > 0 {
+                "Records Lost (= what the faults cost)".into()
             } else if explained > 0 {
                 "Records Lost (= dropped by --net-loss, per reader)".into()
             } else {
@@ -114,11 +119,24 @@ pub fn judge(results: &Results, targets: &Targets) -> Verdict {
             passed: d.loss_allowed || total.lost == explained,
         });
         checks.push(Check {
-            name: "Integrity Violations".into(),
-            target: "= 0".into(),
+            name: if chaos_violations > 0 {
+                "Integrity Violations (= what the faults cost)".into()
+            } else {
+                "Integrity Violations".into()
+            },
+            target: format!("= {chaos_violations}"),
             measured: total.violations() as f64,
             unit: "records".into(),
-            passed: total.violations() == 0,
+            passed: total.violations() == chaos_violations,
+        });
+    }
+    for f in r.chaos.iter().flat_map(|c| &c.faults) {
+        checks.push(Check {
+            name: format!("Fault {} {}", f.id, f.spec),
+            target: format!("detected, recovered <= {} ms", f.budget_ms),
+            measured: f.recovery_ms.unwrap_or(-1.0),
+            unit: "ms".into(),
+            passed: f.passed,
         });
     }
     if let Some(d) = &r.degradation {

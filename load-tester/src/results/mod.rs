@@ -4,6 +4,7 @@
 //! full histograms (HdrHistogram's V2 compressed form, base64), so results compare without loss.
 
 pub mod accumulate;
+pub mod chaos;
 pub mod compare;
 pub mod file;
 pub mod judge;
@@ -482,4 +483,7 @@ pub struct Results {
     /// A distributed run's workers, each with its own figures (absent for a standalone run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<workers::Workers>,
+    /// A chaos run's faults, each judged (absent without `--chaos`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<chaos::ChaosResults>,
 }

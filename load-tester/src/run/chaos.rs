@@ -9,10 +9,10 @@ use alphapulse_bus::now_ns;
 
 use crate::plan::chaos::{show_bytes, show_ns, ChaosPlan, Fault, FaultKind, FILL_ALL};
 use crate::report::chaos::ChaosLog;
+pub use crate::report::chaos::{Action, ActionKind};
 use crate::report::timeline::{Timeline, SLICE_NS};
 use crate::run::reader_wire::{Order, Position};
 use crate::run::readers::ReaderChild;
-pub use crate::report::chaos::{Action, ActionKind};
 
 /// The faults one generator thread injects itself, in time order, and where it is in them.
 ///
@@ -186,8 +186,20 @@ impl EngineChaos {
             let result = readers[r].signal(rustix::process::Signal::CONT);
             let t = now_ns();
             match result {
-                Ok(()) => self.say(fault, t, ActionKind::Ended, TESTER, format!("continued reader {r} (SIGCONT)")),
-                Err(e) => self.say(fault, t, ActionKind::Trouble, TESTER, format!("cannot continue reader {r}: {e}")),
+                Ok(()) => self.say(
+                    fault,
+                    t,
+                    ActionKind::Ended,
+                    TESTER,
+                    format!("continued reader {r} (SIGCONT)"),
+                ),
+                Err(e) => self.say(
+                    fault,
+                    t,
+                    ActionKind::Trouble,
+                    TESTER,
+                    format!("cannot continue reader {r}: {e}"),
+                ),
             }
         }
         if let Some((path, until, fault)) = self.fill.take() {
@@ -195,8 +207,20 @@ impl EngineChaos {
                 let result = std::fs::remove_file(&path);
                 let t = now_ns();
                 match result {
-                    Ok(()) => self.say(fault, t, ActionKind::Ended, TESTER, format!("released the fill ({})", free_text(run_dir))),
-                    Err(e) => self.say(fault, t, ActionKind::Trouble, TESTER, format!("cannot remove {}: {e}", path.display())),
+                    Ok(()) => self.say(
+                        fault,
+                        t,
+                        ActionKind::Ended,
+                        TESTER,
+                        format!("released the fill ({})", free_text(run_dir)),
+                    ),
+                    Err(e) => self.say(
+                        fault,
+                        t,
+                        ActionKind::Trouble,
+                        TESTER,
+                        format!("cannot remove {}: {e}", path.display()),
+                    ),
                 }
             } else {
                 self.fill = Some((path, until, fault));
@@ -211,19 +235,39 @@ impl EngineChaos {
             self.next += 1;
             let r = f.reader.unwrap_or(0);
             match f.kind {
-                FaultKind::KillReader | FaultKind::StopReader if !readers.get(r).is_some_and(ReaderChild::running) => {
-                    self.say(f.id, now, ActionKind::Trouble, TESTER, format!("reader {r} is not running"));
+                FaultKind::KillReader | FaultKind::StopReader
+                    if !readers.get(r).is_some_and(ReaderChild::running) =>
+                {
+                    self.say(
+                        f.id,
+                        now,
+                        ActionKind::Trouble,
+                        TESTER,
+                        format!("reader {r} is not running"),
+                    );
                 }
                 FaultKind::KillReader => {
                     let result = readers[r].signal(rustix::process::Signal::KILL);
                     let t = now_ns();
                     match result {
                         Ok(()) => {
-                            self.say(f.id, t, ActionKind::Injected, TESTER, format!("killed reader {r} (pid {}, SIGKILL)", readers[r].pid));
+                            self.say(
+                                f.id,
+                                t,
+                                ActionKind::Injected,
+                                TESTER,
+                                format!("killed reader {r} (pid {}, SIGKILL)", readers[r].pid),
+                            );
                             self.killed.insert(r, f.id);
                             killed.push(r);
                         }
-                        Err(e) => self.say(f.id, t, ActionKind::Trouble, TESTER, format!("cannot kill reader {r}: {e}")),
+                        Err(e) => self.say(
+                            f.id,
+                            t,
+                            ActionKind::Trouble,
+                            TESTER,
+                            format!("cannot kill reader {r}: {e}"),
+                        ),
                     }
                 }
                 FaultKind::StopReader => {
@@ -231,10 +275,22 @@ impl EngineChaos {
                     let t = now_ns();
                     match result {
                         Ok(()) => {
-                            self.say(f.id, t, ActionKind::Injected, TESTER, format!("stopped reader {r} (pid {}, SIGSTOP)", readers[r].pid));
+                            self.say(
+                                f.id,
+                                t,
+                                ActionKind::Injected,
+                                TESTER,
+                                format!("stopped reader {r} (pid {}, SIGSTOP)", readers[r].pid),
+                            );
                             self.conts.push((self.start_ns + f.end_ns(), r, f.id));
                         }
-                        Err(e) => self.say(f.id, t, ActionKind::Trouble, TESTER, format!("cannot stop reader {r}: {e}")),
+                        Err(e) => self.say(
+                            f.id,
+                            t,
+                            ActionKind::Trouble,
+                            TESTER,
+                            format!("cannot stop reader {r}: {e}"),
+                        ),
                     }
                 }
                 FaultKind::SlowReader => {
@@ -242,7 +298,17 @@ impl EngineChaos {
                         extra_ns: f.amount,
                         until_ns: self.start_ns + f.end_ns(),
                     });
-                    self.say(f.id, now_ns(), ActionKind::Injected, TESTER, format!("ordered reader {r} to spend {} more per record for {}", show_ns(f.amount), show_ns(f.duration_ns)));
+                    self.say(
+                        f.id,
+                        now_ns(),
+                        ActionKind::Injected,
+                        TESTER,
+                        format!(
+                            "ordered reader {r} to spend {} more per record for {}",
+                            show_ns(f.amount),
+                            show_ns(f.duration_ns)
+                        ),
+                    );
                 }
                 FaultKind::FillShm => self.fill(&f, run_dir),
                 _ => {}
@@ -265,11 +331,21 @@ impl EngineChaos {
         let file = match file {
             Ok(file) => file,
             Err(e) => {
-                self.say(f.id, now_ns(), ActionKind::Trouble, TESTER, format!("cannot create {}: {e}", path.display()));
+                self.say(
+                    f.id,
+                    now_ns(),
+                    ActionKind::Trouble,
+                    TESTER,
+                    format!("cannot create {}: {e}", path.display()),
+                );
                 return;
             }
         };
-        let want = if f.amount == FILL_ALL { free_bytes(run_dir) } else { f.amount };
+        let want = if f.amount == FILL_ALL {
+            free_bytes(run_dir)
+        } else {
+            f.amount
+        };
         // Whole chunks, halved on ENOSPC: a file system refuses an allocation it cannot take
         // entirely, and "all" is only known to within what others take meanwhile.
         let mut taken = 0u64;
@@ -283,10 +359,30 @@ impl EngineChaos {
         }
         let t = now_ns();
         self.fill = Some((path, self.start_ns + f.end_ns(), f.id));
-        self.say(f.id, t, ActionKind::Injected, TESTER, format!("took {} of the run's file system ({})", show_bytes(taken), free_text(run_dir)));
+        self.say(
+            f.id,
+            t,
+            ActionKind::Injected,
+            TESTER,
+            format!(
+                "took {} of the run's file system ({})",
+                show_bytes(taken),
+                free_text(run_dir)
+            ),
+        );
         let free = free_bytes(run_dir);
         if free < self.ring_bytes {
-            self.say(f.id, now_ns(), ActionKind::Detected, TESTER, format!("the run's file system has {} free: a new ring of {} would not fit", show_bytes(free), show_bytes(self.ring_bytes)));
+            self.say(
+                f.id,
+                now_ns(),
+                ActionKind::Detected,
+                TESTER,
+                format!(
+                    "the run's file system has {} free: a new ring of {} would not fit",
+                    show_bytes(free),
+                    show_bytes(self.ring_bytes)
+                ),
+            );
         }
     }
 
@@ -294,13 +390,27 @@ impl EngineChaos {
     /// and the reader should be replaced.
     pub fn reader_closed(&mut self, r: usize, how: &str) -> Option<usize> {
         let fault = self.killed.remove(&r)?;
-        self.say(fault, now_ns(), ActionKind::Detected, TESTER, format!("reader {r}'s output closed: {how}"));
+        self.say(
+            fault,
+            now_ns(),
+            ActionKind::Detected,
+            TESTER,
+            format!("reader {r}'s output closed: {how}"),
+        );
         self.restart_readers.then_some(fault)
     }
 
     /// Reader `r` was started in place of a killed one for `fault`.
     pub fn restarting(&mut self, r: usize, fault: usize, pid: u32) {
-        self.say(fault, now_ns(), ActionKind::Trouble, TESTER, format!("started reader {r} again (pid {pid}), resuming where the killed one last reported"));
+        self.say(
+            fault,
+            now_ns(),
+            ActionKind::Trouble,
+            TESTER,
+            format!(
+                "started reader {r} again (pid {pid}), resuming where the killed one last reported"
+            ),
+        );
         // Not trouble: the start of the recovery. Recorded as an ended cause.
         if let Some(a) = self.log.actions.last_mut() {
             a.what = ActionKind::Ended;
@@ -311,13 +421,25 @@ impl EngineChaos {
     /// Reader `r` said it is ready: a replacement has attached.
     pub fn reader_ready(&mut self, r: usize) {
         if let Some(fault) = self.restarting.remove(&r) {
-            self.say(fault, now_ns(), ActionKind::Restored, &format!("reader {r}"), "attached to every ring again".into());
+            self.say(
+                fault,
+                now_ns(),
+                ActionKind::Restored,
+                &format!("reader {r}"),
+                "attached to every ring again".into(),
+            );
         }
     }
 
     /// A replacement for `fault` could not be started.
     pub fn restart_failed(&mut self, r: usize, fault: usize, why: &str) {
-        self.say(fault, now_ns(), ActionKind::Trouble, TESTER, format!("cannot start reader {r} again: {why}"));
+        self.say(
+            fault,
+            now_ns(),
+            ActionKind::Trouble,
+            TESTER,
+            format!("cannot start reader {r} again: {why}"),
+        );
     }
 
     /// Undoes what is still in place (a fill, stopped readers) at the end of the run.

@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::plan::Stream;
 use crate::report::end::{CaptureOutcome, ReaderEnd, RingOutcome, StreamDelivery};
 use crate::report::histogram::{encode, new_histogram};
+use crate::report::timeline::Ticker;
 use crate::report::{Integrity, IntervalReport, Kind, SourceId};
 use crate::run::clock::{tsc_usable, Clock, ClockSource};
-use crate::report::timeline::Ticker;
 use crate::run::reader_wire::{Order, Position, Start, ToTester};
 use crate::source::capture::format::{CaptureError, Header, FORMAT_NAME};
 use crate::source::capture::writer::CaptureWriter;
@@ -185,7 +185,11 @@ fn attach_ring<R: alphapulse_bus::Record>(
     path: &Path,
     capacity: u64,
     stale_after: Duration,
+    oldest: bool,
 ) -> Result<Reader<R>, ReadError> {
+    if oldest {
+        return Ok(Reader::attach(path, StartAt::Oldest)?);
+    }
     let live = Reader::<R>::attach(path, StartAt::Behind(capacity / 2))?;
     Ok(match live.writer_status(stale_after) {
         WriterStatus::Alive => live,
@@ -196,8 +200,13 @@ fn attach_ring<R: alphapulse_bus::Record>(
     })
 }
 
-/// Attaches to every ring listed in the manifest of `run_dir` (see [`attach_ring`]).
-fn attach(run_dir: &Path, stale_after: Duration) -> Result<(Manifest, Vec<Ring>), ReadError> {
+/// Attaches to every ring listed in the manifest of `run_dir` (see [`attach_ring`]; at the
+/// oldest record if `oldest`: a reader that resumes wants everything the ring still holds).
+fn attach(
+    run_dir: &Path,
+    stale_after: Duration,
+    oldest: bool,
+) -> Result<(Manifest, Vec<Ring>), ReadError> {
     let manifest = Manifest::read(run_dir)?;
     let symbols = manifest.symbols.len();
     let mut rings = Vec::new();
@@ -207,12 +216,13 @@ fn attach(run_dir: &Path, stale_after: Duration) -> Result<(Manifest, Vec<Ring>)
             Some(RecordType::Trade) => (
                 Stream::Trades,
                 RingReader::Trades(
-                    attach_ring(&path, r.capacity, stale_after)?,
+                    attach_ring(&path, r.capacity, stale_after, oldest)?,
                     vec![0; symbols],
                 ),
             ),
             _ => {
-                let reader: Reader<BookUpdate> = attach_ring(&path, r.capacity, stale_after)?;
+                let reader: Reader<BookUpdate> =
+                    attach_ring(&path, r.capacity, stale_after, oldest)?;
                 // Joining mid-stream, a symbol's first update follows updates this reader never
                 // saw: it resyncs the book (as after a loss) instead of counting a chain gap.
                 let mid_stream = reader.first_sequence() > 1;
@@ -376,7 +386,9 @@ impl Ring {
             self.skip_below = p.next;
             self.expected_seq = p.next;
         }
-        self.origin = p.next.max(1);
+        // The readers before this one accounted for every sequence before `p.next`, from the
+        // first: this one accounts for the ring as if it had read it all along.
+        self.origin = 1;
     }
 
     /// Follows the ring to the new epoch its path names now (a restarted writer), from the
@@ -564,7 +576,11 @@ pub fn read_run(
     if let Some(core) = options.pin_core {
         pin(core);
     }
-    let (manifest, mut rings) = attach(&options.run_dir, options.stale_after)?;
+    let (manifest, mut rings) = attach(
+        &options.run_dir,
+        options.stale_after,
+        !options.resume.is_empty(),
+    )?;
     for ring in &mut rings {
         if let Some(p) = options.resume.iter().find(|p| p.file == ring.file) {
             ring.resume(p);

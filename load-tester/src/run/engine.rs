@@ -156,9 +156,9 @@ fn create_transport(
             t.batch,
             &t.impairment,
             e.id,
-            plan.chaos.as_ref().is_some_and(|c| {
-                c.faults.iter().any(|f| f.kind.needs_udp())
-            }),
+            plan.chaos
+                .as_ref()
+                .is_some_and(|c| c.faults.iter().any(|f| f.kind.needs_udp())),
         )));
     }
     let info = FeedInfo {

@@ -27,12 +27,12 @@ use hdrhistogram::Histogram;
 use crate::plan::Stream;
 use crate::report::end::{ReaderEnd, RingOutcome};
 use crate::report::histogram::new_histogram;
+use crate::report::timeline::Ticker;
 use crate::report::{Integrity, IntervalReport, Kind, SourceId};
 use crate::run::clock::{tsc_usable, Clock, ClockSource};
 use crate::run::consumer::{
     check_book, check_digests, check_trade, load_digests, ReadError, ReadOptions,
 };
-use crate::report::timeline::Ticker;
 use crate::run::reader_wire::{Start, ToTester};
 use crate::source::market::BookReplica;
 use crate::transport::feed::{self, Datagram, FeedInfo, MAX_DATAGRAM, SESSION_LEN};

@@ -17,8 +17,8 @@ use alphapulse_bus::{BookUpdate, Record, Trade};
 use crate::plan::chaos::{show_ns, FaultKind};
 use crate::plan::{Pacing, Stream};
 use crate::report::end::PacingReport;
-use crate::report::{GeneratorTime, IntervalReport, Kind, SourceId, SourceReport, WriterCounters};
 use crate::report::timeline::{Timeline, SLICE_NS};
+use crate::report::{GeneratorTime, IntervalReport, Kind, SourceId, SourceReport, WriterCounters};
 use crate::run::chaos::{Action, ActionKind, GeneratorFaults};
 use crate::run::clock::{Clock, ClockSource};
 use crate::run::measure::LatencySet;
@@ -364,7 +364,8 @@ pub fn run(
                     work.market.trade(source.schedule.recorded(), trade);
                     trade.seal();
                 }
-                let flip = corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, Stream::Trades));
+                let flip =
+                    corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, Stream::Trades));
                 if flip {
                     // After the seal: the checksum no longer matches, as after a bit flip in
                     // the slot.
@@ -398,7 +399,8 @@ pub fn run(
                     book.seal();
                 }
                 // An exchange without trades has its book update corrupted instead.
-                let flip = corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, Stream::Book));
+                let flip =
+                    corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, Stream::Book));
                 if flip {
                     book.reserved1[0] ^= 1;
                 }
@@ -590,9 +592,7 @@ fn inject(
                 );
                 let until = config.start_ns + f.end_ns();
                 while now < until && !stop.load(Ordering::Relaxed) {
-                    now = pacer
-                        .wait_until(clock, until.min(now + MAX_WAIT_NS))
-                        .at;
+                    now = pacer.wait_until(clock, until.min(now + MAX_WAIT_NS)).at;
                     for w in works.iter_mut() {
                         w.transport.idle();
                     }
@@ -601,7 +601,14 @@ fn inject(
             }
             FaultKind::CorruptRecord => {
                 let Some(e) = f.exchange else { continue };
-                let has = |stream| sources.iter().any(|s| s.id == SourceId { exchange: e, stream });
+                let has = |stream| {
+                    sources.iter().any(|s| {
+                        s.id == SourceId {
+                            exchange: e,
+                            stream,
+                        }
+                    })
+                };
                 let stream = if has(Stream::Trades) {
                     Stream::Trades
                 } else if has(Stream::Book) {
@@ -664,7 +671,11 @@ fn inject(
                         now,
                         ActionKind::Injected,
                         if extra > 0 {
-                            format!("delaying every datagram {} more for {}", show_ns(extra), show_ns(f.duration_ns))
+                            format!(
+                                "delaying every datagram {} more for {}",
+                                show_ns(extra),
+                                show_ns(f.duration_ns)
+                            )
                         } else {
                             format!("dropping every datagram for {}", show_ns(f.duration_ns))
                         },

@@ -122,7 +122,10 @@ impl Order {
             "slow" => {
                 let extra_ns = words.next()?.parse().ok()?;
                 let until_ns = words.next()?.parse().ok()?;
-                words.next().is_none().then_some(Order::Slow { extra_ns, until_ns })
+                words
+                    .next()
+                    .is_none()
+                    .then_some(Order::Slow { extra_ns, until_ns })
             }
             _ => None,
         }
