@@ -96,7 +96,15 @@ pub fn judge(results: &Results, targets: &Targets) -> Verdict {
         });
         // An impaired feed drops records on purpose: each reader must count exactly those; so
         // must it what the faults of a chaos run cost, and nothing more.
-        let chaos_lost = r.chaos.as_ref().map_or(0, |c| c.explained_lost);
+        // A loss burst's drops are the impairment's too (counted dropped by the sender): they
+        // are explained once.
+        let chaos_lost: u64 = r
+            .chaos
+            .iter()
+            .flat_map(|c| &c.faults)
+            .filter(|f| f.kind != crate::plan::chaos::FaultKind::NetLossBurst)
+            .map(|f| f.lost)
+            .sum();
         let chaos_violations = r.chaos.as_ref().map_or(0, |c| c.explained_violations);
         let explained = d.impairment_lost + chaos_lost;
         checks.push(Check {

@@ -1,0 +1,212 @@
+//! Fault injection through the binary: every fault kind is injected into a real run, and the
+//! results must show it detected (by whom), recovered within its budget and what it cost,
+//! exactly; a fault nothing noticed fails the run; bad specs are refused before any load.
+
+mod common;
+
+use common::{describe, read_json, verdict_code, Shm};
+
+/// Chaos runs are judged on timing: one at a time, so that they do not starve each other of
+/// the machine's cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs the tester with `args` plus a JSON output; returns the results and the exit code.
+fn run(shm: &Shm, args: &[&str]) -> (serde_json::Value, i32, String) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut all: Vec<&str> = args.to_vec();
+    let path = json.to_str().unwrap().to_string();
+    all.extend(["--json-output", &path]);
+    let out = shm.run(&all);
+    let text = describe(&out);
+    assert!(json.exists(), "no results: {text}");
+    (read_json(&json), out.status.code().unwrap_or(-1), text)
+}
+
+fn fault<'a>(r: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    r["chaos"]["faults"]
+        .as_array()
+        .expect("a chaos section")
+        .iter()
+        .find(|f| f["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} fault in {}", r["chaos"]))
+}
+
+fn reader_totals(r: &serde_json::Value) -> (u64, u64) {
+    let s = &r["delivery"]["streams"];
+    let sum = |k: &str| s["trades"][k].as_u64().unwrap() + s["book"][k].as_u64().unwrap();
+    (
+        sum("lost"),
+        sum("corrupted") + sum("out_of_order") + sum("gaps") + sum("book_errors"),
+    )
+}
+
+#[test]
+fn every_bus_fault_is_detected_recovered_and_costed_exactly() {
+    let shm = Shm::new("chaos-bus");
+    let (r, code, text) = run(
+        &shm,
+        &[
+            "-d",
+            "14",
+            "-e",
+            "3",
+            "--restart-readers",
+            "--chaos",
+            "kill-reader@2.5s",
+            "--chaos",
+            "stop-reader@4.5s:200ms",
+            "--chaos",
+            "corrupt-record@6.5s:exchange=2",
+            "--chaos",
+            "slow-reader@8s:200us:500ms",
+            "--chaos",
+            "stall-generator@9.7s:100ms",
+            "--chaos",
+            "restart-writer@11.5s:exchange=1",
+        ],
+    );
+    let faults = r["chaos"]["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 6, "{text}");
+    for f in faults {
+        assert_eq!(f["passed"], true, "{f}\n{text}");
+        let injected = f["injected_s"].as_f64().unwrap();
+        let detected = f["detected_s"].as_f64().unwrap();
+        let scheduled = f["scheduled_s"].as_f64().unwrap();
+        // Injected when due, give or take the engine thread's turn on a busy 2-core machine
+        // (it runs at the lowest priority, off the generators' way).
+        assert!(injected >= scheduled && injected < scheduled + 2.5, "{f}");
+        // Detected at most one slice after it took effect (a stall: once it is over).
+        let late = f["kind"]
+            .as_str()
+            .map_or(0.0, |k| if k == "stall-generator" { 0.12 } else { 0.05 });
+        assert!(detected >= injected && detected <= injected + late, "{f}");
+        assert!(
+            f["recovery_ms"].as_f64().unwrap() <= f["budget_ms"].as_f64().unwrap(),
+            "{f}"
+        );
+    }
+    assert_eq!(fault(&r, "kill-reader")["detected_by"], "tester");
+    assert_eq!(fault(&r, "stop-reader")["detected_by"], "reader 0");
+    assert_eq!(fault(&r, "slow-reader")["detected_by"], "reader 0");
+    assert_eq!(fault(&r, "stall-generator")["detected_by"], "generator");
+    assert_eq!(fault(&r, "corrupt-record")["detected_by"], "reader 0");
+    let restart = fault(&r, "restart-writer");
+    assert_eq!(restart["detected_by"], "reader 0");
+    assert!(restart["detection"].as_str().unwrap().contains("epoch"));
+    // Exactly one record corrupted, seen by the one reader; nothing else broken.
+    assert_eq!(fault(&r, "corrupt-record")["violations"], 1);
+    // What the readers counted lost and broken is exactly what the faults cost.
+    let (lost, violations) = reader_totals(&r);
+    let chaos = &r["chaos"];
+    assert_eq!(chaos["explained_lost"].as_u64(), Some(lost), "{text}");
+    assert_eq!(chaos["explained_violations"].as_u64(), Some(violations));
+    // The killed reader was replaced and the replacement accounted for every sequence.
+    assert_eq!(r["delivery"]["dead"], 0);
+    assert_eq!(r["delivery"]["streams"]["trades"]["unaccounted"], 0);
+    assert_eq!(verdict_code(&r), 0, "{text}");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Chaos (seed 1"), "{text}");
+    shm.assert_empty();
+}
+
+#[test]
+fn the_udp_feed_takes_a_loss_burst_and_a_delay_spike() {
+    let shm = Shm::new("chaos-udp");
+    let (r, code, text) = run(
+        &shm,
+        &[
+            "-d",
+            "7",
+            "-e",
+            "1",
+            "--transport",
+            "udp",
+            // Longer than the spike: a delayed datagram is late, not lost.
+            "--gap-wait",
+            "100ms",
+            "--chaos",
+            "net-loss-burst@2s:50ms",
+            "--chaos",
+            "net-delay-spike@4s:20ms:500ms",
+        ],
+    );
+    let burst = fault(&r, "net-loss-burst");
+    let spike = fault(&r, "net-delay-spike");
+    assert_eq!(burst["passed"], true, "{burst}\n{text}");
+    assert_eq!(spike["passed"], true, "{spike}\n{text}");
+    assert_eq!(burst["detected_by"], "reader 0");
+    // A 20 ms spike shows as at least 20 ms end to end.
+    assert!(
+        spike["max_e2e_ns"].as_u64().unwrap() >= 20_000_000,
+        "{spike}"
+    );
+    // Every record the burst dropped, and only those, was counted lost.
+    let dropped: u64 = r["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["counters"]["net_dropped"].as_u64().unwrap_or(0))
+        .sum();
+    let (lost, _) = reader_totals(&r);
+    assert!(dropped > 0, "{text}");
+    assert_eq!(lost, dropped, "{text}");
+    assert_eq!(burst["lost"].as_u64(), Some(dropped));
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn a_fault_nothing_noticed_fails_the_run() {
+    let shm = Shm::new("chaos-unnoticed");
+    // One nanosecond more per record for 20 ms changes nothing a reader could see.
+    let (r, code, text) = run(&shm, &["-d", "4", "--chaos", "slow-reader@2s:1ns:20ms"]);
+    let f = fault(&r, "slow-reader");
+    assert_eq!(f["passed"], false, "{f}");
+    assert!(
+        f["verdict"].as_str().unwrap().contains("not detected"),
+        "{f}"
+    );
+    assert_eq!(code, 1, "{text}");
+}
+
+#[test]
+fn a_killed_reader_that_nobody_restarts_does_not_recover() {
+    let shm = Shm::new("chaos-norestart");
+    let (r, code, text) = run(&shm, &["-d", "4", "--chaos", "kill-reader@1.5s"]);
+    let f = fault(&r, "kill-reader");
+    assert_eq!(f["detected_by"], "tester");
+    assert!(
+        f["verdict"].as_str().unwrap().contains("--restart-readers"),
+        "{f}"
+    );
+    assert_eq!(code, 1, "{text}");
+}
+
+#[test]
+fn bad_chaos_specs_are_refused_before_any_load() {
+    let shm = Shm::new("chaos-bad");
+    for (args, says) in [
+        (vec!["--chaos", "explode@1s"], "unknown fault"),
+        (
+            vec!["-d", "5", "--chaos", "kill-reader@30s"],
+            "after the run",
+        ),
+        (vec!["--chaos", "stop-reader@2s:1h"], "not a time"),
+        (vec!["--chaos", "stop-reader@2s:20s"], "out of range"),
+        (
+            vec!["--consumers", "0", "--chaos", "kill-reader@2s"],
+            "--consumers 0",
+        ),
+        (vec!["--chaos", "net-loss-burst@2s:10ms"], "--transport udp"),
+        (vec!["--restart-readers"], "no fault"),
+    ] {
+        let out = shm.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        // One line that says what to fix (clap adds its usage lines after it).
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.contains(says), "{args:?}: {err}");
+    }
+    shm.assert_empty();
+}
