@@ -6,7 +6,7 @@ mod common;
 
 use common::{describe, read_json, verdict_code, Shm};
 
-/// Chaos runs are judged on timing: one at a time, so that they do not starve each other of
+/// Chaos runs are judged on timing: one test at a time, so that none starves another's run of
 /// the machine's cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -17,7 +17,9 @@ fn run(shm: &Shm, args: &[&str]) -> (serde_json::Value, i32, String) {
     let json = dir.path().join("r.json");
     let mut all: Vec<&str> = args.to_vec();
     let path = json.to_str().unwrap().to_string();
-    all.extend(["--json-output", &path]);
+    // A debug build's generator on a shared 2-core machine may run late: that would make the
+    // run INVALID, which is not what these tests are about (as in tests/distributed.rs).
+    all.extend(["--json-output", &path, "--lag-budget-us", "60000000"]);
     let out = shm.run(&all);
     let text = describe(&out);
     assert!(json.exists(), "no results: {text}");
@@ -43,8 +45,6 @@ fn reader_totals(r: &serde_json::Value) -> (u64, u64) {
 }
 
 #[test]
-#[ignore = "open defect (issue 15): after a kill-reader resume the trades' unaccounted count is \
-            not 0 in some runs; run with --ignored"]
 fn every_bus_fault_is_detected_recovered_and_costed_exactly() {
     let shm = Shm::new("chaos-bus");
     let (r, code, text) = run(
@@ -76,14 +76,18 @@ fn every_bus_fault_is_detected_recovered_and_costed_exactly() {
         let injected = f["injected_s"].as_f64().unwrap();
         let detected = f["detected_s"].as_f64().unwrap();
         let scheduled = f["scheduled_s"].as_f64().unwrap();
-        // Injected when due, give or take the engine thread's turn on a busy 2-core machine
-        // (it runs at the lowest priority, off the generators' way).
-        assert!(injected >= scheduled && injected < scheduled + 2.5, "{f}");
-        // Detected at most one slice after it took effect (a stall: once it is over).
-        let late = f["kind"]
-            .as_str()
-            .map_or(0.0, |k| if k == "stall-generator" { 0.12 } else { 0.05 });
-        assert!(detected >= injected && detected <= injected + late, "{f}");
+        // Injected when due: the injector sleeps at normal priority until then.
+        assert!(injected >= scheduled && injected < scheduled + 0.05, "{f}");
+        // Detected within a slice or two of taking effect; a stopped reader once it runs
+        // again; a slow one at the end of its first slow poll of every ring (6 rings x 64
+        // records x 200 us, ~80 ms).
+        let ended = f["ended_s"].as_f64().unwrap();
+        let by = match f["kind"].as_str().unwrap() {
+            "stop-reader" => ended + 0.05,
+            "slow-reader" => injected + 0.25,
+            _ => injected + 0.05,
+        };
+        assert!(detected >= injected && detected <= by, "{f}");
         assert!(
             f["recovery_ms"].as_f64().unwrap() <= f["budget_ms"].as_f64().unwrap(),
             "{f}"
@@ -92,7 +96,13 @@ fn every_bus_fault_is_detected_recovered_and_costed_exactly() {
     assert_eq!(fault(&r, "kill-reader")["detected_by"], "tester");
     assert_eq!(fault(&r, "stop-reader")["detected_by"], "reader 0");
     assert_eq!(fault(&r, "slow-reader")["detected_by"], "reader 0");
-    assert_eq!(fault(&r, "stall-generator")["detected_by"], "generator");
+    // The feed goes quiet: the reader notices before the late writes show the lag.
+    let stall = fault(&r, "stall-generator");
+    assert_eq!(stall["detected_by"], "reader 0", "{stall}");
+    assert!(
+        stall["max_lag_ns"].as_u64().unwrap() >= 100_000_000,
+        "{stall}"
+    );
     assert_eq!(fault(&r, "corrupt-record")["detected_by"], "reader 0");
     let restart = fault(&r, "restart-writer");
     assert_eq!(restart["detected_by"], "reader 0");
@@ -104,6 +114,8 @@ fn every_bus_fault_is_detected_recovered_and_costed_exactly() {
     let chaos = &r["chaos"];
     assert_eq!(chaos["explained_lost"].as_u64(), Some(lost), "{text}");
     assert_eq!(chaos["explained_violations"].as_u64(), Some(violations));
+    // The corrupted record is the only broken one: a resumed reader breaks no chain.
+    assert_eq!(violations, 1, "{text}");
     // The killed reader was replaced and the replacement accounted for every sequence.
     assert_eq!(r["delivery"]["dead"], 0);
     assert_eq!(r["delivery"]["streams"]["trades"]["unaccounted"], 0);
@@ -187,6 +199,7 @@ fn a_killed_reader_that_nobody_restarts_does_not_recover() {
 
 #[test]
 fn bad_chaos_specs_are_refused_before_any_load() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let shm = Shm::new("chaos-bad");
     for (args, says) in [
         (vec!["--chaos", "explode@1s"], "unknown fault"),

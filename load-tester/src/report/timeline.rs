@@ -42,6 +42,10 @@ pub struct Slice {
     /// Largest generator lag (start of the write minus its intended time) in the slice, ns.
     #[serde(skip_serializing_if = "is_zero")]
     pub max_lag_ns: u64,
+    /// The reader did not run through the slice (stopped, or descheduled): what it saw then
+    /// it only saw when it ran again, in a later slice. Producers merged: how many.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub paused: u64,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -59,6 +63,7 @@ impl Slice {
         self.attempts += o.attempts;
         self.failed += o.failed;
         self.max_lag_ns = self.max_lag_ns.max(o.max_lag_ns);
+        self.paused += o.paused;
     }
 }
 
@@ -103,10 +108,16 @@ impl Timeline {
 }
 
 /// Every slice a producer shipped, merged, indexed from the start of the run.
+///
+/// Invariant: `covered.len() == slices.len()`; `covered[i]` says whether a shipped timeline
+/// spanned slice `i` (an empty slice of a covered span is silence; one never shipped, as after
+/// a reader died before its report, is unknown).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
     /// Slice `i` of the run; grows as timelines arrive.
     pub slices: Vec<Slice>,
+    /// Whether slice `i` was shipped.
+    pub covered: Vec<bool>,
 }
 
 impl History {
@@ -124,9 +135,11 @@ impl History {
         }
         if self.slices.len() < end as usize {
             self.slices.resize(end as usize, Slice::default());
+            self.covered.resize(end as usize, false);
         }
         for (i, s) in t.slices.iter().enumerate() {
             self.slices[t.first as usize + i].merge(s);
+            self.covered[t.first as usize + i] = true;
         }
         Ok(())
     }
@@ -134,6 +147,15 @@ impl History {
     /// Slice `i`, empty if nothing was shipped for it.
     pub fn get(&self, i: u64) -> Slice {
         self.slices.get(i as usize).copied().unwrap_or_default()
+    }
+
+    /// Slice `i`, if a shipped timeline spanned it.
+    pub fn known(&self, i: u64) -> Option<Slice> {
+        self.covered
+            .get(i as usize)
+            .copied()
+            .unwrap_or(false)
+            .then(|| self.slices[i as usize])
     }
 }
 
@@ -187,7 +209,26 @@ impl Ticker {
         epochs: u64,
     ) {
         let grew = now_counts.since(&self.last);
-        let t = self.next_ns.saturating_sub(1).saturating_sub(self.start_ns);
+        let in_progress = (self.next_ns - self.start_ns) / SLICE_NS - 1;
+        let slice = now.saturating_sub(self.start_ns) / SLICE_NS;
+        // Closed a whole slice late: the reader did not run in between. What it counts now it
+        // saw now; the slices it missed, from the one it stopped in, say so.
+        let t = if slice > in_progress + 1 {
+            // The slice it stopped in, unless it saw something in it before; every one after.
+            let from = if in_progress >= self.timeline.first
+                && self.timeline.at(in_progress * SLICE_NS).received == 0
+            {
+                in_progress
+            } else {
+                in_progress + 1
+            };
+            for i in from..slice {
+                self.timeline.at(i * SLICE_NS).paused = 1;
+            }
+            now.saturating_sub(self.start_ns)
+        } else {
+            self.next_ns.saturating_sub(1).saturating_sub(self.start_ns)
+        };
         let s = self.timeline.at(t);
         s.received += grew.received;
         s.lost += grew.lost;
@@ -196,7 +237,6 @@ impl Ticker {
         s.epochs += epochs.saturating_sub(self.last_epochs);
         self.last = *now_counts;
         self.last_epochs = epochs;
-        let slice = now.saturating_sub(self.start_ns) / SLICE_NS;
         self.next_ns = self.start_ns + (slice + 1) * SLICE_NS;
     }
 
@@ -230,8 +270,48 @@ mod tests {
         assert_eq!(h.get(100).received, 4);
         assert_eq!(h.get(102).max_e2e_ns, 7);
         assert_eq!(h.get(150), Slice::default());
+        assert_eq!(h.known(101), Some(Slice::default()));
+        assert_eq!(h.known(99), None);
+        assert_eq!(h.known(150), None);
         assert!(h.add(&t, 101).is_err());
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<Timeline>(&json).unwrap(), t);
+    }
+
+    #[test]
+    fn a_reader_that_did_not_run_marks_the_slices_it_missed() {
+        let counts = |received| crate::report::Integrity {
+            received,
+            ..Default::default()
+        };
+        let mut t = Ticker::new(1_000, 1_000);
+        t.close(1_000 + SLICE_NS, &counts(5), 7, 0);
+        // Stopped from slice 1 until slice 4: what it counts then belongs to slice 4.
+        t.close(1_000 + 4 * SLICE_NS + 3, &counts(9), 900, 0);
+        t.close(1_000 + 5 * SLICE_NS, &counts(10), 8, 0);
+        // A long poll: the slices it spent in are missed, the one it counts in is live (and a
+        // later close does not take that one back).
+        t.close(1_000 + 7 * SLICE_NS, &counts(12), 9, 0);
+        let tl = t.take();
+        assert_eq!(tl.first, 0);
+        let got: Vec<(u64, u64, u64)> = tl
+            .slices
+            .iter()
+            .map(|s| (s.received, s.paused, s.max_e2e_ns))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (5, 0, 7),
+                (0, 1, 0),
+                (0, 1, 0),
+                (0, 1, 0),
+                (5, 0, 900),
+                (0, 1, 0),
+                (0, 1, 0),
+                (2, 0, 9)
+            ]
+        );
+        assert_eq!(t.take().first, 7);
     }
 }

@@ -7,6 +7,7 @@
 //! accumulator gives the same results: that is what lets a coordinator build a distributed
 //! run's results from its workers' reports.
 
+use crate::plan::chaos::FaultKind;
 use std::collections::BTreeMap;
 
 use crate::plan::{Plan, Stream};
@@ -60,6 +61,9 @@ pub struct RunAccumulator {
     series: Vec<Point>,
     /// The point being summed; `None` before the first report and after each flush.
     point: Option<PointAccumulator>,
+    /// A chaos run with stall-generator faults: the lag of the measured intervals none of them
+    /// touched (`None` otherwise).
+    lag_outside_stalls: Option<hdrhistogram::Histogram<u64>>,
 }
 
 impl RunAccumulator {
@@ -79,7 +83,25 @@ impl RunAccumulator {
             burst_out: BTreeMap::new(),
             series: Vec::new(),
             point: None,
+            lag_outside_stalls: plan
+                .chaos
+                .as_ref()
+                .filter(|c| c.faults.iter().any(|f| f.kind == FaultKind::StallGenerator))
+                .map(|_| crate::report::histogram::new_histogram()),
         }
+    }
+
+    /// Whether interval `index` overlaps a stall-generator fault or its recovery budget.
+    fn stalled(&self, index: u64) -> bool {
+        let (from, to) = (
+            index * self.plan.interval_ns,
+            (index + 1) * self.plan.interval_ns,
+        );
+        self.plan
+            .chaos
+            .iter()
+            .flat_map(|c| &c.faults)
+            .any(|f| f.kind == FaultKind::StallGenerator && f.at_ns < to && f.deadline_ns() > from)
     }
 
     /// Folds in the next interval's report; reports must come in index order without gaps, as
@@ -97,6 +119,14 @@ impl RunAccumulator {
             let _ = totals.entry(*id).or_default().add(s);
         }
         if !warm {
+            let stalled = self.stalled(r.index);
+            if let Some(lag) = self.lag_outside_stalls.as_mut().filter(|_| !stalled) {
+                for s in r.sources.values() {
+                    if let Some(h) = s.latency.get(Kind::Lag) {
+                        let _ = lag.add(h);
+                    }
+                }
+            }
             self.measured_ns += r.covered_ns;
             self.generator.add(&r.generator);
             for (id, s) in &r.sources {
@@ -277,6 +307,10 @@ impl RunAccumulator {
                     .unwrap_or(0),
                 sleep_late_p99_ns: end.pacing.iter().map(|p| p.late_p99_ns).max().unwrap_or(0),
                 cores: end.cores,
+                lag_p99_outside_stalls_ns: self
+                    .lag_outside_stalls
+                    .as_ref()
+                    .map(|h| h.value_at_quantile(0.99)),
             },
             degradation: degradation(&self.series),
             warmup: Warmup {

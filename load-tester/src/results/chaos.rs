@@ -5,7 +5,7 @@
 //! "Healthy" is judged per 10 ms slice against the stream's own level before the fault: a
 //! slice of a producer is healthy when its largest end-to-end latency (a reader) or lag (the
 //! generator) is at most `max(4 x p99, p99 + 1 ms)` of its slices in the two seconds before
-//! the fault, it lost nothing, it saw no integrity violation, no write failed, and a reader
+//! the fault (seconds no other fault's window covers), it lost nothing, it saw no integrity violation, no write failed, and a reader
 //! that received records in most slices before received some. A fault is detected by the
 //! first unhealthy slice after its injection (the reader or generator that had it), or by the
 //! tester (a reader's death, a full file system), whichever comes first; it has recovered at
@@ -112,8 +112,14 @@ struct Baseline {
     steady: bool,
 }
 
-fn baseline(h: &History, from: u64, to: u64, generator: bool) -> Baseline {
-    let slices: Vec<Slice> = (from..to).map(|i| h.get(i)).collect();
+fn baseline(h: &History, slices: &[u64], generator: bool) -> Baseline {
+    // Only what was shipped and seen live: a slice never reported, or one the reader did not
+    // run through, is not silence.
+    let slices: Vec<Slice> = slices
+        .iter()
+        .filter_map(|&i| h.known(i))
+        .filter(|s| s.paused == 0)
+        .collect();
     let level = p99(slices
         .iter()
         .map(|s| {
@@ -280,7 +286,20 @@ fn judge_fault(f: &Fault, log: &ChaosLog, run_ns: u64) -> FaultOutcome {
         producers.push(&gen_key);
     }
     let at = injected / SLICE_NS;
-    let from = at.saturating_sub(BASELINE_SLICES);
+    // The level before the fault: the last BASELINE_SLICES slices before it that no other
+    // fault's window covers (a stream recovering from the previous fault is not its level).
+    let others: Vec<(u64, u64)> = log
+        .plan
+        .iter()
+        .flat_map(|p| &p.faults)
+        .filter(|o| o.id != f.id)
+        .map(|o| (o.at_ns / SLICE_NS, o.deadline_ns().div_ceil(SLICE_NS)))
+        .collect();
+    let before: Vec<u64> = (0..at)
+        .rev()
+        .filter(|i| !others.iter().any(|&(a, b)| (a..b).contains(i)))
+        .take(BASELINE_SLICES as usize)
+        .collect();
     let last_slice = run_ns.div_ceil(SLICE_NS);
     let deadline = ((ended.unwrap_or(injected) + f.budget_ns) / SLICE_NS + 1).min(last_slice);
     let empty = History::default();
@@ -289,7 +308,7 @@ fn judge_fault(f: &Fault, log: &ChaosLog, run_ns: u64) -> FaultOutcome {
         .map(|p| {
             let h = log.histories.get(*p).unwrap_or(&empty);
             let generator = p.as_str() == GENERATOR;
-            (*p, h, baseline(h, from, at, generator), generator)
+            (*p, h, baseline(h, &before, generator), generator)
         })
         .collect();
     out.baseline_e2e_ns = bases
@@ -302,11 +321,16 @@ fn judge_fault(f: &Fault, log: &ChaosLog, run_ns: u64) -> FaultOutcome {
     let mut detected: Option<(u64, String, String)> =
         first(ActionKind::Detected).map(|a| (a.at_ns, a.by.clone(), a.detail.clone()));
     'find: for i in at..deadline.max(at + 1) {
-        if detected.as_ref().is_some_and(|d| d.0 <= i * SLICE_NS) {
+        // A slice tells at its end: what the tester saw by then came first.
+        if detected.as_ref().is_some_and(|d| d.0 <= (i + 1) * SLICE_NS) {
             break;
         }
         for (p, h, b, generator) in &bases {
-            let s = h.get(i);
+            // A slice never reported tells nothing, nor one the reader did not run through:
+            // it learns of it when it runs again, in a later slice.
+            let Some(s) = h.known(i).filter(|s| s.paused == 0) else {
+                continue;
+            };
             let why = unhealthy(&s, b, *generator)
                 .or_else(|| (s.epochs > 0).then(|| "followed its ring to a new epoch".to_string()));
             if let Some(why) = why {
@@ -326,9 +350,10 @@ fn judge_fault(f: &Fault, log: &ChaosLog, run_ns: u64) -> FaultOutcome {
         let mut run = 0;
         let mut start = end / SLICE_NS;
         for i in end / SLICE_NS..last_slice {
+            // Healthy needs evidence: a slice never reported is not.
             let healthy = bases
                 .iter()
-                .all(|(_, h, b, g)| unhealthy(&h.get(i), b, *g).is_none());
+                .all(|(_, h, b, g)| h.known(i).is_some_and(|s| unhealthy(&s, b, *g).is_none()));
             if healthy {
                 if run == 0 {
                     start = i;
@@ -447,7 +472,18 @@ mod tests {
     fn a_stop_is_detected_recovered_and_its_loss_counted() {
         let mut h = History::default();
         steady(&mut h, 0, 300);
-        // Stopped from 3.0 s for 200 ms: silent, then a burst with high latency and 7 lost.
+        // Stopped from 3.0 s for 200 ms: slices it did not run through (it ships them once it
+        // runs again), then a burst with high latency and 7 lost.
+        let mut silent = Timeline::default();
+        silent.reset(300);
+        silent.slices.resize(
+            20,
+            Slice {
+                paused: 1,
+                ..Slice::default()
+            },
+        );
+        h.add(&silent, 10_000).unwrap();
         steady(&mut h, 320, 600);
         let mut t = Timeline::default();
         t.reset(320);
@@ -459,8 +495,9 @@ mod tests {
         let r = judge(&log(f, h, vec![injected(3_000_000_000)]), 6_000_000_000).unwrap();
         let o = &r.faults[0];
         assert!(o.passed, "{o:?}");
+        // Noticed when it ran again: not while it was stopped.
         assert_eq!(o.detected_by.as_deref(), Some("reader 0"));
-        assert_eq!(o.detected_s, Some(3.01));
+        assert_eq!(o.detected_s, Some(3.21));
         assert_eq!(o.lost, 7);
         assert_eq!(r.explained_lost, 7);
         // Healthy from slice 322 on; the cause ended at 3.2 s.

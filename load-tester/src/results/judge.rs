@@ -207,7 +207,7 @@ fn invalid_reason(r: &Results) -> Option<String> {
         return Some("nothing was measured (the run ended before the warm-up was over)".into());
     }
     let g = &r.generator;
-    let lag_p99 = r.latency.lag.all.p99;
+    let lag_p99 = g.lag_p99_outside_stalls_ns.unwrap_or(r.latency.lag.all.p99);
     let due = attempts + g.backlog;
     let backlog_pct = 100.0 * g.backlog as f64 / due as f64;
     let behind = lag_p99 > g.lag_budget_ns || backlog_pct > 1.0;
@@ -215,9 +215,14 @@ fn invalid_reason(r: &Results) -> Option<String> {
         return None;
     }
     Some(format!(
-        "the generator fell behind its schedule (lag P99 {} against a budget of {}, {backlog_pct:.2}% \
+        "the generator fell behind its schedule (lag P99{} {} against a budget of {}, {backlog_pct:.2}% \
          of due messages unsent) while spending only {:.0}% of its time in writes: the tester, not \
          the bus, was the bottleneck. {} {}",
+        if g.lag_p99_outside_stalls_ns.is_some() {
+            " outside the stall-generator faults"
+        } else {
+            ""
+        },
         human(lag_p99),
         human(g.lag_budget_ns),
         g.write_pct,

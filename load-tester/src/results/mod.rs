@@ -291,6 +291,11 @@ pub struct GeneratorHealth {
     pub sleep_late_p99_ns: u64,
     /// CPU cores this process could run on.
     pub cores: usize,
+    /// A chaos run with stall-generator faults: the lag P99 of the measured seconds no stall
+    /// (or its recovery budget) touched, ns; the generator falling behind because it was told
+    /// to is not the tester failing to keep up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_p99_outside_stalls_ns: Option<u64>,
 }
 
 /// Least measured time over which RSS growth is judged, seconds.

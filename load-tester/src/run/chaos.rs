@@ -3,7 +3,9 @@
 //! injects the faults on processes and the file system (see [`crate::run::engine`]).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use alphapulse_bus::now_ns;
 
@@ -12,7 +14,7 @@ use crate::report::chaos::ChaosLog;
 pub use crate::report::chaos::{Action, ActionKind};
 use crate::report::timeline::{Timeline, SLICE_NS};
 use crate::run::reader_wire::{Order, Position};
-use crate::run::readers::ReaderChild;
+use crate::run::readers::ReaderHandle;
 
 /// The faults one generator thread injects itself, in time order, and where it is in them.
 ///
@@ -69,46 +71,71 @@ impl GeneratorFaults {
     }
 }
 
-/// The faults the engine injects itself (on reader processes and the file system), and what
-/// it saw of all of them.
+/// What the injector thread tells the engine.
+#[derive(Debug)]
+pub enum InjectorNote {
+    /// Something it did.
+    Action(Action),
+    /// It killed reader `reader` for fault `fault`: its death is the fault's detection.
+    Killed {
+        /// The reader's index.
+        reader: usize,
+        /// The fault.
+        fault: usize,
+    },
+}
+
+/// The readers as the injector acts on them: index `i` is reader `i` (the engine puts a
+/// replacement's handle in the dead one's place).
+pub type Handles = Arc<Mutex<Vec<ReaderHandle>>>;
+
+/// The faults a thread of its own injects on reader processes and the file system, at their
+/// times: the engine's thread merges reports at the lowest priority and may run late by
+/// seconds on a busy machine; this one sleeps at the priority the run started with.
 ///
-/// Invariants: `faults[next..]` are the engine's faults not injected yet, in time order;
+/// Invariants: `faults` are in time order and `next` indexes the first not injected;
 /// `conts` and `fill` hold what is to be undone, with when (absolute ns).
-pub struct EngineChaos {
+struct Injector {
     /// The run's start, ns (`CLOCK_MONOTONIC`).
     start_ns: u64,
-    /// The engine's faults: kill-reader, stop-reader, slow-reader, fill-shm.
+    /// kill-reader, stop-reader, slow-reader and fill-shm faults.
     faults: Vec<Fault>,
     /// Index of the next one to inject.
     next: usize,
     /// Stopped readers to continue: (when, reader, fault).
     conts: Vec<(u64, usize, usize)>,
     /// The fill in place: its file, when it goes, the fault.
-    fill: Option<(std::path::PathBuf, u64, usize)>,
-    /// Killed readers whose death is awaited: reader index to fault.
-    killed: BTreeMap<usize, usize>,
-    /// Readers started in place of killed ones that have not said ready: index to fault.
-    restarting: BTreeMap<usize, usize>,
-    /// Per reader, its positions as of its last report.
-    pub positions: BTreeMap<usize, Vec<Position>>,
-    /// Replace killed readers.
-    pub restart_readers: bool,
-    /// Everything observed.
-    pub log: ChaosLog,
-    /// Slices of the run, for refusing timelines that reach past it.
-    slices: u64,
+    fill: Option<(PathBuf, u64, usize)>,
+    /// The run directory, where a fill's file goes.
+    run_dir: PathBuf,
     /// Largest ring of the run, bytes: what a restart needs free.
     ring_bytes: u64,
+    /// The readers.
+    handles: Handles,
 }
 
 /// Name of the file a fill-shm fault takes space with, in the run directory.
 pub const FILL_NAME: &str = "chaos-fill";
 
-impl EngineChaos {
-    /// The engine's side of `plan` for a run starting at `start_ns` of `run_ns`, whose largest
-    /// ring takes `ring_bytes`.
-    pub fn new(plan: &ChaosPlan, start_ns: u64, run_ns: u64, ring_bytes: u64) -> Self {
-        let faults = plan
+/// Who the engine and its injector are in the chaos log.
+pub const TESTER: &str = "tester";
+
+/// Starts the injector of `plan`'s reader and file-system faults for a run starting at
+/// `start_ns`, whose largest ring takes `ring_bytes`; it tells `note` what it does, and ends
+/// (undoing what is still in place: stopped readers continue, a fill is released) when `done`
+/// is set or the run is over.
+pub fn spawn_injector(
+    plan: &ChaosPlan,
+    start_ns: u64,
+    run_dir: &Path,
+    ring_bytes: u64,
+    handles: Handles,
+    done: Arc<AtomicBool>,
+    note: impl Fn(InjectorNote) + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let mut inj = Injector {
+        start_ns,
+        faults: plan
             .faults
             .iter()
             .filter(|f| {
@@ -121,28 +148,39 @@ impl EngineChaos {
                 )
             })
             .cloned()
-            .collect();
-        Self {
-            start_ns,
-            faults,
-            next: 0,
-            conts: Vec::new(),
-            fill: None,
-            killed: BTreeMap::new(),
-            restarting: BTreeMap::new(),
-            positions: BTreeMap::new(),
-            restart_readers: plan.restart_readers,
-            log: ChaosLog {
-                plan: Some(plan.clone()),
-                ..ChaosLog::default()
-            },
-            slices: run_ns.div_ceil(SLICE_NS) + 100,
-            ring_bytes,
-        }
-    }
+            .collect(),
+        next: 0,
+        conts: Vec::new(),
+        fill: None,
+        run_dir: run_dir.to_owned(),
+        ring_bytes,
+        handles,
+    };
+    std::thread::Builder::new()
+        .name("chaos".into())
+        .spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let now = now_ns();
+                let due = inj.next_due();
+                if due == u64::MAX && inj.conts.is_empty() && inj.fill.is_none() {
+                    break;
+                }
+                if now < due {
+                    // Short sleeps: the end of the run is seen within 10 ms.
+                    std::thread::sleep(std::time::Duration::from_nanos(
+                        (due - now).min(10_000_000),
+                    ));
+                    continue;
+                }
+                inj.tick(now, &note);
+            }
+            inj.undo(&note);
+        })
+}
 
-    /// When the engine next has something to do, ns (absolute; `u64::MAX`: nothing).
-    pub fn next_due(&self) -> u64 {
+impl Injector {
+    /// When it next has something to do, ns (absolute; `u64::MAX`: nothing).
+    fn next_due(&self) -> u64 {
         let f = self
             .faults
             .get(self.next)
@@ -152,78 +190,63 @@ impl EngineChaos {
         f.min(c).min(fill)
     }
 
-    fn say(&mut self, fault: usize, at: u64, what: ActionKind, by: &str, detail: String) {
-        self.log.actions.push(Action {
+    fn say(&self, note: &dyn Fn(InjectorNote), fault: usize, what: ActionKind, detail: String) {
+        note(InjectorNote::Action(Action {
             fault,
-            at_ns: at.saturating_sub(self.start_ns),
+            at_ns: now_ns().saturating_sub(self.start_ns),
             what,
-            by: by.into(),
+            by: TESTER.into(),
             detail,
-        });
+        }));
     }
 
-    /// A generator thread's action.
-    pub fn heard(&mut self, a: Action) {
-        self.log.actions.push(a);
+    fn handle(&self, r: usize) -> Option<ReaderHandle> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(r)
+            .cloned()
     }
 
-    /// Merges a producer's timeline; a timeline that does not fit the run is dropped.
-    pub fn timeline(&mut self, producer: &str, t: &Timeline) {
-        let slices = self.slices;
-        let h = self.log.histories.entry(producer.to_string()).or_default();
-        if let Err(e) = h.add(t, slices) {
-            tracing::warn!("{producer}: {e}; dropped");
-        }
-    }
-
-    /// Injects and undoes what is due by `now` on `readers` and in `run_dir`. Returns the
-    /// readers just killed.
-    pub fn tick(&mut self, now: u64, readers: &mut [ReaderChild], run_dir: &Path) -> Vec<usize> {
-        let mut killed = Vec::new();
+    /// Injects and undoes what is due by `now`.
+    fn tick(&mut self, now: u64, note: &dyn Fn(InjectorNote)) {
         let conts: Vec<_> = self.conts.iter().copied().filter(|c| c.0 <= now).collect();
         self.conts.retain(|c| c.0 > now);
         for (_, r, fault) in conts {
-            let result = readers[r].signal(rustix::process::Signal::CONT);
-            let t = now_ns();
+            let result = self
+                .handle(r)
+                .map(|h| h.signal(rustix::process::Signal::CONT));
             match result {
-                Ok(()) => self.say(
+                Some(Ok(())) => self.say(
+                    note,
                     fault,
-                    t,
                     ActionKind::Ended,
-                    TESTER,
                     format!("continued reader {r} (SIGCONT)"),
                 ),
-                Err(e) => self.say(
+                Some(Err(e)) => self.say(
+                    note,
                     fault,
-                    t,
                     ActionKind::Trouble,
-                    TESTER,
                     format!("cannot continue reader {r}: {e}"),
                 ),
+                None => {}
             }
         }
-        if let Some((path, until, fault)) = self.fill.take() {
-            if until <= now {
-                let result = std::fs::remove_file(&path);
-                let t = now_ns();
-                match result {
-                    Ok(()) => self.say(
-                        fault,
-                        t,
-                        ActionKind::Ended,
-                        TESTER,
-                        format!("released the fill ({})", free_text(run_dir)),
-                    ),
-                    Err(e) => self.say(
-                        fault,
-                        t,
-                        ActionKind::Trouble,
-                        TESTER,
-                        format!("cannot remove {}: {e}", path.display()),
-                    ),
-                }
-            } else {
-                self.fill = Some((path, until, fault));
+        if self.fill.as_ref().is_some_and(|f| f.1 <= now) {
+            let (path, _, fault) = self.fill.take().expect("checked");
+            match std::fs::remove_file(&path) {
+                Ok(()) => self.say(
+                    note,
+                    fault,
+                    ActionKind::Ended,
+                    format!("released the fill ({})", free_text(&self.run_dir)),
+                ),
+                Err(e) => self.say(
+                    note,
+                    fault,
+                    ActionKind::Trouble,
+                    format!("cannot remove {}: {e}", path.display()),
+                ),
             }
         }
         while let Some(f) = self
@@ -234,75 +257,61 @@ impl EngineChaos {
         {
             self.next += 1;
             let r = f.reader.unwrap_or(0);
-            match f.kind {
-                FaultKind::KillReader | FaultKind::StopReader
-                    if !readers.get(r).is_some_and(ReaderChild::running) =>
-                {
-                    self.say(
+            let handle = self.handle(r);
+            match (f.kind, handle) {
+                (FaultKind::FillShm, _) => self.fill(&f, note),
+                (_, None) => self.say(
+                    note,
+                    f.id,
+                    ActionKind::Trouble,
+                    format!("reader {r} is not running"),
+                ),
+                (FaultKind::KillReader, Some(h)) => match h.signal(rustix::process::Signal::KILL) {
+                    Ok(()) => {
+                        self.say(
+                            note,
+                            f.id,
+                            ActionKind::Injected,
+                            format!("killed reader {r} (pid {}, SIGKILL)", h.pid),
+                        );
+                        note(InjectorNote::Killed {
+                            reader: r,
+                            fault: f.id,
+                        });
+                    }
+                    Err(e) => self.say(
+                        note,
                         f.id,
-                        now,
                         ActionKind::Trouble,
-                        TESTER,
-                        format!("reader {r} is not running"),
-                    );
-                }
-                FaultKind::KillReader => {
-                    let result = readers[r].signal(rustix::process::Signal::KILL);
-                    let t = now_ns();
-                    match result {
-                        Ok(()) => {
-                            self.say(
-                                f.id,
-                                t,
-                                ActionKind::Injected,
-                                TESTER,
-                                format!("killed reader {r} (pid {}, SIGKILL)", readers[r].pid),
-                            );
-                            self.killed.insert(r, f.id);
-                            killed.push(r);
-                        }
-                        Err(e) => self.say(
+                        format!("cannot kill reader {r}: {e}"),
+                    ),
+                },
+                (FaultKind::StopReader, Some(h)) => match h.signal(rustix::process::Signal::STOP) {
+                    Ok(()) => {
+                        self.say(
+                            note,
                             f.id,
-                            t,
-                            ActionKind::Trouble,
-                            TESTER,
-                            format!("cannot kill reader {r}: {e}"),
-                        ),
+                            ActionKind::Injected,
+                            format!("stopped reader {r} (pid {}, SIGSTOP)", h.pid),
+                        );
+                        self.conts.push((self.start_ns + f.end_ns(), r, f.id));
                     }
-                }
-                FaultKind::StopReader => {
-                    let result = readers[r].signal(rustix::process::Signal::STOP);
-                    let t = now_ns();
-                    match result {
-                        Ok(()) => {
-                            self.say(
-                                f.id,
-                                t,
-                                ActionKind::Injected,
-                                TESTER,
-                                format!("stopped reader {r} (pid {}, SIGSTOP)", readers[r].pid),
-                            );
-                            self.conts.push((self.start_ns + f.end_ns(), r, f.id));
-                        }
-                        Err(e) => self.say(
-                            f.id,
-                            t,
-                            ActionKind::Trouble,
-                            TESTER,
-                            format!("cannot stop reader {r}: {e}"),
-                        ),
-                    }
-                }
-                FaultKind::SlowReader => {
-                    readers[r].order(&Order::Slow {
+                    Err(e) => self.say(
+                        note,
+                        f.id,
+                        ActionKind::Trouble,
+                        format!("cannot stop reader {r}: {e}"),
+                    ),
+                },
+                (FaultKind::SlowReader, Some(h)) => {
+                    h.order(&Order::Slow {
                         extra_ns: f.amount,
                         until_ns: self.start_ns + f.end_ns(),
                     });
                     self.say(
+                        note,
                         f.id,
-                        now_ns(),
                         ActionKind::Injected,
-                        TESTER,
                         format!(
                             "ordered reader {r} to spend {} more per record for {}",
                             show_ns(f.amount),
@@ -310,18 +319,16 @@ impl EngineChaos {
                         ),
                     );
                 }
-                FaultKind::FillShm => self.fill(&f, run_dir),
                 _ => {}
             }
         }
-        killed
     }
 
-    /// Takes `f.amount` bytes (or all that is free) in `run_dir`'s file system, then looks,
-    /// as a restarting writer would, whether a new ring would still fit.
-    fn fill(&mut self, f: &Fault, run_dir: &Path) {
+    /// Takes `f.amount` bytes (or all that is free) in the run directory's file system, then
+    /// looks, as a restarting writer would, whether a new ring would still fit.
+    fn fill(&mut self, f: &Fault, note: &dyn Fn(InjectorNote)) {
         use std::os::unix::fs::OpenOptionsExt;
-        let path = run_dir.join(FILL_NAME);
+        let path = self.run_dir.join(FILL_NAME);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -332,17 +339,16 @@ impl EngineChaos {
             Ok(file) => file,
             Err(e) => {
                 self.say(
+                    note,
                     f.id,
-                    now_ns(),
                     ActionKind::Trouble,
-                    TESTER,
                     format!("cannot create {}: {e}", path.display()),
                 );
                 return;
             }
         };
         let want = if f.amount == FILL_ALL {
-            free_bytes(run_dir)
+            free_bytes(&self.run_dir)
         } else {
             f.amount
         };
@@ -357,26 +363,23 @@ impl EngineChaos {
                 Err(_) => chunk /= 2,
             }
         }
-        let t = now_ns();
         self.fill = Some((path, self.start_ns + f.end_ns(), f.id));
         self.say(
+            note,
             f.id,
-            t,
             ActionKind::Injected,
-            TESTER,
             format!(
                 "took {} of the run's file system ({})",
                 show_bytes(taken),
-                free_text(run_dir)
+                free_text(&self.run_dir)
             ),
         );
-        let free = free_bytes(run_dir);
+        let free = free_bytes(&self.run_dir);
         if free < self.ring_bytes {
             self.say(
+                note,
                 f.id,
-                now_ns(),
                 ActionKind::Detected,
-                TESTER,
                 format!(
                     "the run's file system has {} free: a new ring of {} would not fit",
                     show_bytes(free),
@@ -386,13 +389,110 @@ impl EngineChaos {
         }
     }
 
-    /// Reader `r`'s stdout closed: a kill of it is detected. Returns the fault if it was one,
-    /// and the reader should be replaced.
+    /// Gives back what is still taken at the end: stopped readers continue, a fill goes.
+    fn undo(&mut self, note: &dyn Fn(InjectorNote)) {
+        for (_, r, fault) in std::mem::take(&mut self.conts) {
+            if let Some(h) = self.handle(r) {
+                let _ = h.signal(rustix::process::Signal::CONT);
+                self.say(
+                    note,
+                    fault,
+                    ActionKind::Ended,
+                    format!("continued reader {r} (SIGCONT) as the run ended"),
+                );
+            }
+        }
+        if let Some((path, _, fault)) = self.fill.take() {
+            let _ = std::fs::remove_file(path);
+            self.say(
+                note,
+                fault,
+                ActionKind::Ended,
+                "released the fill as the run ended".into(),
+            );
+        }
+    }
+}
+
+/// The engine's side of a chaos run: what it heard (actions, timelines, positions) and the
+/// replacement of killed readers.
+///
+/// Invariants: `killed` holds the readers killed whose death has not been seen; `restarting`
+/// those started in their place that have not said ready.
+pub struct EngineChaos {
+    /// The run's start, ns (`CLOCK_MONOTONIC`).
+    start_ns: u64,
+    /// Killed readers whose death is awaited: reader index to fault.
+    killed: BTreeMap<usize, usize>,
+    /// Readers started in place of killed ones that have not said ready: index to fault.
+    restarting: BTreeMap<usize, usize>,
+    /// Per reader, its positions as of its last report.
+    pub positions: BTreeMap<usize, Vec<Position>>,
+    /// Replace killed readers.
+    pub restart_readers: bool,
+    /// Everything observed.
+    pub log: ChaosLog,
+    /// Slices of the run, for refusing timelines that reach past it.
+    slices: u64,
+}
+
+impl EngineChaos {
+    /// The engine's side of `plan` for a run starting at `start_ns` of `run_ns`.
+    pub fn new(plan: &ChaosPlan, start_ns: u64, run_ns: u64) -> Self {
+        Self {
+            start_ns,
+            killed: BTreeMap::new(),
+            restarting: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            restart_readers: plan.restart_readers,
+            log: ChaosLog {
+                plan: Some(plan.clone()),
+                ..ChaosLog::default()
+            },
+            slices: run_ns.div_ceil(SLICE_NS) + 100,
+        }
+    }
+
+    fn say(&mut self, fault: usize, what: ActionKind, by: &str, detail: String) {
+        self.log.actions.push(Action {
+            fault,
+            at_ns: now_ns().saturating_sub(self.start_ns),
+            what,
+            by: by.into(),
+            detail,
+        });
+    }
+
+    /// An action of a generator thread or of the injector.
+    pub fn heard(&mut self, a: Action) {
+        self.log.actions.push(a);
+    }
+
+    /// The injector killed reader `r` for `fault`.
+    pub fn killed(&mut self, r: usize, fault: usize) {
+        self.killed.insert(r, fault);
+    }
+
+    /// Whether reader `r` was killed and is to be replaced once its death is seen.
+    pub fn replaces(&self, r: usize) -> bool {
+        self.restart_readers && self.killed.contains_key(&r)
+    }
+
+    /// Merges a producer's timeline; a timeline that does not fit the run is dropped.
+    pub fn timeline(&mut self, producer: &str, t: &Timeline) {
+        let slices = self.slices;
+        let h = self.log.histories.entry(producer.to_string()).or_default();
+        if let Err(e) = h.add(t, slices) {
+            tracing::warn!("{producer}: {e}; dropped");
+        }
+    }
+
+    /// Reader `r`'s stdout closed: a kill of it is detected. Returns the fault if it was one
+    /// and the reader is to be replaced.
     pub fn reader_closed(&mut self, r: usize, how: &str) -> Option<usize> {
         let fault = self.killed.remove(&r)?;
         self.say(
             fault,
-            now_ns(),
             ActionKind::Detected,
             TESTER,
             format!("reader {r}'s output closed: {how}"),
@@ -404,17 +504,12 @@ impl EngineChaos {
     pub fn restarting(&mut self, r: usize, fault: usize, pid: u32) {
         self.say(
             fault,
-            now_ns(),
-            ActionKind::Trouble,
+            ActionKind::Ended,
             TESTER,
             format!(
                 "started reader {r} again (pid {pid}), resuming where the killed one last reported"
             ),
         );
-        // Not trouble: the start of the recovery. Recorded as an ended cause.
-        if let Some(a) = self.log.actions.last_mut() {
-            a.what = ActionKind::Ended;
-        }
         self.restarting.insert(r, fault);
     }
 
@@ -423,7 +518,6 @@ impl EngineChaos {
         if let Some(fault) = self.restarting.remove(&r) {
             self.say(
                 fault,
-                now_ns(),
                 ActionKind::Restored,
                 &format!("reader {r}"),
                 "attached to every ring again".into(),
@@ -435,35 +529,12 @@ impl EngineChaos {
     pub fn restart_failed(&mut self, r: usize, fault: usize, why: &str) {
         self.say(
             fault,
-            now_ns(),
             ActionKind::Trouble,
             TESTER,
             format!("cannot start reader {r} again: {why}"),
         );
     }
-
-    /// Undoes what is still in place (a fill, stopped readers) at the end of the run.
-    pub fn finish(&mut self, readers: &mut [ReaderChild]) {
-        for (_, r, _) in std::mem::take(&mut self.conts) {
-            let _ = readers[r].signal(rustix::process::Signal::CONT);
-        }
-        if let Some((path, _, _)) = self.fill.take() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
-
-impl Drop for EngineChaos {
-    fn drop(&mut self) {
-        // A run that ends early (an error, a second stop) still gives the space back.
-        if let Some((path, _, _)) = self.fill.take() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// Who the engine is in the chaos log.
-pub const TESTER: &str = "tester";
 
 fn free_bytes(dir: &Path) -> u64 {
     rustix::fs::statvfs(dir).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize))

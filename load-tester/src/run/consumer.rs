@@ -311,10 +311,11 @@ impl Ring {
                     }
                     Poll::Empty => break,
                     Poll::Lost(k) => {
-                        // What the reader this one replaced reported is not lost again.
+                        // What the reader this one replaced reported is not lost again, and a
+                        // lap while skipping it leaves the next expected record at its end.
                         let next = r.next_sequence();
                         self.counts.lost += next.saturating_sub((next - k).max(self.skip_below));
-                        self.expected_seq = next;
+                        self.expected_seq = next.max(self.skip_below);
                         // Trade ids of any symbol may jump now.
                         trade_ids.iter_mut().for_each(|id| *id = 0);
                     }
@@ -342,7 +343,7 @@ impl Ring {
                     Poll::Lost(k) => {
                         let next = r.next_sequence();
                         self.counts.lost += next.saturating_sub((next - k).max(self.skip_below));
-                        self.expected_seq = next;
+                        self.expected_seq = next.max(self.skip_below);
                         // Any symbol's next update may follow a lost one.
                         resync.iter_mut().for_each(|r| *r = true);
                     }

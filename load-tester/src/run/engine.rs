@@ -14,7 +14,7 @@ use crate::report::collect::{Collector, ProducerId};
 use crate::report::end::{PacingReport, ReaderProcessEnd, RunEnd};
 use crate::report::observe::{Observer, RunStart};
 use crate::report::{reader_process, IntervalReport, TESTER_PROCESS};
-use crate::run::chaos::{EngineChaos, GeneratorFaults};
+use crate::run::chaos::{spawn_injector, EngineChaos, GeneratorFaults, Handles, InjectorNote};
 use crate::run::consumer::{Digests, DIGESTS_NAME};
 use crate::run::generator::{self, ExchangeWork, GeneratorConfig, Message};
 use crate::run::pacing::{ConstantRate, Schedule};
@@ -177,6 +177,7 @@ fn create_transport(
 enum Event {
     Generator(Message),
     Reader(usize, ReaderLine),
+    Chaos(InjectorNote),
 }
 
 /// How long readers get to attach to the rings before the run is abandoned.
@@ -459,15 +460,14 @@ impl Prepared<'_> {
             .collect();
         let mut reader_ids = reader_ids;
         let sampler_id = collector.producer("resource sampler");
-        let mut chaos = plan.chaos.as_ref().map(|c| {
-            let ring_bytes = plan
-                .exchanges
-                .iter()
-                .map(|e| (e.trades_capacity * 64).max(e.book_capacity * 256))
-                .max()
-                .unwrap_or(0);
-            EngineChaos::new(c, start_ns, intervals * interval_ns, ring_bytes)
-        });
+        let mut chaos = plan
+            .chaos
+            .as_ref()
+            .map(|c| EngineChaos::new(c, start_ns, intervals * interval_ns));
+        let handles: Handles = std::sync::Arc::new(std::sync::Mutex::new(
+            readers.iter().map(ReaderChild::handle).collect(),
+        ));
+        let injector_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         // Readers started in place of killed ones: their producer, registered at the kill so
         // that no interval completes without them.
         let mut replacing: std::collections::BTreeMap<usize, ProducerId> = Default::default();
@@ -527,6 +527,35 @@ impl Prepared<'_> {
                     .expect("spawning a generator thread");
             }
 
+            // The injector sleeps until each fault is due, at the priority the run started
+            // with, so that it injects on time whatever this thread is doing.
+            let injector = plan.chaos.as_ref().and_then(|c| {
+                let ring_bytes = plan
+                    .exchanges
+                    .iter()
+                    .map(|e| (e.trades_capacity * 64).max(e.book_capacity * 256))
+                    .max()
+                    .unwrap_or(0);
+                let tx = tx.clone();
+                match spawn_injector(
+                    c,
+                    start_ns,
+                    &run_dir,
+                    ring_bytes,
+                    std::sync::Arc::clone(&handles),
+                    std::sync::Arc::clone(&injector_done),
+                    move |n| {
+                        let _ = tx.send(Event::Chaos(n));
+                    },
+                ) {
+                    Ok(j) => Some(j),
+                    Err(e) => {
+                        end.warnings
+                            .push(format!("cannot start the chaos injector: {e}"));
+                        None
+                    }
+                }
+            });
             // Generator threads run at the priority this thread had; from here this thread
             // only merges and samples, and must not take a generator's core for long.
             crate::run::placement::lower_this_thread();
@@ -561,15 +590,26 @@ impl Prepared<'_> {
                     }
                     break;
                 }
-                let next_fault = chaos.as_ref().map_or(u64::MAX, EngineChaos::next_due);
-                let timeout = next_sample
-                    .min(next_fault)
-                    .saturating_sub(now)
-                    .min(100_000_000);
+                let timeout = next_sample.saturating_sub(now).min(100_000_000);
                 match rx.recv_timeout(Duration::from_nanos(timeout)) {
-                    Ok(Event::Generator(Message::Chaos(a))) => {
+                    Ok(Event::Generator(Message::Chaos(a)))
+                    | Ok(Event::Chaos(InjectorNote::Action(a))) => {
                         if let Some(c) = &mut chaos {
                             c.heard(a);
+                        }
+                    }
+                    Ok(Event::Chaos(InjectorNote::Killed { reader, fault })) => {
+                        if let Some(c) = &mut chaos {
+                            c.killed(reader, fault);
+                            if c.replaces(reader) {
+                                // Registered now, so that no interval completes without
+                                // the replacement's report.
+                                let id = collector.producer(format!(
+                                    "reader {reader} (started in place of a killed one)"
+                                ));
+                                collector.reached(id, collector.next_index());
+                                replacing.insert(reader, id);
+                            }
                         }
                     }
                     Ok(Event::Generator(Message::Interval {
@@ -611,6 +651,9 @@ impl Prepared<'_> {
                                 .push(format!("generator thread {}: {e}", summary.thread));
                         }
                         if running == 0 {
+                            // Nothing more is injected; a reader still stopped continues, so
+                            // that it can drain and report.
+                            injector_done.store(true, std::sync::atomic::Ordering::Relaxed);
                             // The interval the generators ended in gets its sample now, then the
                             // sampler is done.
                             let index = (now_ns().saturating_sub(start_ns) / interval_ns)
@@ -698,6 +741,13 @@ impl Prepared<'_> {
                                         Ok(mut child) => {
                                             child.start(&start);
                                             c.restarting(i, fault, child.pid);
+                                            if let Some(h) = handles
+                                                .lock()
+                                                .unwrap_or_else(|e| e.into_inner())
+                                                .get_mut(i)
+                                            {
+                                                *h = child.handle();
+                                            }
                                             readers[i] = child;
                                             if let Some(new) = replacing.remove(&i) {
                                                 reader_ids[i] = new;
@@ -723,16 +773,6 @@ impl Prepared<'_> {
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
                 let now = now_ns();
-                if let Some(c) = &mut chaos {
-                    for r in c.tick(now, &mut readers, &run_dir) {
-                        if c.restart_readers {
-                            let id = collector
-                                .producer(format!("reader {r} (started in place of a killed one)"));
-                            collector.reached(id, collector.next_index());
-                            replacing.insert(r, id);
-                        }
-                    }
-                }
                 if now >= next_sample && running > 0 {
                     let index = ((next_sample - start_ns) / interval_ns - 1).min(intervals - 1);
                     let after = sampler::read("self");
@@ -758,12 +798,22 @@ impl Prepared<'_> {
             if !aborted {
                 collector.finish(&mut emit);
             }
+            // What the injector still holds (a stopped reader, a fill) goes back now.
+            injector_done.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(j) = injector {
+                let _ = j.join();
+            }
         });
         if aborted {
             return Err(EngineError::Aborted);
         }
         if let Some(c) = &mut chaos {
-            c.finish(&mut readers);
+            // What the injector said as it ended.
+            while let Ok(event) = rx.try_recv() {
+                if let Event::Chaos(InjectorNote::Action(a)) = event {
+                    c.heard(a);
+                }
+            }
             end.chaos = Some(std::mem::take(&mut c.log));
         }
         for r in &mut readers {

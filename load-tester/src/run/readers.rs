@@ -50,8 +50,9 @@ pub struct ReaderChild {
     pub pid: u32,
     /// The process; killed if still running and reaped on drop.
     child: Child,
-    /// Its stdin pipe; `None` once `stop` closed it, which asks it to stop.
-    stdin: Option<ChildStdin>,
+    /// Its stdin pipe; `None` once `stop` closed it, which asks it to stop. Shared with its
+    /// [`ReaderHandle`]s.
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
     /// Its last 20 stderr lines at most, oldest first, appended by a thread of its own.
     stderr_tail: Arc<Mutex<Vec<String>>>,
     /// It said it is ready.
@@ -172,7 +173,7 @@ pub fn spawn_one(
         Ok(ReaderChild {
             index,
             pid,
-            stdin: child.stdin.take(),
+            stdin: Arc::new(Mutex::new(child.stdin.take())),
             child,
             stderr_tail,
             ready: false,
@@ -220,32 +221,20 @@ fn reader_exe() -> Result<std::path::PathBuf, String> {
 impl ReaderChild {
     /// Tells the reader when interval 0 starts and how time is cut; it starts reading.
     pub fn start(&mut self, start: &Start) {
-        if let Some(stdin) = &mut self.stdin {
-            let _ = stdin
-                .write_all(start.line().as_bytes())
-                .and_then(|()| stdin.flush());
-        }
+        self.handle().write_line(&start.line());
     }
 
-    /// Sends the reader an order on its stdin.
-    pub fn order(&mut self, order: &crate::run::reader_wire::Order) {
-        if let Some(stdin) = &mut self.stdin {
-            let _ = stdin
-                .write_all(order.line().as_bytes())
-                .and_then(|()| stdin.flush());
+    /// What another thread needs to act on this reader (a chaos injector).
+    pub fn handle(&self) -> ReaderHandle {
+        ReaderHandle {
+            pid: self.pid,
+            stdin: Arc::clone(&self.stdin),
         }
-    }
-
-    /// Sends the process `signal` (a chaos fault); `Err` says why it could not be sent.
-    pub fn signal(&self, signal: rustix::process::Signal) -> Result<(), String> {
-        let pid = rustix::process::Pid::from_raw(self.pid as i32)
-            .ok_or_else(|| format!("pid {} is not a process", self.pid))?;
-        rustix::process::kill_process(pid, signal).map_err(|e| e.to_string())
     }
 
     /// Asks the reader to stop (closes its stdin).
     pub fn stop(&mut self) {
-        self.stdin = None;
+        self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// The last lines it wrote to stderr.
@@ -307,6 +296,42 @@ impl ReaderChild {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+/// A reader as another thread acts on it: its pid and its stdin.
+#[derive(Clone)]
+pub struct ReaderHandle {
+    /// Its pid.
+    pub pid: u32,
+    /// Its stdin pipe, shared with its [`ReaderChild`].
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
+}
+
+impl ReaderHandle {
+    /// Sends the reader an order on its stdin.
+    pub fn order(&self, order: &crate::run::reader_wire::Order) {
+        self.write_line(&order.line());
+    }
+
+    fn write_line(&self, line: &str) {
+        if let Some(stdin) = self
+            .stdin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            let _ = stdin
+                .write_all(line.as_bytes())
+                .and_then(|()| stdin.flush());
+        }
+    }
+
+    /// Sends the process `signal`; `Err` says why it could not be sent.
+    pub fn signal(&self, signal: rustix::process::Signal) -> Result<(), String> {
+        let pid = rustix::process::Pid::from_raw(self.pid as i32)
+            .ok_or_else(|| format!("pid {} is not a process", self.pid))?;
+        rustix::process::kill_process(pid, signal).map_err(|e| e.to_string())
     }
 }
 
