@@ -225,3 +225,133 @@ fn bad_chaos_specs_are_refused_before_any_load() {
     }
     shm.assert_empty();
 }
+
+/// A tmpfs of `mib` MiB mounted for one test, unmounted on drop (root only).
+struct SmallTmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallTmpfs {
+    fn mount(mib: u64) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot mount a tmpfs (root needed): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Self { dir })
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_file_system_is_detected_and_a_restart_that_meets_it_waits_for_space() {
+    let fs = match SmallTmpfs::mount(64) {
+        Ok(fs) => fs,
+        Err(why) => {
+            common::have_tool("fill-shm test", false, &why);
+            return;
+        }
+    };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = std::process::Command::new(common::BIN)
+        .args(["-d", "6", "--lag-budget-us", "60000000", "--shm-dir"])
+        .arg(fs.dir.path())
+        .args([
+            "--chaos",
+            "fill-shm@2s:all:1s",
+            "--chaos",
+            "restart-writer@2.3s:exchange=0:budget=2s",
+            "--json-output",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = describe(&out);
+    let r = read_json(&json);
+    let fill = fault(&r, "fill-shm");
+    assert_eq!(fill["passed"], true, "{fill}\n{text}");
+    assert_eq!(fill["detected_by"], "tester", "{fill}");
+    assert!(
+        fill["detection"]
+            .as_str()
+            .unwrap()
+            .contains("would not fit"),
+        "{fill}"
+    );
+    let restart = fault(&r, "restart-writer");
+    assert_eq!(restart["passed"], true, "{restart}\n{text}");
+    let log = restart["log"].as_array().unwrap();
+    assert!(
+        log.iter()
+            .any(|a| a["what"] == "trouble"
+                && a["detail"].as_str().unwrap().contains("restart failed")),
+        "{restart}"
+    );
+    // The new epoch came only once the fill was gone, and nothing was lost meanwhile.
+    let released = fill["ended_s"].as_f64().unwrap();
+    assert!(
+        restart["ended_s"].as_f64().unwrap() >= released,
+        "{restart}\n{fill}"
+    );
+    assert_eq!(restart["lost"], 0);
+    assert_eq!(reader_totals(&r), (0, 0), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // The fill went with the run: the file system is empty again.
+    assert_eq!(
+        std::fs::read_dir(fs.dir.path()).unwrap().count(),
+        0,
+        "{text}"
+    );
+}
+
+#[test]
+fn chaos_tables_in_a_scenario_inject_and_a_bad_one_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "duration_secs = 4\nwarmup_secs = 0\n\n[[chaos]]\nfault = \"corrupt-record\"\nat = \"2s\"\nexchange = 1\n",
+    )
+    .unwrap();
+    let shm = Shm::new("chaos-scenario");
+    let (r, code, text) = run(&shm, &["--scenario", good.to_str().unwrap()]);
+    let f = fault(&r, "corrupt-record");
+    assert_eq!(f["spec"], "corrupt-record@2s:exchange=1");
+    assert_eq!(f["passed"], true, "{f}\n{text}");
+    assert_eq!(code, 0, "{text}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "duration_secs = 4\n\n[[chaos]]\nfault = \"stop-reader\"\nat = \"2s\"\n",
+    )
+    .unwrap();
+    let out = shm.run(&["--scenario", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        err.contains("line 3") && err.contains("takes 1 argument"),
+        "{err}"
+    );
+}
