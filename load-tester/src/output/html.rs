@@ -108,7 +108,8 @@ const SCRIPT: &str = r##"
     for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) { t.push(+v.toPrecision(12)); }
     return t;
   }
-  // opts: {lines:[{name,color,dash,points:[[x,y]]}], xlog, ylog, xfmt, yfmt, xlabel, ylabel, shade:[x0,x1], ymin0}
+  // opts: {lines:[{name,color,dash,points:[[x,y]]}], xlog, ylog, xfmt, yfmt, xlabel, ylabel, shade:[x0,x1], ymin0,
+  //        marks:[{id,at,end,label}] (faults of a chaos run: a band from at to end, a line at at)}
   function chart(container, title, opts) {
     var box = document.createElement("div");
     box.className = "chart";
@@ -152,6 +153,16 @@ const SCRIPT: &str = r##"
           el("text", { x: px(s0) + 4, y: T + 12, "class": "shade" , "font-size": 10, fill: "#5b6474" }, svg).textContent = "warm-up";
         }
       }
+      (opts.marks || []).forEach(function (m) {
+        if (m.at < x0 || m.at > x1) { return; }
+        var g = el("g", { "class": "fault-mark" }, svg), e = Math.min(Math.max(m.end, m.at), x1);
+        if (px(e) - px(m.at) >= 1) {
+          el("rect", { x: px(m.at), y: T, width: px(e) - px(m.at), height: H - T - B, fill: "#fbe3e0" }, g);
+        }
+        el("line", { x1: px(m.at), x2: px(m.at), y1: T, y2: H - B, stroke: "#c0392b", "stroke-dasharray": "3 2" }, g);
+        el("text", { x: px(m.at) + 2, y: T + 24, "font-size": 10, fill: "#c0392b" }, g).textContent = "#" + m.id;
+        el("title", {}, g).textContent = "fault #" + m.id + ": " + m.label;
+      });
       var grid = el("g", { "class": "grid" }, svg), axis = el("g", { "class": "axis" }, svg);
       (opts.ylog ? logTicks(y0, y1) : linTicks(y0, y1)).forEach(function (v) {
         if (v < y0 || v > y1) { return; }
@@ -199,7 +210,7 @@ const SCRIPT: &str = r##"
 
   try {
     var data = JSON.parse(document.getElementById("report-data").textContent);
-    var series = data.series, warm = [0, data.warmup_secs];
+    var series = data.series, warm = [0, data.warmup_secs], marks = data.faults || [];
     var streams = ["trades", "book"];
     function at(p) { return p.start_secs + p.secs; }
 
@@ -222,7 +233,7 @@ const SCRIPT: &str = r##"
       lines.push({ name: s + " achieved", color: COLORS[s], points: series.map(function (p) { return [at(p), p[s].rate]; }) });
       lines.push({ name: s + " target", color: COLORS[s], dash: "5 4", width: 1.2, points: series.map(function (p) { return [at(p), p[s].target_rate]; }) });
     });
-    chart(rates, "Achieved vs target rate", { lines: lines, shade: warm, xmin: 0, xfmt: fmtNum, yfmt: fmtNum, xlabel: "seconds since start", ylabel: "msgs/s" });
+    chart(rates, "Achieved vs target rate", { lines: lines, shade: warm, marks: marks, xmin: 0, xfmt: fmtNum, yfmt: fmtNum, xlabel: "seconds since start", ylabel: "msgs/s" });
 
     var lt = document.getElementById("latency-time-charts");
     data.kinds.forEach(function (k) {
@@ -233,19 +244,19 @@ const SCRIPT: &str = r##"
                        points: series.map(function (p) { return [at(p), p[s][k.name] ? p[s][k.name][q] : null]; }) });
         });
       });
-      chart(lt, k.label + " over time", { lines: lines, ylog: true, toggle: true, shade: warm, xmin: 0, xfmt: fmtNum, yfmt: fmtNs, xlabel: "seconds since start", ylabel: "latency" });
+      chart(lt, k.label + " over time", { lines: lines, ylog: true, toggle: true, shade: warm, marks: marks, xmin: 0, xfmt: fmtNum, yfmt: fmtNs, xlabel: "seconds since start", ylabel: "latency" });
     });
 
     var res = document.getElementById("resource-charts");
     chart(res, "CPU of the tester process", { lines: [{ name: "CPU % of one core", color: "#7b3fb2", points: series.map(function (p) { return [at(p), p.cpu_pct]; }) }],
-      shade: warm, xmin: 0, xfmt: fmtNum, yfmt: fmtNum, xlabel: "seconds since start", ylabel: "% of one core" });
+      shade: warm, marks: marks, xmin: 0, xfmt: fmtNum, yfmt: fmtNum, xlabel: "seconds since start", ylabel: "% of one core" });
     chart(res, "Resident memory of the tester process", { lines: [{ name: "RSS MiB (peak in point)", color: "#0f8b8d", points: series.map(function (p) { return [at(p), p.rss_mib]; }) }],
-      shade: warm, xmin: 0, xfmt: fmtNum, yfmt: fmtNum, xlabel: "seconds since start", ylabel: "MiB" });
+      shade: warm, marks: marks, xmin: 0, xfmt: fmtNum, yfmt: fmtNum, xlabel: "seconds since start", ylabel: "MiB" });
 
     var errs = document.getElementById("error-charts");
     chart(errs, "Errors per point (failed writes and buffer overflows)", {
       lines: streams.map(function (s) { return { name: s, color: COLORS[s], points: series.map(function (p) { return [at(p), p[s].errors]; }) }; }),
-      shade: warm, xmin: 0, xfmt: fmtNum, yfmt: fmtNum, xlabel: "seconds since start", ylabel: "errors" });
+      shade: warm, marks: marks, xmin: 0, xfmt: fmtNum, yfmt: fmtNum, xlabel: "seconds since start", ylabel: "errors" });
 
     body.dataset.charts = String(document.querySelectorAll(".chart svg").length);
     if (body.dataset.rendered !== "error") { body.dataset.rendered = "ok"; }
@@ -590,6 +601,83 @@ fn section_all_metrics(out: &mut String, c: &Comparison) {
 }
 
 /// What the readers received: counts, integrity, and each reader process.
+/// The faults of a chaos run: one row each, then each one's log.
+fn section_chaos(out: &mut String, c: &crate::results::chaos::ChaosResults) {
+    let _ = writeln!(
+        out,
+        "<h2 id=\"chaos\">Faults</h2>\n<p class=\"sub\">Seed {}{}. Marked on the time \
+         charts (a line at the injection, a band until the recovery). Detected: the first slice \
+         of 10 ms that differed from the two seconds before, or what the tester saw; recovered: \
+         the start of the first 100 ms of healthy slices after the fault's end.</p>\n<table id=\"chaos-table\">",
+        c.seed,
+        if c.restart_readers {
+            ", killed readers restarted"
+        } else {
+            ""
+        }
+    );
+    head(
+        out,
+        &[
+            "#", "Fault", "Injected", "Detected", "By", "What", "Recovery", "Budget", "Lost",
+            "Broken", "Result",
+        ],
+    );
+    let s = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3} s"));
+    for f in &c.faults {
+        row(
+            out,
+            &[
+                f.id.to_string(),
+                escape(&f.description),
+                s(f.injected_s),
+                s(f.detected_s),
+                escape(f.detected_by.as_deref().unwrap_or("-")),
+                escape(f.detection.as_deref().unwrap_or("-")),
+                f.recovery_ms
+                    .map_or("-".to_string(), |ms| format!("{ms:.1} ms")),
+                format!("{} ms", f.budget_ms),
+                thousands(f.lost),
+                thousands(f.violations),
+                format!(
+                    "<span class=\"{}\">{}</span>",
+                    if f.passed { "pass" } else { "fail" },
+                    escape(&f.verdict)
+                ),
+            ],
+        );
+    }
+    out.push_str("</table>\n");
+    for f in &c.faults {
+        let _ = writeln!(
+            out,
+            "<details><summary>Fault {}: {} ({})</summary>\n<table>",
+            f.id,
+            escape(&f.spec),
+            if f.passed { "passed" } else { "failed" }
+        );
+        head(out, &["At", "What", "By", "Detail"]);
+        for a in &f.log {
+            row(
+                out,
+                &[
+                    format!("{:.3} s", a.at_ns as f64 / 1e9),
+                    format!("{:?}", a.what).to_lowercase(),
+                    escape(&a.by),
+                    escape(&a.detail),
+                ],
+            );
+        }
+        out.push_str("</table></details>\n");
+    }
+    let _ = writeln!(
+        out,
+        "<p>Explained by the faults: {} records lost, {} integrity violations.</p>",
+        thousands(c.explained_lost),
+        thousands(c.explained_violations)
+    );
+}
+
 fn section_delivery(out: &mut String, d: &crate::results::Delivery) {
     let total = d.total();
     let written: u64 = d.written.values().sum();
@@ -802,6 +890,9 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
     if let Some(d) = &r.delivery {
         section_delivery(&mut out, d);
     }
+    if let Some(c) = &r.chaos {
+        section_chaos(&mut out, c);
+    }
 
     let e = &r.errors;
     out.push_str("<h2 id=\"errors\">Errors</h2>\n<table>\n");
@@ -857,6 +948,12 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
         "kinds": kinds.iter().map(|(k, _)| json!({"name": k, "label": kind_label(k)})).collect::<Vec<_>>(),
         "spectra": spectra,
         "series": r.series,
+        "faults": r.chaos.iter().flat_map(|c| &c.faults).map(|f| json!({
+            "id": f.id,
+            "at": f.injected_s.unwrap_or(f.scheduled_s),
+            "end": f.recovered_s.or(f.ended_s).unwrap_or(f.scheduled_s),
+            "label": format!("{}: {}", f.description, f.verdict),
+        })).collect::<Vec<_>>(),
     });
     // `<` only occurs inside JSON strings, where `\u003c` means the same: no `</script>` can
     // end the element early.
@@ -1018,6 +1115,69 @@ mod tests {
             assert!(w[0][0].as_f64() <= w[1][0].as_f64());
             assert!(w[0][1].as_f64() <= w[1][1].as_f64());
         }
+    }
+
+    #[test]
+    fn a_chaos_run_shows_each_fault_in_a_table_and_on_the_charts() {
+        use crate::plan::chaos::FaultKind;
+        use crate::report::chaos::{Action, ActionKind};
+        use crate::results::chaos::{ChaosResults, FaultOutcome};
+        let mut r = sample_results(1);
+        let fault = |id, passed, verdict: &str| FaultOutcome {
+            id,
+            kind: FaultKind::StopReader,
+            spec: "stop-reader@2s:200ms".into(),
+            description: "stop-reader for 200 ms (reader 0)".into(),
+            scheduled_s: 2.0,
+            injected_s: Some(2.0),
+            detected_s: Some(2.21),
+            detected_by: Some("reader 0".into()),
+            detection: Some("end-to-end <200 ms>".into()),
+            ended_s: Some(2.2),
+            recovered_s: Some(2.23),
+            recovery_ms: Some(30.0),
+            budget_ms: 1000.0,
+            lost: 1234,
+            violations: 0,
+            failed_writes: 0,
+            max_e2e_ns: 200_000_000,
+            baseline_e2e_ns: 20_000,
+            max_lag_ns: 0,
+            passed,
+            verdict: verdict.into(),
+            log: vec![Action {
+                fault: id,
+                at_ns: 2_000_000_000,
+                what: ActionKind::Injected,
+                by: "tester".into(),
+                detail: "stopped reader 0 (SIGSTOP)".into(),
+            }],
+        };
+        r.chaos = Some(ChaosResults {
+            seed: 7,
+            restart_readers: true,
+            faults: vec![
+                fault(0, true, "recovered in 30 ms"),
+                fault(1, false, "not detected"),
+            ],
+            explained_lost: 2468,
+            explained_violations: 0,
+        });
+        let html = render(&r, None);
+        assert!(html.contains("id=\"chaos-table\""));
+        assert!(html.contains("Seed 7, killed readers restarted"));
+        assert!(html.contains("<td>1,234</td>"));
+        assert!(html.contains("<span class=\"pass\">recovered in 30 ms</span>"));
+        assert!(html.contains("<span class=\"fail\">not detected</span>"));
+        // Text from the run is escaped, in the table and in the chart data.
+        assert!(html.contains("end-to-end &lt;200 ms&gt;"));
+        assert!(html.contains("stopped reader 0 (SIGSTOP)"));
+        let data = &html[html.find("id=\"report-data\">").unwrap()..];
+        assert!(data.contains("\"faults\":[{"), "{}", &data[..200]);
+        assert!(data.contains("\"at\":2.0"));
+        assert!(data.contains("\"end\":2.23"));
+        assert!(!data[..data.find("</script>").unwrap()].contains('<'));
+        assert!(html.contains("fault-mark"));
     }
 
     #[test]

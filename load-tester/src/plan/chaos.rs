@@ -263,17 +263,22 @@ pub struct Shape {
     pub udp: bool,
 }
 
-/// `1.5 ms`, `250 ns`, `2 s`.
+/// `1.5 ms`, `250 ns`, `2 s`, `13.79 ms`: at most two decimals, none that are zero.
 pub fn show_ns(ns: u64) -> String {
-    if ns >= S {
-        format!("{} s", ns as f64 / S as f64)
+    let (v, unit) = if ns >= S {
+        (ns as f64 / S as f64, "s")
     } else if ns >= MS {
-        format!("{} ms", ns as f64 / MS as f64)
+        (ns as f64 / MS as f64, "ms")
     } else if ns >= 1000 {
-        format!("{} us", ns as f64 / 1000.0)
+        (ns as f64 / 1000.0, "us")
     } else {
-        format!("{ns} ns")
-    }
+        return format!("{ns} ns");
+    };
+    let text = format!("{v:.2}");
+    format!(
+        "{} {unit}",
+        text.trim_end_matches('0').trim_end_matches('.')
+    )
 }
 
 /// `64 MiB`, `512 KiB`, `100 B`.
@@ -689,6 +694,15 @@ mod tests {
             shm: true,
             udp: false,
         }
+    }
+
+    #[test]
+    fn times_are_shown_with_their_unit() {
+        assert_eq!(show_ns(250), "250 ns");
+        assert_eq!(show_ns(200 * MS), "200 ms");
+        assert_eq!(show_ns(13_789_432), "13.79 ms");
+        assert_eq!(show_ns(1_500 * MS), "1.5 s");
+        assert_eq!(show_ns(50_000), "50 us");
     }
 
     #[test]

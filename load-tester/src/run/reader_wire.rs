@@ -9,12 +9,14 @@
 //!
 //! `start_ns` is the start of interval 0 on `CLOCK_MONOTONIC`; the reader attributes what it
 //! copies to intervals of `interval_ns` from there, and what it copies after the last of the
-//! `intervals` intervals to the last one. Closing the reader's stdin asks it to stop.
+//! `intervals` intervals to the last one. Later lines are orders ([`Order`]: `slow <extra_ns>
+//! <until_ns>`, a chaos run's slow-reader fault). Closing the reader's stdin asks it to stop.
 //!
 //! Reader to tester, on the reader's stdout, one JSON object per line ([`ToTester`]):
 //! `{"type":"ready",...}` once attached, `{"type":"interval","report":{...}}` per interval, and
-//! `{"type":"final","report":{...},"end":{...}}` at the end. The reports are
-//! [`crate::report::wire`] objects.
+//! `{"type":"final","report":{...},"end":{...}}` at the end; a chaos run's reader
+//! (`--timeline`) sends `{"type":"progress",...}` before each of those. The reports are
+//! [`crate::report::wire`] objects. docs/interval-report.md §14 describes it all.
 
 use serde::{Deserialize, Serialize};
 
