@@ -119,7 +119,19 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
             })
         },
     });
-    for c in &r.verdict.checks {
+    let faults: Vec<String> = r
+        .chaos
+        .iter()
+        .flat_map(|c| &c.faults)
+        .map(|f| f.check_name())
+        .collect();
+    // A fault's check is its own case in the chaos suite, with what happened.
+    for c in r
+        .verdict
+        .checks
+        .iter()
+        .filter(|c| !faults.contains(&c.name))
+    {
         let outcome = if invalid {
             Some((
                 "skipped",
@@ -172,6 +184,24 @@ pub fn render(r: &Results, comparison: Option<&Comparison>) -> String {
         .filter(|c| c.outcome.as_ref().is_some_and(|o| o.0 == "failure"))
         .count();
     let errors = usize::from(invalid);
+    if let Some(chaos) = &r.chaos {
+        let cases: Vec<Case> = chaos
+            .faults
+            .iter()
+            .map(|f| Case {
+                name: f.check_name(),
+                classname: "load-tester.chaos",
+                outcome: (!f.passed).then(|| ("failure", f.verdict.clone(), f.summary())),
+            })
+            .collect();
+        total += cases.len();
+        failures += cases.iter().filter(|c| c.outcome.is_some()).count();
+        let props = vec![
+            ("chaos_seed", chaos.seed.to_string()),
+            ("restart_readers", chaos.restart_readers.to_string()),
+        ];
+        suite(&mut suites, "load-tester chaos faults", r, &cases, &props);
+    }
     if let Some(cmp) = comparison {
         let cases: Vec<Case> = cmp
             .metrics
@@ -232,6 +262,36 @@ mod tests {
     fn escapes_markup() {
         assert_eq!(escape("a<b & \"c\"'"), "a&lt;b &amp; &quot;c&quot;&apos;");
         assert_eq!(escape("x\u{1}y"), "x?y");
+    }
+
+    #[test]
+    fn each_fault_is_a_case_of_its_own_suite() {
+        let mut r = crate::results::testdata::sample_results(1);
+        let chaos = crate::results::testdata::sample_chaos();
+        for f in &chaos.faults {
+            r.verdict.checks.push(crate::results::verdict::Check {
+                name: f.check_name(),
+                target: "detected".into(),
+                measured: 0.0,
+                unit: "ms".into(),
+                passed: f.passed,
+            });
+        }
+        r.verdict.outcome = crate::results::verdict::Outcome::Failed;
+        r.chaos = Some(chaos);
+        let xml = render(&r, None);
+        assert!(
+            xml.contains("<testsuite name=\"load-tester chaos faults\""),
+            "{xml}"
+        );
+        assert_eq!(xml.matches("classname=\"load-tester.chaos\"").count(), 2);
+        // Not twice: the targets suite leaves the faults to theirs.
+        assert_eq!(
+            xml.matches("name=\"Fault 0 stop-reader@2s:200ms\"").count(),
+            1
+        );
+        assert!(xml.contains("<failure message=\"not detected\" type=\"TargetMissed\">stop-reader"));
+        assert!(xml.contains("<property name=\"chaos_seed\" value=\"7\"/>"));
     }
 
     #[test]

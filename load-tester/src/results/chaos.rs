@@ -89,6 +89,29 @@ pub struct ChaosResults {
     pub explained_violations: u64,
 }
 
+impl FaultOutcome {
+    /// The name of its check in the verdict: `Fault 0 kill-reader@10s`.
+    pub fn check_name(&self) -> String {
+        format!("Fault {} {}", self.id, self.spec)
+    }
+
+    /// One line for a report: what happened, and why it did not pass.
+    pub fn summary(&self) -> String {
+        let at = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3} s"));
+        format!(
+            "{}: injected {}, detected {} by {} ({}); {}; {} lost, {} integrity violations",
+            self.description,
+            at(self.injected_s),
+            at(self.detected_s),
+            self.detected_by.as_deref().unwrap_or("nobody"),
+            self.detection.as_deref().unwrap_or("-"),
+            self.verdict,
+            self.lost,
+            self.violations
+        )
+    }
+}
+
 /// Threshold above which a slice's maximum is unhealthy, from the baseline's p99.
 fn threshold(p99: u64) -> u64 {
     (4 * p99).max(p99 + 1_000_000)

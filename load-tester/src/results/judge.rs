@@ -140,7 +140,7 @@ pub fn judge(results: &Results, targets: &Targets) -> Verdict {
     }
     for f in r.chaos.iter().flat_map(|c| &c.faults) {
         checks.push(Check {
-            name: format!("Fault {} {}", f.id, f.spec),
+            name: f.check_name(),
             target: format!("detected, recovered <= {}", f.budget_ms),
             measured: f.recovery_ms.unwrap_or(-1.0),
             unit: "ms".into(),

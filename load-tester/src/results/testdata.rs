@@ -65,3 +65,50 @@ pub(crate) fn sample_end() -> crate::report::end::RunEnd {
         chaos: None,
     }
 }
+
+/// Chaos results of two stop-reader faults, one passed and one not detected.
+pub(crate) fn sample_chaos() -> crate::results::chaos::ChaosResults {
+    use crate::plan::chaos::FaultKind;
+    use crate::report::chaos::{Action, ActionKind};
+    use crate::results::chaos::{ChaosResults, FaultOutcome};
+    let fault = |id, passed, verdict: &str| FaultOutcome {
+        id,
+        kind: FaultKind::StopReader,
+        spec: "stop-reader@2s:200ms".into(),
+        description: "stop-reader for 200 ms (reader 0)".into(),
+        scheduled_s: 2.0,
+        injected_s: Some(2.0),
+        detected_s: Some(2.21),
+        detected_by: Some("reader 0".into()),
+        detection: Some("end-to-end <200 ms>".into()),
+        ended_s: Some(2.2),
+        recovered_s: Some(2.23),
+        recovery_ms: Some(30.0),
+        budget_ms: 1000.0,
+        lost: 1234,
+        violations: 0,
+        failed_writes: 0,
+        max_e2e_ns: 200_000_000,
+        baseline_e2e_ns: 20_000,
+        max_lag_ns: 0,
+        passed,
+        verdict: verdict.into(),
+        log: vec![Action {
+            fault: id,
+            at_ns: 2_000_000_000,
+            what: ActionKind::Injected,
+            by: "tester".into(),
+            detail: "stopped reader 0 (SIGSTOP)".into(),
+        }],
+    };
+    ChaosResults {
+        seed: 7,
+        restart_readers: true,
+        faults: vec![
+            fault(0, true, "recovered in 30 ms"),
+            fault(1, false, "not detected"),
+        ],
+        explained_lost: 2468,
+        explained_violations: 0,
+    }
+}
