@@ -240,6 +240,23 @@ impl Ticker {
         self.next_ns = self.start_ns + (slice + 1) * SLICE_NS;
     }
 
+    /// Closes the slice in progress from a reader's sources: each one's running counts, the
+    /// largest end-to-end latency it saw since the last close, and its epoch changes.
+    pub fn close_sources(
+        &mut self,
+        now: u64,
+        sources: impl IntoIterator<Item = (crate::report::Integrity, u64, u64)>,
+    ) {
+        let mut counts = crate::report::Integrity::default();
+        let (mut max_e2e, mut epochs) = (0, 0);
+        for (c, e2e, e) in sources {
+            counts.add(&c);
+            max_e2e = max_e2e.max(e2e);
+            epochs += e;
+        }
+        self.close(now, &counts, max_e2e, epochs);
+    }
+
     /// The slices closed since the last call; the next ones start after them.
     pub fn take(&mut self) -> Timeline {
         let first = (self.next_ns - self.start_ns) / SLICE_NS - 1;

@@ -76,12 +76,17 @@ impl GeneratorFaults {
 pub enum InjectorNote {
     /// Something it did.
     Action(Action),
-    /// It killed reader `reader` for fault `fault`: its death is the fault's detection.
+    /// It is killing reader `reader` for fault `fault`: its death is the fault's detection.
     Killed {
         /// The reader's index.
         reader: usize,
         /// The fault.
         fault: usize,
+    },
+    /// The kill it announced could not be done: the reader lives on.
+    NotKilled {
+        /// The reader's index.
+        reader: usize,
     },
 }
 
@@ -266,43 +271,24 @@ impl Injector {
                     ActionKind::Trouble,
                     format!("reader {r} is not running"),
                 ),
-                (FaultKind::KillReader, Some(h)) => match h.signal(rustix::process::Signal::KILL) {
-                    Ok(()) => {
-                        self.say(
-                            note,
-                            f.id,
-                            ActionKind::Injected,
-                            format!("killed reader {r} (pid {}, SIGKILL)", h.pid),
-                        );
-                        note(InjectorNote::Killed {
-                            reader: r,
-                            fault: f.id,
-                        });
+                (FaultKind::KillReader, Some(h)) => {
+                    // Said before the signal: the engine must know the death is a fault's
+                    // by the time it sees it.
+                    note(InjectorNote::Killed {
+                        reader: r,
+                        fault: f.id,
+                    });
+                    let kill = (rustix::process::Signal::KILL, "SIGKILL");
+                    if !self.signal(note, &f, r, &h, kill, "killed") {
+                        note(InjectorNote::NotKilled { reader: r });
                     }
-                    Err(e) => self.say(
-                        note,
-                        f.id,
-                        ActionKind::Trouble,
-                        format!("cannot kill reader {r}: {e}"),
-                    ),
-                },
-                (FaultKind::StopReader, Some(h)) => match h.signal(rustix::process::Signal::STOP) {
-                    Ok(()) => {
-                        self.say(
-                            note,
-                            f.id,
-                            ActionKind::Injected,
-                            format!("stopped reader {r} (pid {}, SIGSTOP)", h.pid),
-                        );
+                }
+                (FaultKind::StopReader, Some(h)) => {
+                    let stop = (rustix::process::Signal::STOP, "SIGSTOP");
+                    if self.signal(note, &f, r, &h, stop, "stopped") {
                         self.conts.push((self.start_ns + f.end_ns(), r, f.id));
                     }
-                    Err(e) => self.say(
-                        note,
-                        f.id,
-                        ActionKind::Trouble,
-                        format!("cannot stop reader {r}: {e}"),
-                    ),
-                },
+                }
                 (FaultKind::SlowReader, Some(h)) => {
                     h.order(&Order::Slow {
                         extra_ns: f.amount,
@@ -322,6 +308,32 @@ impl Injector {
                 _ => {}
             }
         }
+    }
+
+    /// Sends reader `r` `signal` (`name`) for fault `f` and says so (`done`: what it did,
+    /// `killed`, `stopped`); whether it was sent.
+    fn signal(
+        &self,
+        note: &dyn Fn(InjectorNote),
+        f: &Fault,
+        r: usize,
+        h: &ReaderHandle,
+        (signal, name): (rustix::process::Signal, &str),
+        done: &str,
+    ) -> bool {
+        let (what, detail) = match h.signal(signal) {
+            Ok(()) => (
+                ActionKind::Injected,
+                format!("{done} reader {r} (pid {}, {name})", h.pid),
+            ),
+            Err(e) => (
+                ActionKind::Trouble,
+                format!("cannot send reader {r} {name}: {e}"),
+            ),
+        };
+        let sent = what == ActionKind::Injected;
+        self.say(note, f.id, what, detail);
+        sent
     }
 
     /// Takes `f.amount` bytes (or all that is free) in the run directory's file system, then
@@ -471,6 +483,11 @@ impl EngineChaos {
     /// The injector killed reader `r` for `fault`.
     pub fn killed(&mut self, r: usize, fault: usize) {
         self.killed.insert(r, fault);
+    }
+
+    /// The kill of reader `r` failed: its death is no longer awaited.
+    pub fn not_killed(&mut self, r: usize) {
+        self.killed.remove(&r);
     }
 
     /// Whether reader `r` was killed and is to be replaced once its death is seen.

@@ -294,10 +294,7 @@ impl Ring {
                 RingReader::Trades(r, trade_ids) => match r.try_read() {
                     Poll::Record(t) if t.sequence < self.skip_below => {}
                     Poll::Record(t) => {
-                        let now = clock.now_after();
-                        let e = now.saturating_sub(t.send_ts_ns);
-                        e2e.saturating_record(e);
-                        *max_e2e = (*max_e2e).max(e);
+                        record_e2e(e2e, max_e2e, clock.now_after(), t.send_ts_ns);
                         if let Some(w) = recorder {
                             w.push(self.id.exchange, Stream::Trades, bytemuck::bytes_of(&t));
                         }
@@ -323,10 +320,7 @@ impl Ring {
                 RingReader::Book(r, replica, resync) => match r.try_read() {
                     Poll::Record(u) if u.sequence < self.skip_below => {}
                     Poll::Record(u) => {
-                        let now = clock.now_after();
-                        let e = now.saturating_sub(u.send_ts_ns);
-                        e2e.saturating_record(e);
-                        *max_e2e = (*max_e2e).max(e);
+                        record_e2e(e2e, max_e2e, clock.now_after(), u.send_ts_ns);
                         if let Some(w) = recorder {
                             w.push(self.id.exchange, Stream::Book, bytemuck::bytes_of(&u));
                         }
@@ -474,6 +468,15 @@ impl Ring {
             self.counts.unaccounted = self.counts.published.abs_diff(self.counts.accounted);
         }
     }
+}
+
+/// Records the end-to-end latency of a record sent at `sent` and copied out at `now` into `h`,
+/// and keeps the largest since the timeline's last slice in `max`.
+#[inline]
+pub(super) fn record_e2e(h: &mut Histogram<u64>, max: &mut u64, now: u64, sent: u64) {
+    let e = now.saturating_sub(sent);
+    h.saturating_record(e);
+    *max = (*max).max(e);
 }
 
 pub(super) fn check_trade(
@@ -630,20 +633,16 @@ pub fn read_run(
     let mut ticker = options
         .timeline
         .then(|| Ticker::new(start.start_ns, clock.now()));
-    // Closes the timeline's slice in progress once its time is over.
-    let tick = |ticker: &mut Option<Ticker>, rings: &mut [Ring], now: u64| {
-        let Some(t) = ticker.as_mut().filter(|t| t.due(now)) else {
-            return;
-        };
-        let mut counts = Integrity::default();
-        let mut max_e2e = 0;
-        let mut epochs = 0;
-        for r in rings.iter_mut() {
-            counts.add(&r.counts);
-            max_e2e = max_e2e.max(std::mem::take(&mut r.max_e2e_ns));
-            epochs += r.epochs;
+    // Closes the timeline's slice in progress once its time is over (or now, at the end).
+    let tick = |ticker: &mut Option<Ticker>, rings: &mut [Ring], now: u64, force: bool| {
+        if let Some(t) = ticker.as_mut().filter(|t| force || t.due(now)) {
+            t.close_sources(
+                now,
+                rings
+                    .iter_mut()
+                    .map(|r| (r.counts, std::mem::take(&mut r.max_e2e_ns), r.epochs)),
+            );
         }
-        t.close(now, &counts, max_e2e, epochs);
     };
     let progress = |ticker: &mut Option<Ticker>, rings: &[Ring]| {
         ticker.as_mut().map(|t| ToTester::Progress {
@@ -683,7 +682,7 @@ pub fn read_run(
             );
         }
         let now = clock.now();
-        tick(&mut ticker, &mut rings, now);
+        tick(&mut ticker, &mut rings, now, false);
         if now >= boundary {
             ship(&mut rings, &mut report, &mut totals);
             if let Some(m) = progress(&mut ticker, &rings) {
@@ -754,17 +753,7 @@ pub fn read_run(
     // The last interval: what was copied since the last report, and the counts that are only
     // known now.
     ship(&mut rings, &mut report, &mut totals);
-    if let Some(t) = ticker.as_mut() {
-        // The slice in progress closes now, whether or not its time is over.
-        let now = clock.now();
-        let mut counts = Integrity::default();
-        let mut max_e2e = 0;
-        for r in rings.iter_mut() {
-            counts.add(&r.counts);
-            max_e2e = max_e2e.max(std::mem::take(&mut r.max_e2e_ns));
-        }
-        t.close(now, &counts, max_e2e, rings.iter().map(|r| r.epochs).sum());
-    }
+    tick(&mut ticker, &mut rings, clock.now(), true);
     if let Some(m) = progress(&mut ticker, &rings) {
         emit(&m);
     }

@@ -598,6 +598,14 @@ impl Prepared<'_> {
                             c.heard(a);
                         }
                     }
+                    Ok(Event::Chaos(InjectorNote::NotKilled { reader })) => {
+                        if let Some(c) = &mut chaos {
+                            c.not_killed(reader);
+                        }
+                        if let Some(id) = replacing.remove(&reader) {
+                            collector.done(id);
+                        }
+                    }
                     Ok(Event::Chaos(InjectorNote::Killed { reader, fault })) => {
                         if let Some(c) = &mut chaos {
                             c.killed(reader, fault);

@@ -31,7 +31,7 @@ use crate::report::timeline::Ticker;
 use crate::report::{Integrity, IntervalReport, Kind, SourceId};
 use crate::run::clock::{tsc_usable, Clock, ClockSource};
 use crate::run::consumer::{
-    check_book, check_digests, check_trade, load_digests, ReadError, ReadOptions,
+    check_book, check_digests, check_trade, load_digests, record_e2e, ReadError, ReadOptions,
 };
 use crate::run::reader_wire::{Start, ToTester};
 use crate::source::market::BookReplica;
@@ -108,9 +108,7 @@ impl Session {
                         continue;
                     }
                     let t: Trade = bytemuck::pod_read_unaligned(m);
-                    let e = now.saturating_sub(t.send_ts_ns);
-                    self.e2e.saturating_record(e);
-                    self.max_e2e_ns = self.max_e2e_ns.max(e);
+                    record_e2e(&mut self.e2e, &mut self.max_e2e_ns, now, t.send_ts_ns);
                     check_trade(&t, self.id.exchange, &mut expected, ids, &mut self.counts);
                 }
                 Checker::Book(replica, resync) => {
@@ -120,9 +118,7 @@ impl Session {
                         continue;
                     }
                     let u: BookUpdate = bytemuck::pod_read_unaligned(m);
-                    let e = now.saturating_sub(u.send_ts_ns);
-                    self.e2e.saturating_record(e);
-                    self.max_e2e_ns = self.max_e2e_ns.max(e);
+                    record_e2e(&mut self.e2e, &mut self.max_e2e_ns, now, u.send_ts_ns);
                     check_book(
                         &u,
                         self.id.exchange,
@@ -431,15 +427,14 @@ pub fn read_feed(
         .timeline
         .then(|| Ticker::new(start.start_ns, clock.now()));
     let close = |t: &mut Ticker, sessions: &mut [Session], now: u64| {
-        let mut counts = Integrity::default();
-        let mut max_e2e = 0;
-        for s in sessions.iter_mut() {
-            counts.add(&s.counts);
-            max_e2e = max_e2e.max(std::mem::take(&mut s.max_e2e_ns));
-        }
-        t.close(now, &counts, max_e2e, 0);
+        // A feed has no epochs: a new session is a new source.
+        t.close_sources(
+            now,
+            sessions
+                .iter_mut()
+                .map(|s| (s.counts, std::mem::take(&mut s.max_e2e_ns), 0)),
+        );
     };
-    let positions = || Vec::new();
     let deadline = options.max_duration.map(|d| started + d);
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut foreign = 0u64;
@@ -505,7 +500,7 @@ pub fn read_feed(
             if let Some(t) = ticker.as_mut() {
                 emit(&ToTester::Progress {
                     timeline: t.take(),
-                    positions: positions(),
+                    positions: Vec::new(),
                 });
             }
             let message = ToTester::Interval { report };
@@ -575,7 +570,7 @@ pub fn read_feed(
         close(t, &mut sessions, clock.now());
         emit(&ToTester::Progress {
             timeline: t.take(),
-            positions: positions(),
+            positions: Vec::new(),
         });
     }
     let mut per_stream: BTreeMap<Stream, Integrity> = BTreeMap::new();
