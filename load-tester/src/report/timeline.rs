@@ -174,6 +174,9 @@ pub struct Ticker {
     last: crate::report::Integrity,
     /// Epoch changes as of the last closed slice.
     last_epochs: u64,
+    /// The slice the last close counted into (`u64::MAX` before the first): the reader ran
+    /// in it, whichever shipped timeline holds it.
+    counted: u64,
     /// The slices closed since the last [`Ticker::take`].
     timeline: Timeline,
 }
@@ -189,6 +192,7 @@ impl Ticker {
             next_ns: start_ns + (first + 1) * SLICE_NS,
             last: Default::default(),
             last_epochs: 0,
+            counted: u64::MAX,
             timeline,
         }
     }
@@ -214,13 +218,11 @@ impl Ticker {
         // Closed a whole slice late: the reader did not run in between. What it counts now it
         // saw now; the slices it missed, from the one it stopped in, say so.
         let t = if slice > in_progress + 1 {
-            // The slice it stopped in, unless it saw something in it before; every one after.
-            let from = if in_progress >= self.timeline.first
-                && self.timeline.at(in_progress * SLICE_NS).received == 0
-            {
-                in_progress
-            } else {
+            // The slice it stopped in, unless it counted in it before; every one after.
+            let from = if in_progress == self.counted {
                 in_progress + 1
+            } else {
+                in_progress
             };
             for i in from..slice {
                 self.timeline.at(i * SLICE_NS).paused = 1;
@@ -229,6 +231,7 @@ impl Ticker {
         } else {
             self.next_ns.saturating_sub(1).saturating_sub(self.start_ns)
         };
+        self.counted = t / SLICE_NS;
         let s = self.timeline.at(t);
         s.received += grew.received;
         s.lost += grew.lost;

@@ -4,7 +4,7 @@
 //!
 //! "Healthy" is judged per 10 ms slice against the stream's own level before the fault: a
 //! slice of a producer is healthy when its largest end-to-end latency (a reader) or lag (the
-//! generator) is at most `max(4 x p99, p99 + 1 ms)` of its slices in the two seconds before
+//! generator) is at most `max(4 x p99, p99 + 1 ms, max)` of its slices in the two seconds before
 //! the fault (seconds no other fault's window covers), it lost nothing, it saw no integrity violation, no write failed, and a reader
 //! that received records in most slices before received some. A fault is detected by the
 //! first unhealthy slice after its injection (the reader or generator that had it), or by the
@@ -112,9 +112,10 @@ impl FaultOutcome {
     }
 }
 
-/// Threshold above which a slice's maximum is unhealthy, from the baseline's p99.
-fn threshold(p99: u64) -> u64 {
-    (4 * p99).max(p99 + 1_000_000)
+/// Threshold above which a slice's maximum is unhealthy: well above the baseline's p99, and
+/// above anything the baseline saw at all.
+fn threshold(p99: u64, max: u64) -> u64 {
+    (4 * p99).max(p99 + 1_000_000).max(max)
 }
 
 fn p99(mut v: Vec<u64>) -> u64 {
@@ -143,7 +144,7 @@ fn baseline(h: &History, slices: &[u64], generator: bool) -> Baseline {
         .filter_map(|&i| h.known(i))
         .filter(|s| s.paused == 0)
         .collect();
-    let level = p99(slices
+    let maxima: Vec<u64> = slices
         .iter()
         .map(|s| {
             if generator {
@@ -152,7 +153,9 @@ fn baseline(h: &History, slices: &[u64], generator: bool) -> Baseline {
                 s.max_e2e_ns
             }
         })
-        .collect());
+        .collect();
+    let worst = maxima.iter().copied().max().unwrap_or(0);
+    let level = p99(maxima);
     let busy = slices
         .iter()
         .filter(|s| {
@@ -164,7 +167,7 @@ fn baseline(h: &History, slices: &[u64], generator: bool) -> Baseline {
         })
         .count();
     Baseline {
-        limit_ns: threshold(level),
+        limit_ns: threshold(level, worst),
         p99_ns: level,
         steady: !slices.is_empty() && busy * 10 >= slices.len() * 9,
     }

@@ -466,9 +466,13 @@ impl EngineChaos {
     }
 
     fn say(&mut self, fault: usize, what: ActionKind, by: &str, detail: String) {
+        self.say_at(now_ns(), fault, what, by, detail);
+    }
+
+    fn say_at(&mut self, at: u64, fault: usize, what: ActionKind, by: &str, detail: String) {
         self.log.actions.push(Action {
             fault,
-            at_ns: now_ns().saturating_sub(self.start_ns),
+            at_ns: at.saturating_sub(self.start_ns),
             what,
             by: by.into(),
             detail,
@@ -504,11 +508,12 @@ impl EngineChaos {
         }
     }
 
-    /// Reader `r`'s stdout closed: a kill of it is detected. Returns the fault if it was one
-    /// and the reader is to be replaced.
-    pub fn reader_closed(&mut self, r: usize, how: &str) -> Option<usize> {
+    /// Reader `r`'s stdout closed at `at_ns`: a kill of it is detected. Returns the fault if it
+    /// was one and the reader is to be replaced.
+    pub fn reader_closed(&mut self, r: usize, how: &str, at_ns: u64) -> Option<usize> {
         let fault = self.killed.remove(&r)?;
-        self.say(
+        self.say_at(
+            at_ns,
             fault,
             ActionKind::Detected,
             TESTER,

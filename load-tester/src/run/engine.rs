@@ -557,7 +557,9 @@ impl Prepared<'_> {
                 }
             });
             // Generator threads run at the priority this thread had; from here this thread
-            // only merges and samples, and must not take a generator's core for long.
+            // only merges and samples, and must not take a generator's core for long (nor a
+            // reader's: at the default priority its merging at every interval boundary shows
+            // as a latency spike in the readers).
             crate::run::placement::lower_this_thread();
             let mut proc_before = sampler::read("self");
             let mut next_sample = start_ns + interval_ns;
@@ -691,7 +693,6 @@ impl Prepared<'_> {
                         }
                     }
                     Ok(Event::Reader(i, line)) => {
-                        let at = now_ns().saturating_sub(start_ns) as f64 / 1e9;
                         let id = reader_ids[i];
                         match line {
                             ReaderLine::Message(m) => match *m {
@@ -725,12 +726,12 @@ impl Prepared<'_> {
                                 }
                             },
                             ReaderLine::Garbage(_) => end.garbage_lines += 1,
-                            ReaderLine::Closed => {
-                                readers[i].closed(at);
+                            ReaderLine::Closed { at_ns } => {
+                                readers[i].closed(at_ns.saturating_sub(start_ns) as f64 / 1e9);
                                 collector.done(id);
                                 let how = readers[i].died.clone().unwrap_or_default();
                                 if let Some(fault) =
-                                    chaos.as_mut().and_then(|c| c.reader_closed(i, &how))
+                                    chaos.as_mut().and_then(|c| c.reader_closed(i, &how, at_ns))
                                 {
                                     // The fault is detected; a reader takes the dead one's
                                     // place, resuming where it last reported.
@@ -915,7 +916,7 @@ fn wait_ready(
                 }
                 readers[i].ready = true
             }
-            Ok(Event::Reader(i, ReaderLine::Closed)) => {
+            Ok(Event::Reader(i, ReaderLine::Closed { .. })) => {
                 readers[i].reap();
                 return Err(EngineError::Readers(format!(
                     "reader process {i} failed to attach: {}",

@@ -280,7 +280,6 @@ pub fn run(
     // the first error).
     let mut restart: Option<(usize, u16, u64, u64, String)> = None;
     let by = format!("generator thread {}", config.index);
-    let rel = |t: u64| t.saturating_sub(config.start_ns);
     let mut interrupted = false;
     let mut failure = None;
     // Only transports that delay datagrams need polling between sends.
@@ -293,7 +292,6 @@ pub fn run(
             break;
         }
         if now >= faults.due_ns || restart.as_ref().is_some_and(|r| now >= r.2) {
-            let _ = &faults;
             now = inject(
                 &mut faults,
                 &mut restart,
@@ -307,7 +305,6 @@ pub fn run(
                 &by,
                 &mut emit,
             );
-            let _ = rel;
             continue;
         }
         let top = heap.peek().map_or(u64::MAX, |&Reverse((due, _))| due);
@@ -357,6 +354,9 @@ pub fn run(
         };
         let source = &mut sources[idx];
         let work = &mut works[source.work];
+        // A chaos run's corrupt-record: this record goes out with a bit flipped after its
+        // checksum was sealed, as after a bit flip in the slot.
+        let flip = corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, source.id.stream));
         let (start, result) = match source.id.stream {
             Stream::Trades => {
                 let trade = &mut source.trade;
@@ -364,32 +364,11 @@ pub fn run(
                     work.market.trade(source.schedule.recorded(), trade);
                     trade.seal();
                 }
-                let flip =
-                    corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, Stream::Trades));
-                if flip {
-                    // After the seal: the checksum no longer matches, as after a bit flip in
-                    // the slot.
-                    trade.price ^= 1;
-                }
+                trade.price ^= i64::from(flip);
                 let start = clock.now();
                 trade.send_ts_ns = start;
                 let result = work.transport.send_trade(trade);
-                if flip {
-                    trade.price ^= 1;
-                    if result.is_ok() {
-                        let (e, _, fault) = corrupt.take().expect("checked");
-                        emit(Message::Chaos(Action {
-                            fault,
-                            at_ns: start.saturating_sub(config.start_ns),
-                            what: ActionKind::Injected,
-                            by: by.clone(),
-                            detail: format!(
-                                "flipped a bit of the price of a trade of exchange {e}, symbol {}",
-                                trade.symbol_id
-                            ),
-                        }));
-                    }
-                }
+                trade.price ^= i64::from(flip);
                 (start, result)
             }
             Stream::Book => {
@@ -398,34 +377,31 @@ pub fn run(
                     work.market.book_update(source.schedule.recorded(), book);
                     book.seal();
                 }
-                // An exchange without trades has its book update corrupted instead.
-                let flip =
-                    corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, Stream::Book));
-                if flip {
-                    book.reserved1[0] ^= 1;
-                }
+                book.reserved1[0] ^= u64::from(flip);
                 let start = clock.now();
                 book.send_ts_ns = start;
                 let result = work.transport.send_book(book);
-                if flip {
-                    book.reserved1[0] ^= 1;
-                    if result.is_ok() {
-                        let (e, _, fault) = corrupt.take().expect("checked");
-                        emit(Message::Chaos(Action {
-                            fault,
-                            at_ns: start.saturating_sub(config.start_ns),
-                            what: ActionKind::Injected,
-                            by: by.clone(),
-                            detail: format!(
-                                "flipped a bit of a book update of exchange {e}, symbol {}",
-                                book.symbol_id
-                            ),
-                        }));
-                    }
-                }
+                book.reserved1[0] ^= u64::from(flip);
                 (start, result)
             }
         };
+        if flip && result.is_ok() {
+            let (e, stream, fault) = corrupt.take().expect("checked");
+            let symbol = match stream {
+                Stream::Trades => source.trade.symbol_id,
+                Stream::Book => source.book.symbol_id,
+            };
+            emit(Message::Chaos(Action {
+                fault,
+                at_ns: start.saturating_sub(config.start_ns),
+                what: ActionKind::Injected,
+                by: by.clone(),
+                detail: format!(
+                    "sent a {} record of exchange {e}, symbol {symbol}, with a bit flipped",
+                    stream.name()
+                ),
+            }));
+        }
         let end = clock.now_after();
         source.latency.record(due, start, end);
         if let Some(t) = &mut iv.timeline {

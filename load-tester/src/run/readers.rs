@@ -23,8 +23,12 @@ pub enum ReaderLine {
     Message(Box<ToTester>),
     /// A line that is not a message (counted, shown with -v).
     Garbage(String),
-    /// End of its stdout: it exited or died.
-    Closed,
+    /// End of its stdout: it exited or died, seen at `at_ns` (`CLOCK_MONOTONIC`, by the thread
+    /// that reads it, however late the engine hears of it).
+    Closed {
+        /// When the end was read, ns.
+        at_ns: u64,
+    },
 }
 
 /// How to start the readers.
@@ -166,7 +170,12 @@ pub fn spawn_one(
                     };
                     send_line(index, msg);
                 }
-                send_line(index, ReaderLine::Closed);
+                send_line(
+                    index,
+                    ReaderLine::Closed {
+                        at_ns: alphapulse_bus::now_ns(),
+                    },
+                );
             })
             .map_err(|e| e.to_string())?;
         let pid = child.id();
