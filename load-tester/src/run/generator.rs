@@ -224,6 +224,23 @@ fn swap_into(latency: &mut LatencySet, out: &mut SourceReport) {
 /// nothing.
 pub fn run(
     config: GeneratorConfig,
+    works: Vec<ExchangeWork>,
+    stop: &AtomicBool,
+    emit: impl FnMut(Message),
+    spare: Receiver<IntervalReport>,
+) {
+    // A run without faults gets a loop without a trace of them: the chaos checks are compiled
+    // out, not branched around.
+    if config.timeline || !config.faults.faults.is_empty() {
+        run_loop::<true>(config, works, stop, emit, spare)
+    } else {
+        run_loop::<false>(config, works, stop, emit, spare)
+    }
+}
+
+/// [`run`], with the chaos checks (`CHAOS`) or without.
+fn run_loop<const CHAOS: bool>(
+    config: GeneratorConfig,
     mut works: Vec<ExchangeWork>,
     stop: &AtomicBool,
     mut emit: impl FnMut(Message),
@@ -280,6 +297,8 @@ pub fn run(
     // the first error).
     let mut restart: Option<(usize, u16, u64, u64, String)> = None;
     let by = format!("generator thread {}", config.index);
+    // When the next fault (or a failed restart's next try) is due; `u64::MAX`: none.
+    let mut chaos_due = faults.due_ns;
     let mut interrupted = false;
     let mut failure = None;
     // Only transports that delay datagrams need polling between sends.
@@ -291,7 +310,8 @@ pub fn run(
             interrupted = true;
             break;
         }
-        if now >= faults.due_ns || restart.as_ref().is_some_and(|r| now >= r.2) {
+        // One compare per event while no fault is due.
+        if CHAOS && now >= chaos_due {
             now = inject(
                 &mut faults,
                 &mut restart,
@@ -305,6 +325,9 @@ pub fn run(
                 &by,
                 &mut emit,
             );
+            chaos_due = faults
+                .due_ns
+                .min(restart.as_ref().map_or(u64::MAX, |r| r.2));
             continue;
         }
         let top = heap.peek().map_or(u64::MAX, |&Reverse((due, _))| due);
@@ -356,7 +379,8 @@ pub fn run(
         let work = &mut works[source.work];
         // A chaos run's corrupt-record: this record goes out with a bit flipped after its
         // checksum was sealed, as after a bit flip in the slot.
-        let flip = corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, source.id.stream));
+        let flip =
+            CHAOS && corrupt.is_some_and(|c| (c.0, c.1) == (source.id.exchange, source.id.stream));
         let (start, result) = match source.id.stream {
             Stream::Trades => {
                 let trade = &mut source.trade;
@@ -364,11 +388,15 @@ pub fn run(
                     work.market.trade(source.schedule.recorded(), trade);
                     trade.seal();
                 }
-                trade.price ^= i64::from(flip);
+                if flip {
+                    trade.price ^= 1;
+                }
                 let start = clock.now();
                 trade.send_ts_ns = start;
                 let result = work.transport.send_trade(trade);
-                trade.price ^= i64::from(flip);
+                if flip {
+                    trade.price ^= 1;
+                }
                 (start, result)
             }
             Stream::Book => {
@@ -377,11 +405,15 @@ pub fn run(
                     work.market.book_update(source.schedule.recorded(), book);
                     book.seal();
                 }
-                book.reserved1[0] ^= u64::from(flip);
+                if flip {
+                    book.reserved1[0] ^= 1;
+                }
                 let start = clock.now();
                 book.send_ts_ns = start;
                 let result = work.transport.send_book(book);
-                book.reserved1[0] ^= u64::from(flip);
+                if flip {
+                    book.reserved1[0] ^= 1;
+                }
                 (start, result)
             }
         };
@@ -404,7 +436,7 @@ pub fn run(
         }
         let end = clock.now_after();
         source.latency.record(due, start, end);
-        if let Some(t) = &mut iv.timeline {
+        if let Some(t) = iv.timeline.as_mut().filter(|_| CHAOS) {
             let s = t.at(start.saturating_sub(config.start_ns));
             s.attempts += 1;
             s.failed += u64::from(result.is_err());
@@ -514,6 +546,8 @@ pub fn run(
 /// Injects the faults due by now (and tries a failed writer restart again when its time has
 /// come); returns the time after.
 #[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
 fn inject(
     faults: &mut GeneratorFaults,
     restart: &mut Option<(usize, u16, u64, u64, String)>,
