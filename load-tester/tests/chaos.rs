@@ -165,8 +165,10 @@ fn the_udp_feed_takes_a_loss_burst_and_a_delay_spike() {
         .sum();
     let (lost, _) = reader_totals(&r);
     assert!(dropped > 0, "{text}");
-    assert_eq!(lost, dropped, "{text}");
-    assert_eq!(burst["lost"].as_u64(), Some(dropped));
+    // What the burst cost is exactly what the sender dropped; anything else the readers lost
+    // is the spike's (a flood of late datagrams can overflow a socket's queue), counted there.
+    assert_eq!(burst["lost"].as_u64(), Some(dropped), "{text}");
+    assert_eq!(lost, dropped + spike["lost"].as_u64().unwrap(), "{text}");
     assert_eq!(code, 0, "{text}");
 }
 
