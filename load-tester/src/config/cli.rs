@@ -430,7 +430,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub keep_shm: bool,
 
-    /// A scenario: a TOML file, or a built-in one (baseline, stress, endurance, burst); flags
+    /// A scenario: a TOML file, or a built-in one (baseline, stress, endurance, burst, chaos); flags
     /// given here override it
     #[arg(long, value_name = "NAME|FILE")]
     pub scenario: Option<String>,
