@@ -354,7 +354,8 @@ fn chaos_plan(
     if c.chaos.is_empty() {
         if c.restart_readers {
             return Err(ConfigError(
-                "--restart-readers: there is no fault to restart a reader after (give --chaos                  kill-reader@TIME)"
+                "--restart-readers: there is no fault to restart a reader after (give --chaos \
+                 kill-reader@TIME)"
                     .into(),
             ));
         }
@@ -391,7 +392,8 @@ fn chaos_plan(
             && free > FILL_ALL_MAX_BYTES;
         if skip {
             notes.push(format!(
-                "--chaos {}: skipped: {} has {} free, and filling a tmpfs takes that much memory;                  run with --shm-dir on a tmpfs of at most {} to include it (docs/chaos.md)",
+                "--chaos {}: skipped: {} has {} free, and filling a tmpfs takes that much memory; \
+                 run with --shm-dir on a tmpfs of at most {} to include it (docs/chaos.md)",
                 s.text,
                 base.display(),
                 crate::plan::chaos::show_bytes(free),

@@ -581,10 +581,13 @@ fn inject(
                     now,
                     ActionKind::Restored,
                     format!(
-                        "the writers of exchange {exchange} restarted (new epoch) after {failures}                          failed attempt(s): {first}"
+                        "the writers of exchange {exchange} restarted (new epoch) after \
+                         {failures} failed attempt(s): {first}"
                     ),
                 ),
-                Some(Err(_)) => *restart = Some((fault, exchange, now + RESTART_RETRY_NS, failures + 1, first)),
+                Some(Err(_)) => {
+                    *restart = Some((fault, exchange, now + RESTART_RETRY_NS, failures + 1, first))
+                }
                 None => {}
             }
         } else {
