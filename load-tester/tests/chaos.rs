@@ -203,6 +203,8 @@ fn a_killed_reader_that_nobody_restarts_does_not_recover() {
 fn bad_chaos_specs_are_refused_before_any_load() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let shm = Shm::new("chaos-bad");
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("c.apcap").display().to_string();
     for (args, says) in [
         (vec!["--chaos", "explode@1s"], "unknown fault"),
         (
@@ -217,6 +219,10 @@ fn bad_chaos_specs_are_refused_before_any_load() {
         ),
         (vec!["--chaos", "net-loss-burst@2s:10ms"], "--transport udp"),
         (vec!["--restart-readers"], "no fault"),
+        (
+            vec!["--record", &record, "--chaos", "kill-reader@2s"],
+            "capture",
+        ),
     ] {
         let out = shm.run(&args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -225,6 +231,7 @@ fn bad_chaos_specs_are_refused_before_any_load() {
         let first = err.lines().next().unwrap_or_default();
         assert!(first.contains(says), "{args:?}: {err}");
     }
+    assert!(!std::path::Path::new(&record).exists());
     shm.assert_empty();
 }
 

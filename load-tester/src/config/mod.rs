@@ -402,15 +402,29 @@ fn chaos_plan(
         }
         !skip
     });
-    resolve(
+    let chaos = resolve(
         &specs,
         &shape,
         c.chaos_seed,
         c.restart_readers,
         &c.chaos_budget,
     )
-    .map(Some)
-    .map_err(ConfigError)
+    .map_err(ConfigError)?;
+    // Reader 0 writes the capture: killed, it would leave the file unfinished.
+    if let (Some(record), Some(f)) = (
+        &plan.record,
+        chaos
+            .faults
+            .iter()
+            .find(|f| f.kind == crate::plan::chaos::FaultKind::KillReader && f.reader == Some(0)),
+    ) {
+        return Err(ConfigError(format!(
+            "--chaos {}: reader 0 writes --record {record}, and killed it would leave the capture \
+             unfinished; kill another reader (reader=1, with --consumers 2)",
+            f.spec
+        )));
+    }
+    Ok(Some(chaos))
 }
 
 /// Most free space `fill-shm ...:all` takes (1 GiB).
