@@ -207,7 +207,18 @@ fn the_readers_count_exactly_what_the_impairment_did() {
             "7",
         ],
     );
-    assert_eq!(injected(&again, "net_dropped"), dropped);
+    // A run whose last records were still due when it ended sends fewer: each datagram it did
+    // not send is at most one drop fewer, and the same sends drop the same datagrams.
+    let (sent, sent_again) = (injected(&r, "sent"), injected(&again, "sent"));
+    let dropped_again = injected(&again, "net_dropped");
+    if sent == sent_again {
+        assert_eq!(dropped_again, dropped);
+    } else {
+        assert!(
+            dropped.abs_diff(dropped_again) <= sent.abs_diff(sent_again),
+            "sent {sent} and {sent_again}, dropped {dropped} and {dropped_again}"
+        );
+    }
 }
 
 #[test]
