@@ -486,6 +486,10 @@ impl Prepared<'_> {
             distributed: None,
             chaos: None,
         };
+        if plan.transport.kind == crate::plan::transport::TransportKind::Uds {
+            end.warnings
+                .extend(crate::transport::datagram::uds_queue_warning());
+        }
         let mut refused = 0u64;
         let mut aborted = false;
         let mut digests = Digests::default();

@@ -375,6 +375,26 @@ impl DatagramExchange {
     }
 }
 
+/// The queue of a Unix datagram socket below which a reader's short pause refuses sends: 64
+/// datagrams are 640 µs at 100k records/s.
+const UDS_QUEUE_WARN: u64 = 64;
+
+/// A warning when this host queues fewer than [`UDS_QUEUE_WARN`] datagrams per Unix datagram
+/// socket (`net.unix.max_dgram_qlen`, which the kernel sets to 10 and systemd to 512): a reader
+/// descheduled for longer than that many sends makes the tester's sends fail with `EAGAIN`,
+/// counted as buffer overflows. `None` when the queue is longer or the value cannot be read.
+pub fn uds_queue_warning() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen").ok()?;
+    let qlen: u64 = text.trim().parse().ok()?;
+    (qlen < UDS_QUEUE_WARN).then(|| {
+        format!(
+            "net.unix.max_dgram_qlen is {qlen}: a reader paused for more than {qlen} datagrams \
+             refuses sends (buffer overflows); raise it with \
+             `sysctl -w net.unix.max_dgram_qlen=512`"
+        )
+    })
+}
+
 /// How often an idle feed says it is alive, ns.
 pub const HEARTBEAT_NS: u64 = 100_000_000;
 
