@@ -72,8 +72,9 @@ pub use record::{
 pub use ring::{ReaderSlot, WriterMode};
 #[cfg(not(loom))]
 pub use run_dir::{
-    clean_stale_runs, default_base_dir, is_run_id, CleanOutcome, CleanedRun, Manifest,
-    ManifestRing, RunDir, BASE_DIR_ENV, DIGESTS_NAME, LOCK_NAME, MANIFEST_NAME, MANIFEST_VERSION,
+    clean_stale_runs, clean_stale_runs_with, default_base_dir, is_run_id, CleanOutcome, CleanedRun,
+    Manifest, ManifestRing, RunDir, BASE_DIR_ENV, DIGESTS_NAME, LOCK_NAME, MANIFEST_NAME,
+    MANIFEST_VERSION,
 };
 #[cfg(not(loom))]
 pub use writer::{Writer, DEFAULT_READER_STALE_NS};

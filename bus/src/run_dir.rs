@@ -422,6 +422,13 @@ const UNFINISHED_RUN_AGE_S: i64 = 60;
 /// recursed into: entries are judged with `lstat`, and a subdirectory or symlink keeps its run.
 /// Every run's entries are checked before any of them is removed.
 pub fn clean_stale_runs(base: &Path) -> Result<Vec<CleanedRun>, Error> {
+    clean_stale_runs_with(base, &[])
+}
+
+/// [`clean_stale_runs`] for a program that writes files of its own into its run directories:
+/// a regular file named in `companions` (or that name followed by `.tmp`) is one of the run's
+/// files too. Every other rule is the same; a name with a `/` never matches an entry.
+pub fn clean_stale_runs_with(base: &Path, companions: &[&str]) -> Result<Vec<CleanedRun>, Error> {
     let Some(base_fd) = open_existing_base(base)? else {
         return Ok(Vec::new());
     };
@@ -445,14 +452,20 @@ pub fn clean_stale_runs(base: &Path) -> Result<Vec<CleanedRun>, Error> {
     let mut out = Vec::new();
     for name in names {
         let path = base.join(&name);
-        let outcome = clean_run(&base_fd, &name, &path)?;
+        let outcome = clean_run(&base_fd, &name, &path, companions)?;
         out.push(CleanedRun { path, outcome });
     }
     Ok(out)
 }
 
-/// Judges run directory `name` of `base_fd` and removes it if [`clean_stale_runs`] allows.
-fn clean_run(base_fd: &OwnedFd, name: &str, path: &Path) -> Result<CleanOutcome, Error> {
+/// Judges run directory `name` of `base_fd` and removes it if [`clean_stale_runs_with`] allows
+/// (`companions` as there).
+fn clean_run(
+    base_fd: &OwnedFd,
+    name: &str,
+    path: &Path,
+    companions: &[&str],
+) -> Result<CleanOutcome, Error> {
     let kept = |reason: String| Ok(CleanOutcome::Kept { reason });
     let dir = rustix::fs::openat(
         base_fd,
@@ -515,6 +528,7 @@ fn clean_run(base_fd: &OwnedFd, name: &str, path: &Path) -> Result<CleanOutcome,
         }
     }
     let mut allowed = vec![LOCK_NAME, MANIFEST_NAME, DIGESTS_NAME];
+    allowed.extend(companions.iter().copied());
     if let Some(m) = &manifest {
         allowed.extend(m.rings.iter().map(|r| r.file.as_str()));
     }

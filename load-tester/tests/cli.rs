@@ -855,8 +855,14 @@ fn clean_removes_dead_runs_and_keeps_live_ones() {
         std::fs::write(dir.join("ex0.trades"), [0u8; 64]).unwrap();
         dir
     };
-    // A run whose owner died: a lock file that nobody holds.
+    // A run whose owner died: a lock file that nobody holds, and the tester's own files beside
+    // the bus's: a feed's description, and what a fill-shm fault left when the tester was killed.
     let stale = make_run("run-1-1");
+    std::fs::write(stale.join("feed.json"), "{}").unwrap();
+    std::fs::write(stale.join("chaos-fill"), [0u8; 4096]).unwrap();
+    // A dead run holding a file that no run makes is kept whole, and clean says why.
+    let foreign = make_run("run-3-3");
+    std::fs::write(foreign.join("notes.txt"), "keep me").unwrap();
     // A live run: this test process holds its lock, as a running tester would.
     let live = make_run("run-2-2");
     let lock = File::open(live.join("writer.lock")).unwrap();
@@ -897,6 +903,15 @@ fn clean_removes_dead_runs_and_keeps_live_ones() {
     );
     assert!(stdout.contains(&live.display().to_string()), "{what}");
     assert!(stdout.contains("1 stale run directory removed"), "{what}");
+    assert!(
+        foreign.join("notes.txt").exists() && foreign.join("ex0.trades").exists(),
+        "a run holding a foreign file must be kept whole\n{what}"
+    );
+    assert!(
+        stdout.contains(&format!("refused: {}", foreign.display())) && stdout.contains("notes.txt"),
+        "{what}"
+    );
+    std::fs::remove_dir_all(&foreign).unwrap();
 
     // Once its owner lets go, the live run is stale too. (A child that another test forks
     // while we hold the lock shares our descriptor until its exec closes it, so the lock may
