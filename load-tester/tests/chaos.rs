@@ -144,12 +144,26 @@ fn the_udp_feed_takes_a_loss_burst_and_a_delay_spike() {
             "net-loss-burst@2s:50ms",
             "--chaos",
             "net-delay-spike@4s:20ms:500ms",
+            // Off the bus too, a corrupted record must reach the readers corrupt: the transport
+            // keeps the checksum the generator sealed.
+            "--chaos",
+            "corrupt-record@5.5s",
         ],
     );
     let burst = fault(&r, "net-loss-burst");
     let spike = fault(&r, "net-delay-spike");
+    let corrupt = fault(&r, "corrupt-record");
     assert_eq!(burst["passed"], true, "{burst}\n{text}");
     assert_eq!(spike["passed"], true, "{spike}\n{text}");
+    assert_eq!(corrupt["passed"], true, "{corrupt}\n{text}");
+    assert_eq!(corrupt["violations"].as_u64(), Some(1), "{corrupt}");
+    assert_eq!(corrupt["lost"].as_u64(), Some(0), "{corrupt}");
+    assert!(
+        corrupt["detection"]
+            .as_str()
+            .is_some_and(|d| d.contains("integrity violation")),
+        "{corrupt}"
+    );
     assert_eq!(burst["detected_by"], "reader 0");
     // A 20 ms spike shows as at least 20 ms end to end.
     assert!(
@@ -169,6 +183,13 @@ fn the_udp_feed_takes_a_loss_burst_and_a_delay_spike() {
     // is the spike's (a flood of late datagrams can overflow a socket's queue), counted there.
     assert_eq!(burst["lost"].as_u64(), Some(dropped), "{text}");
     assert_eq!(lost, dropped + spike["lost"].as_u64().unwrap(), "{text}");
+    let streams = &r["delivery"]["streams"];
+    let corrupted = streams["trades"]["corrupted"].as_u64().unwrap()
+        + streams["book"]["corrupted"].as_u64().unwrap();
+    assert_eq!(
+        corrupted, 1,
+        "one corrupted record, caught by its checksum\n{text}"
+    );
     assert_eq!(code, 0, "{text}");
 }
 

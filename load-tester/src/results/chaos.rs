@@ -357,8 +357,14 @@ fn judge_fault(f: &Fault, log: &ChaosLog, run_ns: u64) -> FaultOutcome {
             let Some(s) = h.known(i).filter(|s| s.paused == 0) else {
                 continue;
             };
-            let why = unhealthy(&s, b, *generator)
-                .or_else(|| (s.epochs > 0).then(|| "followed its ring to a new epoch".to_string()));
+            // A corrupted record is seen as one thing only: a reader's integrity check failing.
+            let why = if f.kind == FaultKind::CorruptRecord {
+                (s.violations > 0).then(|| format!("{} integrity violation(s)", s.violations))
+            } else {
+                unhealthy(&s, b, *generator).or_else(|| {
+                    (s.epochs > 0).then(|| "followed its ring to a new epoch".to_string())
+                })
+            };
             if let Some(why) = why {
                 detected = Some(((i + 1) * SLICE_NS, who(p), why));
                 break 'find;

@@ -12,7 +12,7 @@ use std::collections::BinaryHeap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 
-use alphapulse_bus::{checksum_of, BookUpdate, Trade};
+use alphapulse_bus::{BookUpdate, Trade};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -481,7 +481,6 @@ impl Transport for DatagramExchange {
     fn send_trade(&mut self, trade: &Trade) -> Result<(), SendError> {
         let mut t = *trade;
         t.sequence = self.streams[0].next;
-        t.checksum = checksum_of(&t);
         self.push(0, bytemuck::bytes_of(&t))
     }
 
@@ -489,7 +488,6 @@ impl Transport for DatagramExchange {
     fn send_book(&mut self, update: &BookUpdate) -> Result<(), SendError> {
         let mut u = *update;
         u.sequence = self.streams[1].next;
-        u.checksum = checksum_of(&u);
         self.push(1, bytemuck::bytes_of(&u))
     }
 

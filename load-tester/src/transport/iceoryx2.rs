@@ -12,7 +12,7 @@ use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 
-use alphapulse_bus::{checksum_of, BookUpdate, Trade};
+use alphapulse_bus::{BookUpdate, Trade};
 
 use super::{SendError, Transport};
 use crate::plan::Stream;
@@ -115,7 +115,6 @@ impl Transport for Iceoryx2Exchange {
     fn send_trade(&mut self, trade: &Trade) -> Result<(), SendError> {
         let mut t = *trade;
         t.sequence = self.next[0];
-        t.checksum = checksum_of(&t);
         self.publish(0, bytemuck::bytes_of(&t))
     }
 
@@ -123,7 +122,6 @@ impl Transport for Iceoryx2Exchange {
     fn send_book(&mut self, update: &BookUpdate) -> Result<(), SendError> {
         let mut u = *update;
         u.sequence = self.next[1];
-        u.checksum = checksum_of(&u);
         self.publish(1, bytemuck::bytes_of(&u))
     }
 }

@@ -39,9 +39,11 @@ pub enum SendError {
 
 /// One exchange's two outputs. Implementations must not allocate or lock per send.
 pub trait Transport: Send {
-    /// Sends one trade. Its `sequence` may be assigned by the transport.
+    /// Sends one trade, sealed by the generator. Its `sequence` may be assigned by the
+    /// transport; its checksum is sent as it came (it covers neither the sequence nor the send
+    /// time), so that a record the generator corrupted on purpose stays corrupt on every way.
     fn send_trade(&mut self, trade: &Trade) -> Result<(), SendError>;
-    /// Sends one book update. Its `sequence` may be assigned by the transport.
+    /// Sends one book update, as [`Transport::send_trade`].
     fn send_book(&mut self, update: &BookUpdate) -> Result<(), SendError>;
     /// Called while the generator is idle, at least every 50 ms: a chance to show liveness.
     fn idle(&mut self) {}
