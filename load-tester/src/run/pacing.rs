@@ -311,17 +311,25 @@ impl Pacer {
     }
 
     /// Waits until `clock.now() >= due`; returns that time and how long of the wait was spent
-    /// spinning (which, unlike sleeping, costs CPU).
+    /// spinning on the CPU (which, unlike sleeping, costs CPU).
     #[inline]
     pub fn wait_until(&mut self, clock: &mut Clock, due: u64) -> Woke {
-        let mut spin_from = None;
+        let mut spun_ns = 0;
+        // The clock at the previous spin, while spinning.
+        let mut last_spin: Option<u64> = None;
         loop {
             let now = clock.now();
+            if let Some(prev) = last_spin {
+                // A gap this long between two looks at the clock is time the thread was not
+                // running (preempted, or an interrupt): not CPU it spent, on a busy machine
+                // often most of a wait.
+                let gap = now.saturating_sub(prev);
+                if gap <= DESCHEDULED_NS {
+                    spun_ns += gap;
+                }
+            }
             if now >= due {
-                return Woke {
-                    at: now,
-                    spun_ns: spin_from.map_or(0, |from| now - from),
-                };
+                return Woke { at: now, spun_ns };
             }
             let remaining = due - now;
             if self.mode != PacingMode::Spin && remaining > self.window_ns {
@@ -329,21 +337,26 @@ impl Pacer {
                 std::thread::sleep(Duration::from_nanos(asked));
                 let late = clock.now().saturating_sub(now + asked);
                 self.observe(late);
-                spin_from = None;
+                last_spin = None;
             } else {
-                spin_from.get_or_insert(now);
+                last_spin = Some(now);
                 std::hint::spin_loop();
             }
         }
     }
 }
 
+/// The longest gap between two looks at the clock of a spinning thread that counts as spinning,
+/// ns: one look takes tens of ns, so a longer gap is the thread off its core.
+const DESCHEDULED_NS: u64 = 20_000;
+
 /// The end of a wait: when it ended, and how much of it was spent spinning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Woke {
     /// The time the wait ended, ns (at or after the time waited for).
     pub at: u64,
-    /// Time spent spinning on the clock, ns.
+    /// Time spent spinning on the clock while on the CPU, ns (gaps longer than
+    /// `DESCHEDULED_NS` between two looks at the clock left out).
     pub spun_ns: u64,
 }
 
