@@ -769,6 +769,39 @@ fn a_base_directory_on_disk_is_named_in_a_note() {
         describe(&out)
     );
     assert!(common::entries(&base).is_empty(), "the run cleaned up");
+
+    // A relative $ALPHAPULSE_SHM_DIR is the same base, named as the absolute path it is.
+    let out = Command::new(BIN)
+        .timeout(CHILD_TIMEOUT)
+        .current_dir(disk.path())
+        .env("NO_COLOR", "1")
+        .env("ALPHAPULSE_SHM_DIR", "relative-base")
+        .args([
+            "-d",
+            "1",
+            "--warmup-secs",
+            "0",
+            "-e",
+            "1",
+            "-t",
+            "500",
+            "-o",
+            "500",
+        ])
+        .args(["--consumers", "0", "--lag-budget-us", "60000000"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    let absolute = disk.path().join("relative-base");
+    assert!(
+        stderr.contains(&format!(
+            "note: the shared-memory base {}",
+            absolute.display()
+        )) && stderr.contains("not on a tmpfs"),
+        "{}",
+        describe(&out)
+    );
+    assert!(common::entries(&absolute).is_empty(), "the run cleaned up");
 }
 
 #[test]

@@ -279,10 +279,7 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
     };
     let mut plan = plan;
     plan.chaos = chaos_plan(args, &plan, &mut notes)?;
-    let shm_dir = args
-        .shm_dir
-        .clone()
-        .unwrap_or_else(alphapulse_bus::default_base_dir);
+    let shm_dir = shm_base(args.shm_dir.clone());
     if let Some(note) = not_tmpfs(&shm_dir) {
         notes.push(note);
     }
@@ -380,10 +377,7 @@ fn chaos_plan(
         udp: plan.transport.kind == TransportKind::Udp,
     };
     // Filling a big tmpfs takes that much memory: "all" is only taken where it is small.
-    let base = args
-        .shm_dir
-        .clone()
-        .unwrap_or_else(alphapulse_bus::default_base_dir);
+    let base = shm_base(args.shm_dir.clone());
     let free = rustix::fs::statvfs(&base).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
     let mut specs = c.chaos.clone();
     specs.retain(|s| {
@@ -599,6 +593,14 @@ pub(crate) fn place(
 
 /// The magic number of tmpfs in `statfs(2)`'s `f_type`.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// The shared-memory base: `--shm-dir`, else `$ALPHAPULSE_SHM_DIR` or /dev/shm/alphapulse,
+/// made absolute against the working directory (so that its file system can be judged and the
+/// run directory printed is one a reader elsewhere can open).
+fn shm_base(flag: Option<PathBuf>) -> PathBuf {
+    let base = flag.unwrap_or_else(alphapulse_bus::default_base_dir);
+    std::path::absolute(&base).unwrap_or(base)
+}
 
 /// A note when the rings would not live in memory: `base` (or the directory it will be made in)
 /// is not on a tmpfs, through a symlink to disk or a relative path, say.
