@@ -200,10 +200,10 @@ pub fn apply(
                 )
             })
             .unwrap_or_default();
-        ScenarioError(format!(
+        ScenarioError(crate::plan::text::shorten_numbers(&format!(
             "scenario {origin}{line}: {}",
             e.message().trim().replace('\n', " ")
-        ))
+        )))
     })?;
     let from_cli = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     // The scenario's keys that flags on the command line override, as those flags.

@@ -12,3 +12,50 @@ pub fn thousands(n: u64) -> String {
     }
     out
 }
+
+/// The longest run of digits a message shows as written; longer ones are cut.
+const MAX_DIGITS: usize = 24;
+
+/// `message` with every run of more than 24 digits (a parser's echo of `1e300`, say) cut to
+/// its first digits, an ellipsis and how many digits it had, so that an error stays one line a
+/// person can read. Everything else is kept as it is.
+pub fn shorten_numbers(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(4096));
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() > MAX_DIGITS {
+            out.push_str(&digits[..6]);
+            out.push_str(&format!("... ({} digits)", digits.len()));
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in message.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_numbers_are_cut_and_short_ones_kept() {
+        let huge = format!("floating point `1{}.0`, expected i64", "0".repeat(300));
+        assert_eq!(
+            shorten_numbers(&huge),
+            "floating point `100000... (301 digits).0`, expected i64"
+        );
+        let fine = "line 3: 18446744073709551615 is out of range";
+        assert_eq!(shorten_numbers(fine), fine);
+        assert_eq!(shorten_numbers(""), "");
+    }
+}

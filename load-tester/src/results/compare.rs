@@ -264,9 +264,10 @@ impl Thresholds {
     pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
         let name = path.display();
         let text = crate::results::file::read_text(path).map_err(|e| format!("{name}: {e}"))?;
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| format!("{name}: {}", e.message().trim()))?;
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let message = format!("{name}: {}", e.message().trim());
+            crate::plan::text::shorten_numbers(&message)
+        })?;
         if let Some(floors) = table.remove("noise_floor") {
             let toml::Value::Table(floors) = floors else {
                 return Err(format!(

@@ -89,7 +89,8 @@ impl Targets {
                     )
                 })
                 .unwrap_or_default();
-            err(line, e.message().trim().replace('\n', " "))
+            let message = e.message().trim().replace('\n', " ");
+            err(line, crate::plan::text::shorten_numbers(&message))
         })?;
         targets.validate().map_err(|m| err(String::new(), m))?;
         Ok(targets)
