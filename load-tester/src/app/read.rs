@@ -100,7 +100,7 @@ pub(super) fn run(args: &crate::config::cli::ReadArgs) -> i32 {
         Err(e) => return error(e),
     };
     if args.protocol {
-        return 0;
+        return crate::exit::OK;
     }
     let report = output::console::render_reader(&outcome);
     match &json {

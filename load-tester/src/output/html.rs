@@ -497,6 +497,8 @@ fn section_verdict(out: &mut String, r: &Results) {
         let measured = match c.unit.as_str() {
             "%" => format!("{:.3}", c.measured),
             "MiB" => format!("{:.1}", c.measured),
+            // A slope has a sign: a shrinking RSS is negative, not 0.
+            "MiB/h" => format!("{:+.1}", c.measured),
             _ => thousands(c.measured.round().max(0.0) as u64),
         };
         let (class, status) = if c.passed {

@@ -309,7 +309,8 @@ fn who_used_the_cpu(r: &Results) -> String {
 fn advice(r: &Results) -> String {
     let p = &r.plan;
     let mut tips = Vec::new();
-    if p.pacing.mode != crate::plan::PacingMode::Spin {
+    // A hybrid run that spun nearly all of its time would gain nothing from spinning always.
+    if p.pacing.mode != crate::plan::PacingMode::Spin && r.generator.spin_pct < 90.0 {
         tips.push("use --pacing spin".to_string());
     }
     let busy = p.threads + p.consumers;
