@@ -27,10 +27,18 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A peer silent for this many intervals (heartbeats included) is gone.
 pub const SILENT_INTERVALS: u32 = 3;
 
-/// Whether `token` equals `expected`, in time that does not depend on where they differ.
+/// Whether `token` equals `expected`, in time that does not depend on where they differ nor
+/// on whether their lengths do: their SHA-256 digests (always 32 bytes) are compared in
+/// constant time. Hashing takes time linear in each token's own length, which says nothing of
+/// the other's.
 pub fn token_matches(token: &str, expected: &str) -> bool {
+    use ring::digest::{digest, SHA256};
     use subtle::ConstantTimeEq as _;
-    bool::from(token.as_bytes().ct_eq(expected.as_bytes()))
+    let (a, b) = (
+        digest(&SHA256, token.as_bytes()),
+        digest(&SHA256, expected.as_bytes()),
+    );
+    bool::from(a.as_ref().ct_eq(b.as_ref()))
 }
 
 #[cfg(test)]
