@@ -323,11 +323,20 @@ impl Metrics {
         let addr = resolve(addr)?;
         let listener = TcpListener::bind(addr).map_err(|e| {
             let hint = match e.kind() {
-                std::io::ErrorKind::AddrInUse => "; choose another port",
+                std::io::ErrorKind::AddrInUse => "; choose another port".to_string(),
                 std::io::ErrorKind::PermissionDenied => {
-                    "; ports below 1024 need privileges: choose a port above 1023"
+                    // The kernel's line, 1024 unless the host moved it.
+                    let start: u32 =
+                        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+                            .ok()
+                            .and_then(|s| s.trim().parse().ok())
+                            .unwrap_or(1024);
+                    format!(
+                        "; ports below {start} need privileges here: choose a port of {start} \
+                         or above"
+                    )
                 }
-                _ => "",
+                _ => String::new(),
             };
             format!("cannot listen on {addr}: {e}{hint}")
         })?;
