@@ -352,6 +352,22 @@ fn bad_transport_flags_fail_before_load() {
         assert!(!stderr.contains("Starting"), "{args:?}: {stderr}");
         shm.assert_empty();
     }
+    // A multicast port another program holds (bound without sharing it) is refused up front,
+    // in one line that says what to do.
+    let holder = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let group = format!("239.1.1.1:{port}");
+    let out = shm.run(&["--transport", "udp", "--multicast", &group, "-d", "30"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(!stderr.contains("Starting"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(&group) && errors[0].contains("choose another"),
+        "{stderr}"
+    );
+    shm.assert_empty();
 }
 
 #[test]

@@ -25,6 +25,11 @@ pub(super) fn run(args: &crate::config::cli::RunArgs) -> i32 {
         Ok(m) => m,
         Err(e) => return error(e),
     };
+    if let Some((group, port)) = &plan.transport.group {
+        if let Err(e) = crate::run::feed_reader::check_group(group, *port) {
+            return error(format!("--multicast {group}:{port}: {e}"));
+        }
+    }
 
     let signals = super::signals::Signals::install();
     let stop = &signals.stop;

@@ -922,9 +922,11 @@ fn wait_ready(
             }
             Ok(Event::Reader(i, ReaderLine::Closed { .. })) => {
                 readers[i].reap();
+                // The reader's own line, without its "error: " (ours comes in front).
+                let tail = readers[i].stderr_tail();
                 return Err(EngineError::Readers(format!(
                     "reader process {i} failed to attach: {}",
-                    readers[i].stderr_tail()
+                    tail.strip_prefix("error: ").unwrap_or(&tail)
                 )));
             }
             Ok(_) => {}

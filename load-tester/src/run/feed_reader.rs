@@ -235,6 +235,44 @@ impl Session {
     }
 }
 
+/// Binds `socket` to multicast `group`'s `port`, shared with the run's other readers, and joins
+/// the group on loopback.
+fn join_group(socket: &socket2::Socket, group: &str, port: u16) -> Result<(), String> {
+    let ip: std::net::Ipv4Addr = group
+        .parse()
+        .map_err(|e| format!("multicast group {group:?}: {e}"))?;
+    // Every reader of the run binds the group's port.
+    socket
+        .set_reuse_address(true)
+        .and_then(|()| socket.set_reuse_port(true))
+        .map_err(|e| format!("cannot share the group's port: {e}"))?;
+    let addr: std::net::SocketAddr = (ip, port).into();
+    socket.bind(&addr.into()).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            ": another program holds the port; choose another"
+        } else {
+            ""
+        };
+        format!("cannot bind {addr}: {e}{hint}")
+    })?;
+    socket
+        .join_multicast_v4(&ip, &std::net::Ipv4Addr::LOCALHOST)
+        .map_err(|e| format!("cannot join {ip} on loopback: {e}"))
+}
+
+/// Whether readers will be able to receive multicast `group` on `port` here: binds and joins as
+/// they will, then lets go, so that a port another program holds or a group this host cannot
+/// join is refused before the run starts.
+pub fn check_group(group: &str, port: u16) -> Result<(), String> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+    join_group(&socket, group, port)
+}
+
 /// Binds this reader's socket for `feed` and says where it listens.
 fn bind(feed: &FeedInfo, run_id: &str) -> Result<(Receiver, String), String> {
     match feed.kind.as_str() {
@@ -247,23 +285,7 @@ fn bind(feed: &FeedInfo, run_id: &str) -> Result<(Receiver, String), String> {
             .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
             grow_receive_buffer(&socket2::SockRef::from(&socket));
             match &feed.group {
-                Some(group) => {
-                    let ip: std::net::Ipv4Addr = group
-                        .parse()
-                        .map_err(|e| format!("multicast group {group:?}: {e}"))?;
-                    // Every reader of the run binds the group's port.
-                    socket
-                        .set_reuse_address(true)
-                        .and_then(|()| socket.set_reuse_port(true))
-                        .map_err(|e| format!("cannot share the group's port: {e}"))?;
-                    let addr: std::net::SocketAddr = (ip, feed.port).into();
-                    socket
-                        .bind(&addr.into())
-                        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
-                    socket
-                        .join_multicast_v4(&ip, &std::net::Ipv4Addr::LOCALHOST)
-                        .map_err(|e| format!("cannot join {ip} on loopback: {e}"))?;
-                }
+                Some(group) => join_group(&socket, group, feed.port)?,
                 None => {
                     let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
                     socket
