@@ -341,12 +341,11 @@ pub fn render(r: &Results, verbose: bool) -> String {
         };
         let _ = writeln!(
             out,
-            "  {mark} {:<40} {:>14} {:<7} target {} {}",
+            "  {mark} {:<40} {:>14} {:<7} target {}",
             c.name,
             check_value(c),
             c.unit,
-            c.target,
-            c.unit
+            crate::output::format::format_target(&c.target, &c.unit)
         );
     }
 

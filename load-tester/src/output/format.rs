@@ -15,6 +15,39 @@ pub fn human_ns(ns: u64) -> String {
     }
 }
 
+/// A check's target (`< 1000000`, `>= 95`, `= 0`: the comparison, a space, the number) in
+/// `unit`, with its number as the reports print numbers and a long duration also in the unit
+/// that reads best: `< 1,000,000 ns (1.00 ms)`. A target of another shape is shown as it is,
+/// followed by the unit.
+pub fn format_target(target: &str, unit: &str) -> String {
+    let with_unit = |s: String| {
+        if unit.is_empty() {
+            s
+        } else {
+            format!("{s} {unit}")
+        }
+    };
+    let Some((op, number)) = target.split_once(' ') else {
+        return with_unit(target.to_string());
+    };
+    match number.parse::<f64>() {
+        Ok(v) if v.is_finite() => {
+            let number = if v.fract() == 0.0 && v >= 0.0 {
+                thousands(v as u64)
+            } else {
+                format_value(Some(v), unit)
+            };
+            let shown = with_unit(format!("{op} {number}"));
+            if unit == "ns" && v >= 10_000.0 {
+                format!("{shown} ({})", human_ns(v as u64))
+            } else {
+                shown
+            }
+        }
+        _ => with_unit(target.to_string()),
+    }
+}
+
 /// A value in its unit, as the reports print it.
 pub fn format_value(v: Option<f64>, unit: &str) -> String {
     let Some(v) = v else { return "-".into() };
@@ -95,6 +128,18 @@ pub fn iso8601_utc(unix_ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn targets_read_as_the_reports_numbers() {
+        use super::format_target;
+        assert_eq!(format_target("< 1000000", "ns"), "< 1,000,000 ns (1.00 ms)");
+        assert_eq!(format_target("< 100", "ns"), "< 100 ns");
+        assert_eq!(format_target(">= 10000", "msgs/s"), ">= 10,000 msgs/s");
+        assert_eq!(format_target(">= 95", "%"), ">= 95 %");
+        assert_eq!(format_target("< 0.01", "%"), "< 0.010 %");
+        assert_eq!(format_target("= 0", "records"), "= 0 records");
+        assert_eq!(format_target("detected", ""), "detected");
+    }
+
     use crate::output::format::*;
 
     #[test]

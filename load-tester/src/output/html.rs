@@ -510,7 +510,7 @@ fn section_verdict(out: &mut String, r: &Results) {
             out,
             "<tr><td>{}</td><td>{measured}</td><td>{}</td><td>{}</td><td class=\"{class}\">{status}</td></tr>",
             escape(&c.name),
-            escape(&c.target),
+            escape(&crate::output::format::format_target(&c.target, &c.unit)),
             escape(&c.unit)
         );
     }
