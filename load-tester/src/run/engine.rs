@@ -272,6 +272,9 @@ pub struct Prepared<'a> {
     clock_cost_ns: f64,
     /// CPU cores the process could run on before the engine thread moved off the generators'.
     cores: usize,
+    /// Where the engine's (the calling) thread was before the run moved and lowered it: put
+    /// back when the run ends, for the next run of the same process.
+    _place: crate::run::placement::ThreadPlace,
 }
 
 /// Creates the transport and starts the readers of a run of `plan` on the bus under `shm_dir`;
@@ -287,6 +290,7 @@ pub fn prepare<'a>(
     // Counted before this thread moves off the generators' cores, which narrows its CPU set;
     // moved first, so that every thread it starts stays off them too.
     let cores = crate::run::placement::available_cores().len();
+    let place = crate::run::placement::ThreadPlace::save();
     keep_off_generator_cores(&plan.pin_cores);
     let (mut bus, transports) = create_transport(plan, shm_dir)?;
     if keep_shm {
@@ -346,6 +350,7 @@ pub fn prepare<'a>(
         rx,
         clock_cost_ns,
         cores,
+        _place: place,
     })
 }
 
@@ -375,6 +380,8 @@ impl Prepared<'_> {
             rx,
             clock_cost_ns,
             cores,
+            // Kept to the end of the run, where it puts this thread back.
+            _place,
         } = self;
         let run_dir = bus.path();
         // A replay's capture is opened and every source's first chunk decoded before the start

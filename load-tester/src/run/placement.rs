@@ -41,6 +41,71 @@ pub const HOUSEKEEPING_NICE: i32 = 19;
 /// it gives the core back after this long, not after the default slice of milliseconds.
 pub const HOUSEKEEPING_SLICE_NS: u64 = 100_000;
 
+/// The calling thread's place, saved: its CPU set and its scheduling attributes (nice value,
+/// slice). Dropping it puts them back, so that a process that runs several loads in turn (a
+/// comparison of transports and its rate probes) starts each one from where it started the
+/// first: a run moves its engine thread off the generators' cores and lowers it, and threads and
+/// processes it starts inherit both.
+pub struct ThreadPlace {
+    /// The CPU set to put back; `None` if it could not be read (nothing is put back).
+    cpus: Option<rustix::thread::CpuSet>,
+    /// The attributes to put back; `None` if they could not be read (the nice value alone is).
+    attr: Option<SchedAttr>,
+    /// The nice value, for a kernel without `sched_getattr`.
+    nice: Option<i32>,
+}
+
+impl ThreadPlace {
+    /// Saves the calling thread's place. Restored on drop, on the thread that drops it.
+    pub fn save() -> Self {
+        let mut attr = SchedAttr {
+            size: std::mem::size_of::<SchedAttr>() as u32,
+            sched_policy: 0,
+            sched_flags: 0,
+            sched_nice: 0,
+            sched_priority: 0,
+            sched_runtime: 0,
+            sched_deadline: 0,
+            sched_period: 0,
+        };
+        // SAFETY: sched_getattr(2) writes at most `size` (48) bytes into `attr`, a valid,
+        // exclusively borrowed `SchedAttr` of that size; pid 0 is the calling thread; flags 0.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_sched_getattr,
+                0,
+                &mut attr as *mut SchedAttr,
+                std::mem::size_of::<SchedAttr>() as u32,
+                0,
+            )
+        };
+        Self {
+            cpus: rustix::thread::sched_getaffinity(None).ok(),
+            attr: (got == 0).then_some(attr),
+            nice: rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok(),
+        }
+    }
+}
+
+impl Drop for ThreadPlace {
+    fn drop(&mut self) {
+        if let Some(cpus) = &self.cpus {
+            let _ = rustix::thread::sched_setaffinity(None, cpus);
+        }
+        let restored = self.attr.as_ref().is_some_and(|attr| {
+            // SAFETY: sched_setattr(2) reads `attr.size` bytes from a valid, initialized
+            // `SchedAttr` (as sched_getattr filled it) that outlives the call; pid 0 is the
+            // calling thread; flags 0. It writes no memory.
+            unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) == 0 }
+        });
+        if !restored {
+            if let Some(nice) = self.nice {
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice);
+            }
+        }
+    }
+}
+
 /// `struct sched_attr` of `sched_setattr(2)` (its first version, 48 bytes).
 #[repr(C)]
 struct SchedAttr {
