@@ -426,6 +426,92 @@ fn a_list_of_transports_runs_the_same_load_on_each_and_compares_them() {
     }
 }
 
+#[test]
+fn the_max_rate_search_reports_the_highest_sustained_probe_of_each_transport() {
+    let shm = Shm::new("apmaxrate");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let html = dir.path().join("c.html");
+    let out = shm.run(&[
+        "-e",
+        "1",
+        "-t",
+        "20000",
+        "-o",
+        "0",
+        "-d",
+        "1",
+        "--warmup-secs",
+        "0",
+        "--transport",
+        "shm,uds",
+        "--max-rate-secs",
+        "1",
+        "--json-output",
+        json.to_str().unwrap(),
+        "--html-report",
+        html.to_str().unwrap(),
+    ]);
+    assert_no_panic(&String::from_utf8_lossy(&out.stderr));
+    let c = read_json(&json);
+    let page = std::fs::read_to_string(&html).unwrap();
+    for row in c["rows"].as_array().unwrap() {
+        let m = &row["max_rate"];
+        assert_eq!(m["probe_secs"], 1, "{row}");
+        let probes = m["probes"].as_array().unwrap();
+        assert!(!probes.is_empty(), "{row}");
+        // The first probe is the comparison's own load.
+        assert_eq!(probes[0]["offered"].as_f64(), Some(20_000.0), "{row}");
+        // The rate is what the highest sustained probe wrote, and every probe that was not
+        // sustained says why.
+        let best = probes
+            .iter()
+            .filter(|p| p["failed"].is_null())
+            .max_by(|a, b| {
+                let (x, y) = (a["offered"].as_f64(), b["offered"].as_f64());
+                x.partial_cmp(&y).unwrap()
+            });
+        match best {
+            Some(b) => assert_eq!(m["rate"], b["achieved"], "{row}"),
+            None => assert!(m["rate"].is_null(), "{row}"),
+        }
+        for p in probes.iter().filter(|p| !p["failed"].is_null()) {
+            assert!(!p["failed"].as_str().unwrap().is_empty(), "{row}");
+        }
+        let name = row["transport"].as_str().unwrap();
+        assert!(
+            page.contains(&format!("<b>{name}</b> max rate search")),
+            "{page}"
+        );
+    }
+    // The bus keeps up with 20,000 msgs/s even in a debug build on a busy machine.
+    let shm_rate = c["rows"][0]["max_rate"]["rate"].as_f64().unwrap();
+    assert!(shm_rate >= 20_000.0, "{shm_rate}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("max rate/s"), "{stdout}");
+    shm.assert_empty();
+    // A search needs a comparison of a constant load.
+    for args in [
+        &["--transport", "shm", "--max-rate-secs", "1"][..],
+        &[
+            "--transport",
+            "shm,udp",
+            "--max-rate-secs",
+            "1",
+            "--scenario",
+            "burst",
+        ],
+    ] {
+        let out = shm.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--max-rate-secs"),
+            "{args:?}: {}",
+            describe(&out)
+        );
+    }
+}
+
 /// A network namespace of this test's own, removed on drop.
 struct Netns(String);
 

@@ -514,6 +514,13 @@ pub struct NetArgs {
     #[arg(skip)]
     pub transport_run: usize,
 
+    /// With a list of --transport: after each transport's run, search for the highest rate it
+    /// sustains, with runs of this many seconds of the same load scaled up (or down) by 4 and
+    /// then bisected; 0 searches nothing
+    #[arg(long, value_name = "SECS", default_value_t = 0,
+          value_parser = |s: &str| whole(s, 0, 600))]
+    pub max_rate_secs: u64,
+
     /// udp, uds: most records per datagram; records due back to back share one
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = |s: &str| whole(s, 1, 64).map(|v| v as u16))]

@@ -121,6 +121,13 @@ pub fn build(args: &RunArgs) -> Result<(Plan, Settings), ConfigError> {
             );
         }
     }
+    if args.net.max_rate_secs > 0 && args.net.transport.len() < 2 {
+        return fail(
+            "--max-rate-secs searches each transport of a comparison: give --transport a list, \
+             e.g. shm,udp"
+                .into(),
+        );
+    }
     if replayed.is_some() {
         use crate::config::cli::{TransportArg, WriterModeArg};
         if args.writer_mode == WriterModeArg::Backpressure

@@ -571,14 +571,14 @@ pub fn render_transports(c: &crate::results::transports::TransportComparison) ->
     let _ = writeln!(out, "\n{RULE}\n       TRANSPORT COMPARISON\n{RULE}\n");
     let _ = writeln!(
         out,
-        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>12} {:>7} {:>8} {:>6} {:>8} {:>8}  verdict",
-        "transport", "e2e p50", "p90", "p99", "p99.9", "max", "write p50", "p99", "rate/s", "achv", "lost", "viol", "CPU wr", "CPU rd"
+        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>12} {:>7} {:>13} {:>8} {:>6} {:>8} {:>8}  verdict",
+        "transport", "e2e p50", "p90", "p99", "p99.9", "max", "write p50", "p99", "rate/s", "achv", "max rate/s", "lost", "viol", "CPU wr", "CPU rd"
     );
     for r in &c.rows {
         let [p50, p90, p99, p999, max] = r.e2e_ns;
         let _ = writeln!(
             out,
-            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>12} {:>6.1}% {:>8} {:>6} {:>7.0}% {:>7.0}%  {}",
+            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>12} {:>6.1}% {:>13} {:>8} {:>6} {:>7.0}% {:>7.0}%  {}",
             r.transport,
             human_ns(p50),
             human_ns(p90),
@@ -589,6 +589,7 @@ pub fn render_transports(c: &crate::results::transports::TransportComparison) ->
             human_ns(r.write_ns[1]),
             thousands(r.achieved_rate.round() as u64),
             r.achievement_pct,
+            crate::output::format::format_max_rate(r.max_rate.as_ref()),
             thousands(r.lost),
             thousands(r.violations),
             r.writer_cpu_pct,
@@ -603,7 +604,8 @@ pub fn render_transports(c: &crate::results::transports::TransportComparison) ->
     let _ = writeln!(
         out,
         "\nEnd-to-end: send timestamp to copied out by a reader; write: the send call. rate/s: \
-         records written per second at the offered load; CPU: percent of one core (writer: the \
+         records written per second at the offered load; max rate/s: the highest rate a probe \
+         sustained (--max-rate-secs; - not searched); CPU: percent of one core (writer: the \
          tester process; readers: summed)."
     );
     out

@@ -48,6 +48,19 @@ pub fn format_target(target: &str, unit: &str) -> String {
     }
 }
 
+/// The highest sustained rate of a comparison's row: `-` when not searched, `none` when no
+/// probe was sustained, `≥ N` when the search stopped at its ceiling.
+pub fn format_max_rate(m: Option<&crate::results::transports::MaxRate>) -> String {
+    match m {
+        None => "-".into(),
+        Some(m) => match m.rate {
+            None => "none".into(),
+            Some(r) if m.at_ceiling => format!(">={}", thousands(r.round() as u64)),
+            Some(r) => thousands(r.round() as u64),
+        },
+    }
+}
+
 /// A value in its unit, as the reports print it.
 pub fn format_value(v: Option<f64>, unit: &str) -> String {
     let Some(v) = v else { return "-".into() };

@@ -990,7 +990,7 @@ pub fn render_transports(c: &crate::results::transports::TransportComparison) ->
     out.push_str(
         "<table id=\"transports\">\n<tr><th>Transport</th><th>e2e p50</th><th>p90</th><th>p99</th>\
          <th>p99.9</th><th>max</th><th>write p50</th><th>write p99</th><th>rate/s</th>\
-         <th>achieved</th><th>lost</th><th>violations</th><th>CPU writer</th><th>CPU readers</th>\
+         <th>achieved</th><th>max rate/s</th><th>lost</th><th>violations</th><th>CPU writer</th><th>CPU readers</th>\
          <th>verdict</th></tr>\n",
     );
     for r in &c.rows {
@@ -1005,10 +1005,11 @@ pub fn render_transports(c: &crate::results::transports::TransportComparison) ->
         }
         let _ = writeln!(
             out,
-            "<td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{:.0}%</td><td>{:.0}%</td>\
+            "<td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}%</td><td>{:.0}%</td>\
              <td><span class=\"badge {word}\">{}</span></td></tr>",
             thousands(r.achieved_rate.round() as u64),
             r.achievement_pct,
+            escape(&crate::output::format::format_max_rate(r.max_rate.as_ref())),
             thousands(r.lost),
             thousands(r.violations),
             r.writer_cpu_pct,
@@ -1017,6 +1018,28 @@ pub fn render_transports(c: &crate::results::transports::TransportComparison) ->
         );
     }
     out.push_str("</table>\n");
+    for r in &c.rows {
+        let Some(m) = &r.max_rate else { continue };
+        let probes: Vec<String> = m
+            .probes
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} offered, {} written: {}",
+                    thousands(p.offered.round() as u64),
+                    thousands(p.achieved.round() as u64),
+                    p.failed.as_deref().unwrap_or("sustained")
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<p class=\"note\"><b>{}</b> max rate search ({} s a probe, msgs/s): {}</p>",
+            escape(&r.transport),
+            m.probe_secs,
+            escape(&probes.join("; "))
+        );
+    }
     for run in &c.runs {
         let failed: Vec<String> = run
             .verdict
