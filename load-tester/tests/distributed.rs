@@ -358,12 +358,19 @@ fn a_killed_worker_makes_the_run_invalid_names_it_and_stops_the_others() {
     std::thread::sleep(Duration::from_secs(4));
     w1.kill();
     let killed = Instant::now();
+    // The verdict on the worker, then the exit: within 5 s of it, nothing hangs.
+    c.wait_for("was lost", Duration::from_secs(15));
+    let judged = Instant::now();
     let ended = c.finish(Duration::from_secs(30));
-    let took = killed.elapsed();
+    let (took, after_verdict) = (killed.elapsed(), judged.elapsed());
     assert_eq!(ended.code, Some(3), "{}", ended.describe("coordinator"));
     assert!(
         took < Duration::from_secs(15),
         "the coordinator took {took:?}"
+    );
+    assert!(
+        after_verdict < Duration::from_secs(5),
+        "the coordinator exited {after_verdict:?} after judging the worker lost"
     );
     assert!(
         ended.stderr.contains("worker 1 (") && ended.stderr.contains("lost"),
