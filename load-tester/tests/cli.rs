@@ -558,6 +558,23 @@ fn interrupted_run(signal: libc::c_int, name: &str, code: i32) {
         measured > 0.5 && measured < 20.0,
         "measured_secs {measured}\n{what}"
     );
+    // The time series ends where the run did: no points for the seconds it never ran.
+    let series = v["series"].as_array().unwrap();
+    let covered: f64 = series.iter().map(|p| p["secs"].as_f64().unwrap()).sum();
+    assert!(
+        series.len() as f64 <= measured.ceil() + 1.0,
+        "{} points for {measured} s",
+        series.len()
+    );
+    assert!(
+        series.iter().all(|p| p["secs"].as_f64().unwrap() > 0.0),
+        "a point of no time: {series:?}"
+    );
+    assert!((covered - measured).abs() < 1.0, "{covered} vs {measured}");
+    assert!(
+        !stdout.contains("TPS 0 OPS 0") && !stderr.contains("TPS 0 OPS 0"),
+        "progress for seconds that never ran\n{what}"
+    );
     shm.assert_empty();
 }
 

@@ -359,7 +359,7 @@ fn a_killed_worker_makes_the_run_invalid_names_it_and_stops_the_others() {
     w1.kill();
     let killed = Instant::now();
     // The verdict on the worker, then the exit: within 5 s of it, nothing hangs.
-    c.wait_for("was lost", Duration::from_secs(15));
+    c.wait_for("stopping the others", Duration::from_secs(15));
     let judged = Instant::now();
     let ended = c.finish(Duration::from_secs(30));
     let (took, after_verdict) = (killed.elapsed(), judged.elapsed());

@@ -100,6 +100,10 @@ impl Observer for Progress {
     }
 
     fn interval(&mut self, report: &IntervalReport) {
+        // After the load ended (what readers copied after it): no second of the run to show.
+        if report.covered_ns == 0 && report.index > 0 {
+            return;
+        }
         let point = &Point::of_interval(report, report.index < self.warmup_intervals);
         self.done_secs = (point.start_secs + point.secs).round() as u64;
         let phase = if point.warmup { " (warm-up)" } else { "" };

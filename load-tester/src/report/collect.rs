@@ -63,7 +63,8 @@ pub enum CollectError {
 /// Invariants: every key of `pending` is at least `next` and below `intervals`; until
 /// [`Collector::finish`] (which stops waiting), every producer's `next` is at least the
 /// collector's `next` unless the producer is done; reports are emitted in index order
-/// `0, 1, 2, ...` without gaps. Producers are registered before the first report arrives.
+/// `0, 1, 2, ...` without gaps, up to the last interval reported (an interval nobody reported
+/// after it is not emitted). Producers are registered before the first report arrives.
 #[derive(Debug)]
 pub struct Collector {
     /// Intervals the run has.
@@ -175,15 +176,25 @@ impl Collector {
             .collect()
     }
 
-    /// Emits, in order, every interval that every producer has moved past.
+    /// Emits, in order, every interval that every producer has moved past. Once every
+    /// producer is done, the run ends at the last interval any of them reported: the intervals
+    /// after it (a run stopped early, or whose workers were lost) never happened and are not
+    /// emitted.
     pub fn drain(&mut self, emit: &mut dyn FnMut(&IntervalReport)) {
-        let complete = self
+        let moved = self
             .producers
             .iter()
             .map(|p| p.next)
             .min()
-            .unwrap_or(u64::MAX)
-            .min(self.intervals);
+            .unwrap_or(u64::MAX);
+        let complete = if moved == u64::MAX {
+            self.pending
+                .keys()
+                .next_back()
+                .map_or(self.next, |&last| last + 1)
+        } else {
+            moved.min(self.intervals)
+        };
         while self.next < complete {
             self.emit_next(emit);
         }
@@ -262,6 +273,25 @@ mod tests {
         c.done(b);
         c.drain(&mut |r| out.push((r.index, sent(r))));
         assert_eq!(out, vec![(0, 11), (1, 2), (2, 13)]);
+    }
+
+    #[test]
+    fn a_run_that_ended_early_ends_at_its_last_reported_interval() {
+        let mut c = Collector::new(60, 10);
+        let (a, b) = (c.producer("a"), c.producer("b"));
+        let mut out = Vec::new();
+        for i in 0..5 {
+            c.add(a, &report(i, 1)).unwrap();
+        }
+        c.add(b, &report(2, 1)).unwrap();
+        c.done(a);
+        c.done(b);
+        c.drain(&mut |r| out.push(r.index));
+        // Intervals 5 to 59 never happened: nothing is emitted for them.
+        assert_eq!(out, vec![0, 1, 2, 3, 4]);
+        c.drain(&mut |r| out.push(r.index));
+        c.finish(&mut |r| out.push(r.index));
+        assert_eq!(out.len(), 5);
     }
 
     #[test]

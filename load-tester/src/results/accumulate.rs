@@ -155,6 +155,12 @@ impl RunAccumulator {
                 }
             }
         }
+        // An interval no generator covered is after the load ended (the readers' last reports,
+        // of what they copied after it): it counts in the totals above, but it is no second of
+        // the run, so it gets no point of the series.
+        if r.covered_ns == 0 && r.index > 0 {
+            return;
+        }
         let point_secs = self.plan.point_secs.max(1);
         let point = self
             .point
