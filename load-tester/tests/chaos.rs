@@ -208,6 +208,31 @@ fn a_fault_nothing_noticed_fails_the_run() {
 }
 
 #[test]
+fn a_recovery_over_its_kinds_budget_fails_the_fault() {
+    let shm = Shm::new("chaos-budget");
+    // A stopped reader takes milliseconds to catch up; a budget of 1 ms is too short for it.
+    let (r, code, text) = run(
+        &shm,
+        &[
+            "-d",
+            "4",
+            "--chaos",
+            "stop-reader@2s:300ms",
+            "--chaos-budget",
+            "stop-reader=1ms",
+        ],
+    );
+    let f = fault(&r, "stop-reader");
+    assert_eq!(f["budget_ms"].as_f64(), Some(1.0), "{f}");
+    assert_eq!(f["passed"], false, "{f}\n{text}");
+    assert!(
+        f["detected_s"].is_number(),
+        "detected, yet over budget: {f}"
+    );
+    assert_eq!(code, 1, "{text}");
+}
+
+#[test]
 fn a_killed_reader_that_nobody_restarts_does_not_recover() {
     let shm = Shm::new("chaos-norestart");
     let (r, code, text) = run(&shm, &["-d", "4", "--chaos", "kill-reader@1.5s"]);

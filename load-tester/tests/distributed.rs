@@ -774,6 +774,57 @@ impl Drop for Namespaces {
     }
 }
 
+/// A worker that stops answering (SIGSTOP: its connection stays open, nothing comes) is lost
+/// after three silent intervals, as a cut link is, on any machine.
+#[test]
+fn a_silent_worker_is_lost_and_when_it_wakes_it_stops() {
+    let shm = Shm::new("lt-dist-silent-");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut args = load(&["-e", "2", "-d", "60"]);
+    args.extend(["--json-output".into(), json.display().to_string()]);
+    let (mut c, port) = coordinator(&shm, 2, &strs(&args));
+    let mut w0 = worker(&shm, port, 0, &[]);
+    let mut w1 = worker(&shm, port, 1, &[]);
+    w0.wait_for("the load starts", Duration::from_secs(30));
+    w1.wait_for("the load starts", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = libc::pid_t::try_from(w1.child.id()).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child, not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let stopped = Instant::now();
+    let ce = c.finish(Duration::from_secs(30));
+    let took = stopped.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(ce.code, Some(3), "{}", ce.describe("coordinator"));
+    assert!(
+        took < Duration::from_secs(15),
+        "the coordinator took {took:?}"
+    );
+    assert!(
+        ce.stderr.contains("worker 1 (") && ce.stderr.contains("silent"),
+        "{}",
+        ce.stderr
+    );
+    let w0_end = w0.finish(Duration::from_secs(10));
+    assert_eq!(w0_end.code, Some(3), "{}", w0_end.describe("worker 0"));
+    // Woken, the silent worker finds its coordinator gone, stops and cleans up.
+    let w1_end = w1.finish(Duration::from_secs(15));
+    assert!(
+        w1_end.code.is_some_and(|c| c != 0),
+        "{}",
+        w1_end.describe("worker 1")
+    );
+    assert_no_panic(&w1_end.stderr);
+    let r = common::read_json(&json);
+    assert!(r["workers"]["workers"][1]["lost"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("silent"));
+    shm.assert_empty();
+}
+
 #[test]
 fn a_network_cut_is_a_lost_worker_and_the_cut_worker_stops() {
     let is_root = rustix::process::geteuid().is_root();

@@ -21,6 +21,9 @@ use crate::report::timeline::{History, Slice, SLICE_NS};
 
 /// Healthy slices in a row that make a recovery (100 ms).
 pub const HOLD_SLICES: u64 = 10;
+/// How long after a fault's end its detection is looked for, at the least, ns (the budget,
+/// when longer).
+pub const DETECT_NS: u64 = 1_000_000_000;
 /// Slices before a fault its baseline is taken from (2 s).
 pub const BASELINE_SLICES: u64 = 200;
 
@@ -328,6 +331,10 @@ fn judge_fault(f: &Fault, log: &ChaosLog, run_ns: u64) -> FaultOutcome {
         .collect();
     let last_slice = run_ns.div_ceil(SLICE_NS);
     let deadline = ((ended.unwrap_or(injected) + f.budget_ns) / SLICE_NS + 1).min(last_slice);
+    // Detection is looked for at least DETECT_NS past the end, whatever the recovery budget: a
+    // tight budget makes a slow recovery fail, not the fault go unseen.
+    let detect_until =
+        ((ended.unwrap_or(injected) + f.budget_ns.max(DETECT_NS)) / SLICE_NS + 1).min(last_slice);
     let empty = History::default();
     let bases: Vec<(&String, &History, Baseline, bool)> = producers
         .iter()
@@ -346,7 +353,7 @@ fn judge_fault(f: &Fault, log: &ChaosLog, run_ns: u64) -> FaultOutcome {
     // Detection: the tester's, or the first unhealthy slice (or new epoch) after injection.
     let mut detected: Option<(u64, String, String)> =
         first(ActionKind::Detected).map(|a| (a.at_ns, a.by.clone(), a.detail.clone()));
-    'find: for i in at..deadline.max(at + 1) {
+    'find: for i in at..detect_until.max(at + 1) {
         // A slice tells at its end: what the tester saw by then came first.
         if detected.as_ref().is_some_and(|d| d.0 <= (i + 1) * SLICE_NS) {
             break;
