@@ -142,6 +142,19 @@ pub fn iso8601_utc(unix_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn long_numbers_are_cut_and_short_ones_kept() {
+        use crate::plan::text::shorten_numbers;
+        let huge = format!("floating point `1{}.0`, expected i64", "0".repeat(300));
+        assert_eq!(
+            shorten_numbers(&huge),
+            "floating point `100000... (301 digits).0`, expected i64"
+        );
+        let fine = "line 3: 18446744073709551615 is out of range";
+        assert_eq!(shorten_numbers(fine), fine);
+        assert_eq!(shorten_numbers(""), "");
+    }
+
+    #[test]
     fn targets_read_as_the_reports_numbers() {
         use super::format_target;
         assert_eq!(format_target("< 1000000", "ns"), "< 1,000,000 ns (1.00 ms)");
