@@ -319,16 +319,25 @@ impl Conn {
 /// load starts; at most one of `finished` and `lost` decides how it ended (a worker that
 /// finished early may have both: its end is kept, and it counts as lost).
 struct Worker {
+    /// Its segment: the worker index it asked for, or the free one it was given; fixed.
     index: usize,
+    /// The connection it joined on, a key of `Coordinator::conns` while it is open; fixed.
     conn: u64,
+    /// What it said when it joined (identity, host, versions), checked at admission; fixed.
     hello: pb::Hello,
+    /// What it said once its segment was prepared (clock offset, round trip); `None` until
+    /// then, and the load starts only when every worker has one.
     ready: Option<pb::Ready>,
     /// When anything last arrived from it.
     last_seen: Instant,
     /// The next interval it may report; earlier ones it has reported.
     next_interval: u64,
+    /// Its producer in the coordinator's collector: `None` before the load starts, then set
+    /// once and marked done when it finished or was lost.
     producer: Option<ProducerId>,
+    /// The end it reported; set once.
     finished: Option<RunEnd>,
+    /// When and why it was lost; set once, and from then on nothing of it is merged.
     lost: Option<WorkerLoss>,
 }
 
@@ -349,14 +358,21 @@ const END_GRACE: Duration = Duration::from_secs(30);
 
 /// The coordinator's state through a run. Private: [`coordinate`] drives it.
 struct Coordinator<'a> {
+    /// The whole run; fixed.
     plan: &'a Plan,
+    /// Its segments, one per worker, adding up to `plan` exactly; fixed.
     segments: &'a [Plan],
+    /// Port, token, budgets, timeouts; fixed.
     config: &'a CoordinatorConfig,
+    /// Everything the network side heard, in order of arrival.
     events: mpsc::Receiver<Event>,
+    /// Every open connection by id, a worker's or not yet one; a closed one is removed.
     conns: BTreeMap<u64, Conn>,
     /// One place per segment; `None` while nobody holds it.
     slots: Vec<Option<Worker>>,
+    /// The histogram configuration every worker must report in; fixed.
     histograms: HistogramConfig,
+    /// Where what happens is said (the caller prints it).
     notices: &'a mut dyn FnMut(Notice),
     /// The network runtime's pulses.
     pulse: Pulse,
@@ -364,9 +380,13 @@ struct Coordinator<'a> {
 
 /// The server and its runtime, kept until the workers have been told the verdict.
 pub struct Finisher {
+    /// The network runtime; shut down last.
     runtime: tokio::runtime::Runtime,
+    /// What the network side still hears (hang-ups, while the workers are told the verdict).
     events: mpsc::Receiver<Event>,
+    /// The connections still open after the run.
     conns: BTreeMap<u64, Conn>,
+    /// Stops the server; taken once.
     shutdown: Option<oneshot::Sender<()>>,
 }
 

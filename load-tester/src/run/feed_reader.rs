@@ -75,14 +75,21 @@ enum Checker {
 /// `waiting` holds datagrams that start above `next`, keyed by their first sequence, with when
 /// the first of them arrived; `highest` is one past the highest sequence seen.
 struct Session {
+    /// The exchange and stream it carries; fixed.
     id: SourceId,
+    /// The record checks (checksum, sequence, trade ids, book chains) of what is delivered.
     checker: Checker,
+    /// Everything counted since the reader started; only grows.
     counts: Integrity,
+    /// `counts` as of the last interval report: the next report carries the difference.
     shipped: Integrity,
+    /// End-to-end latencies of what was delivered since the last interval report.
     e2e: Histogram<u64>,
     /// Largest end-to-end latency since the timeline's last slice closed, ns.
     max_e2e_ns: u64,
+    /// The next sequence to deliver.
     next: u64,
+    /// One past the highest sequence seen; at least `next`.
     highest: u64,
     /// Datagrams that start above `next`, by first sequence: when each arrived, and its
     /// messages.
@@ -90,6 +97,7 @@ struct Session {
     /// The session's end (one past its last sequence), once its end-of-session arrived, and
     /// when it did.
     end: Option<(u64, std::time::Instant)>,
+    /// When a datagram (or heartbeat) of this session last arrived.
     last_heard: std::time::Instant,
     /// How long a gap may stay open before its sequences count as lost.
     gap_wait: Duration,

@@ -194,20 +194,31 @@ impl Columns {
 /// `last_ts[(exchange, stream)]` is the time of that source's last record written; `books`
 /// holds each (exchange, symbol)'s levels after every book update written.
 struct Import {
+    /// Where the records go.
     writer: CaptureWriter,
+    /// Which of the files' timestamps becomes the send time; fixed.
     time: TimeColumn,
+    /// Exchange name to id, in order of first appearance.
     exchange_ids: HashMap<String, u16>,
+    /// Symbol name to id, in order of first appearance.
     symbol_ids: HashMap<String, u32>,
+    /// Per source, the time of its last record written, ns; a row before it is refused.
     last_ts: HashMap<(u16, Stream), u64>,
+    /// Per source, the sequence of its last record written.
     sequence: HashMap<(u16, Stream), u64>,
+    /// Per (exchange, symbol), the id of its last trade.
     trade_ids: HashMap<(u16, u32), u64>,
+    /// Per (exchange, symbol), its book's version after the last update written.
     versions: HashMap<(u16, u32), u64>,
     /// Per (exchange, symbol): (side byte, price) -> size.
     books: HashMap<(u16, u32), BTreeMap<(u8, i64), i64>>,
     /// Per (exchange, symbol): whether its last book message was part of a snapshot.
     in_snapshot: HashMap<(u16, u32), bool>,
+    /// Rows read, over every file.
     rows: u64,
+    /// Trades written.
     trades: u64,
+    /// Book updates written.
     book_updates: u64,
 }
 

@@ -117,10 +117,16 @@ impl Ord for Delayed {
 /// Invariants: `buf` holds a header's room and then `count` messages; `next` is the sequence
 /// the next message gets (from 1); `first` that of the first message in `buf`.
 struct StreamOut {
+    /// The session name every datagram of the stream carries; fixed.
     session: [u8; SESSION_LEN],
+    /// The sequence the next message gets; only grows (from 1).
     next: u64,
+    /// The sequence of the first message in `buf` (meaningful while `count > 0`).
     first: u64,
+    /// Messages in `buf`; at most the exchange's batch.
     count: u16,
+    /// The datagram being filled: a header's room, then `count` length-prefixed messages,
+    /// never more than `MAX_DATAGRAM` bytes.
     buf: Vec<u8>,
     /// What the impairment did to this stream's datagrams since the last report.
     net: NetCounters,
@@ -143,7 +149,9 @@ impl StreamOut {
 
 /// The impairment of one exchange's datagrams.
 struct Impair {
+    /// What to do to the datagrams (delay, jitter, loss, reorder, duplicate); fixed.
     spec: Impairment,
+    /// Every random choice, seeded from the run's seed and the exchange, so a run repeats.
     rng: Xoshiro256PlusPlus,
     /// Gilbert-Elliott: in the bad state (dropping).
     bad: bool,
@@ -158,6 +166,8 @@ struct Impair {
     pairs_made: u64,
     /// Duplicated datagrams one of whose copies was refused (at most a few at a time).
     pairs: std::collections::HashSet<u64>,
+    /// Delayed datagrams made so far: the tie-break that keeps datagrams due at the same time
+    /// in the order they were sent.
     order: u64,
     /// Chaos: every datagram is dropped until then, ns.
     drop_until_ns: u64,
@@ -217,10 +227,14 @@ impl Impair {
 
 /// One exchange's feed: both streams, one socket.
 pub struct DatagramExchange {
+    /// Where every datagram goes out, and to whom; the destinations are set once.
     socket: Socket,
+    /// Trades, then book updates.
     streams: [StreamOut; 2],
     /// Most messages per datagram.
     batch: u16,
+    /// `None` when nothing impairs the feed (no flag, no network fault): datagrams go out as
+    /// they are.
     impair: Option<Impair>,
     /// Heartbeats are due again at this time, ns.
     next_heartbeat: u64,

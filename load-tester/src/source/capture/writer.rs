@@ -43,15 +43,23 @@ pub struct CaptureSummary {
 
 /// One source's chunk being filled.
 struct Filling {
+    /// The records, as they are in memory, back to back.
     raw: Vec<u8>,
+    /// Records in `raw`; fewer than `CHUNK_RECORDS` while it is filling.
     records: u32,
+    /// Send time of the first record in `raw`, ns (meaningful while `records > 0`).
     first_ts: u64,
+    /// Send time of the last record in `raw`, ns; never below `first_ts`.
     last_ts: u64,
 }
 
+/// A full chunk on its way to the compressing thread.
 struct Job {
+    /// Its source's exchange.
     exchange: u16,
+    /// Its source's stream.
     stream: Stream,
+    /// The chunk.
     filling: Filling,
 }
 
@@ -60,16 +68,21 @@ struct Job {
 /// Invariant: every buffer of `filling` holds fewer than [`CHUNK_RECORDS`] records; `tx` and
 /// `thread` are `Some` until [`CaptureWriter::finish`] or [`CaptureWriter::abort`].
 pub struct CaptureWriter {
+    /// The capture's final path (written as `<path>.partial` until finished); fixed.
     path: PathBuf,
     /// Set by [`CaptureWriter::abort`]: the thread removes the partial file instead of
     /// finishing it.
     aborted: Arc<AtomicBool>,
+    /// Per source, the chunk being filled.
     filling: BTreeMap<(u16, Stream), Filling>,
     /// Per source, the time of the last record pushed.
     last_ts: BTreeMap<(u16, Stream), u64>,
     /// Records refused because their time went back.
     backwards: u64,
+    /// Full chunks to the compressing thread (bounded: a recorder that falls behind waits here,
+    /// its reader counting what the ring overwrote meanwhile).
     tx: Option<SyncSender<Job>>,
+    /// The compressing thread, which writes the file and returns its summary.
     thread: Option<std::thread::JoinHandle<Result<CaptureSummary, CaptureError>>>,
 }
 
