@@ -235,14 +235,37 @@ fn a_recovery_over_its_kinds_budget_fails_the_fault() {
 #[test]
 fn a_killed_reader_that_nobody_restarts_does_not_recover() {
     let shm = Shm::new("chaos-norestart");
-    let (r, code, text) = run(&shm, &["-d", "4", "--chaos", "kill-reader@1.5s"]);
-    let f = fault(&r, "kill-reader");
-    assert_eq!(f["detected_by"], "tester");
-    assert!(
-        f["verdict"].as_str().unwrap().contains("--restart-readers"),
-        "{f}"
-    );
-    assert_eq!(code, 1, "{text}");
+    // On the bus and on the UDP feed alike: the tester sees its reader die.
+    for transport in ["shm", "udp"] {
+        let (r, code, text) = run(
+            &shm,
+            &[
+                "-d",
+                "4",
+                "--transport",
+                transport,
+                "--chaos",
+                "kill-reader@1.5s",
+            ],
+        );
+        let f = fault(&r, "kill-reader");
+        assert_eq!(f["detected_by"], "tester", "{transport}: {f}");
+        assert_eq!(f["passed"], false, "{transport}: {f}");
+        if transport == "shm" {
+            assert!(
+                f["verdict"].as_str().unwrap().contains("--restart-readers"),
+                "{f}"
+            );
+        }
+        let alive = r["verdict"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "Readers Alive")
+            .unwrap();
+        assert_eq!(alive["passed"], false, "{transport}: {alive}");
+        assert_eq!(code, 1, "{transport}: {text}");
+    }
 }
 
 #[test]

@@ -167,6 +167,13 @@ fn the_readers_count_exactly_what_the_impairment_did() {
             "1",
             "--seed",
             "9",
+            // A datagram the jitter put behind a later one is sent by the generator thread at
+            // its time; on a loaded machine that thread can be off its core for milliseconds,
+            // longer than the default gap wait (the jitter's span), and the reader then rightly
+            // gives the datagram up as lost. The wait is made longer than any such stall, so
+            // that what is counted is the impairment's doing alone.
+            "--gap-wait",
+            "100ms",
         ],
     );
     assert_eq!(
@@ -276,6 +283,7 @@ fn foreign_datagrams_are_counted_and_ignored() {
         ])
         .arg(&json)
         .timeout(common::CHILD_TIMEOUT);
+    let base = shm.base.clone();
     let sender = std::thread::spawn(move || {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         socket2::SockRef::from(&s)
@@ -283,15 +291,47 @@ fn foreign_datagrams_are_counted_and_ignored() {
             .unwrap();
         s.set_multicast_loop_v4(true).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1500));
+        // The run's own trades session, from its feed.json.
+        let feed = std::fs::read_dir(&base)
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("feed.json")).ok())
+            .next()
+            .expect("the run's feed.json");
+        let feed: serde_json::Value = serde_json::from_str(&feed).unwrap();
+        let ours = feed["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["stream"] == "trades")
+            .unwrap()["session"]
+            .as_str()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        let datagram = |session: &[u8], count: u16, body: &[u8]| {
+            let mut d = vec![0u8; 20];
+            d[..10].copy_from_slice(session);
+            d[10..18].copy_from_slice(&1u64.to_be_bytes());
+            d[18..20].copy_from_slice(&count.to_be_bytes());
+            d.extend_from_slice(body);
+            d
+        };
+        // Garbage; a heartbeat and a data datagram of another session; and datagrams in this
+        // run's session that lie about what they hold (a message cut short, a count of more
+        // messages than follow).
+        let mut record = 64u16.to_be_bytes().to_vec();
+        record.extend_from_slice(&[0x5a; 64]);
+        let cases: Vec<Vec<u8>> = vec![
+            vec![0xde, 0xad, 0xbe],
+            datagram(b"FOREIGN01T", 0, &[]),
+            datagram(b"FOREIGN01T", 1, &record),
+            datagram(&ours, 1, &record[..10]),
+            datagram(&ours, 3, &record),
+        ];
         let mut sent = 0u64;
-        // Garbage, and a well-formed datagram of another session.
-        let mut other = vec![0u8; 20];
-        other[..10].copy_from_slice(b"FOREIGN01T");
-        other[10..18].copy_from_slice(&1u64.to_be_bytes());
-        other[18..20].copy_from_slice(&0u16.to_be_bytes());
-        for i in 0..50u8 {
-            let d: &[u8] = if i % 2 == 0 { &[0xde, 0xad, i] } else { &other };
-            s.send_to(d, format!("239.77.0.1:{port}")).unwrap();
+        for i in 0..50usize {
+            s.send_to(&cases[i % cases.len()], format!("239.77.0.1:{port}"))
+                .unwrap();
             sent += 1;
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
