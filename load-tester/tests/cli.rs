@@ -750,6 +750,20 @@ fn keep_shm_leaves_the_rings_and_clean_removes_them() {
     shm.assert_empty();
 }
 
+/// A lighter one: 1 s, no warm-up, 1 exchange x 1,000 msgs/s.
+const ONE_EXCHANGE_RUN: [&str; 10] = [
+    "-d",
+    "1",
+    "--warmup-secs",
+    "0",
+    "-e",
+    "1",
+    "-t",
+    "500",
+    "-o",
+    "500",
+];
+
 /// Rings on disk work but are not what the user meant: the run says so before it starts.
 #[test]
 fn a_base_directory_on_disk_is_named_in_a_note() {
@@ -793,18 +807,7 @@ fn a_base_directory_on_disk_is_named_in_a_note() {
         .current_dir(disk.path())
         .env("NO_COLOR", "1")
         .env("ALPHAPULSE_SHM_DIR", "relative-base")
-        .args([
-            "-d",
-            "1",
-            "--warmup-secs",
-            "0",
-            "-e",
-            "1",
-            "-t",
-            "500",
-            "-o",
-            "500",
-        ])
+        .args(ONE_EXCHANGE_RUN)
         .args(["--consumers", "0", "--lag-budget-us", "60000000"])
         .output()
         .unwrap();
@@ -823,18 +826,7 @@ fn a_base_directory_on_disk_is_named_in_a_note() {
 
 #[test]
 fn no_color_keeps_escape_codes_out() {
-    let light = [
-        "-d",
-        "1",
-        "--warmup-secs",
-        "0",
-        "-e",
-        "1",
-        "-t",
-        "500",
-        "-o",
-        "500",
-    ];
+    let light = ONE_EXCHANGE_RUN;
 
     // Control: with colours forced on, the report has escape codes, so the check below means
     // something even though stdout is a pipe.

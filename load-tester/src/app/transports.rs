@@ -41,10 +41,7 @@ pub(super) fn run(args: &mut crate::config::cli::RunArgs) -> i32 {
     }
     if args.net.max_rate_secs > 0 {
         let plan = &plans[0].0;
-        let constant = plan.exchanges.iter().all(|e| {
-            e.trades_pattern.constant_rate().is_some() && e.book_pattern.constant_rate().is_some()
-        });
-        if plan.replay.is_some() || !constant {
+        if plan.replay.is_some() || !plan.rates_are_constant() {
             return error(
                 "--max-rate-secs scales a constant load (-t, -o): a replay or an arrival pattern \
                  has rates of its own"

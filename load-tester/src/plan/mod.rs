@@ -258,6 +258,14 @@ impl Plan {
         self.exchanges.iter().map(|e| e.rate(stream)).sum()
     }
 
+    /// Whether every stream of every exchange runs at a constant rate (no arrival pattern), so
+    /// that the load can be cut or scaled exactly.
+    pub fn rates_are_constant(&self) -> bool {
+        self.exchanges.iter().all(|e| {
+            e.trades_pattern.constant_rate().is_some() && e.book_pattern.constant_rate().is_some()
+        })
+    }
+
     /// Total target rate, messages per second.
     pub fn total_target_rate(&self) -> u64 {
         Stream::ALL.iter().map(|&s| self.target_rate(s)).sum()

@@ -72,10 +72,7 @@ pub fn split(plan: &Plan, workers: usize) -> Result<(Split, Vec<Plan>), SplitErr
             .collect();
         return Ok((Split::Exchanges, segments));
     }
-    let constant = plan.exchanges.iter().all(|e| {
-        e.trades_pattern.constant_rate().is_some() && e.book_pattern.constant_rate().is_some()
-    });
-    if !constant {
+    if !plan.rates_are_constant() {
         return Err(SplitError(format!(
             "{} exchange(s) among {workers} workers: the rates would have to be cut, and only \
              constant rates can be cut exactly; use at least as many exchanges as workers",

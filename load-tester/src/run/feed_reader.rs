@@ -272,25 +272,23 @@ fn join_group(socket: &socket2::Socket, group: &str, port: u16) -> Result<(), St
 /// they will, then lets go, so that a port another program holds or a group this host cannot
 /// join is refused before the run starts.
 pub fn check_group(group: &str, port: u16) -> Result<(), String> {
-    let socket = socket2::Socket::new(
+    join_group(&udp_socket()?, group, port)
+}
+
+fn udp_socket() -> Result<socket2::Socket, String> {
+    socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::DGRAM,
         Some(socket2::Protocol::UDP),
     )
-    .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-    join_group(&socket, group, port)
+    .map_err(|e| format!("cannot open a UDP socket: {e}"))
 }
 
 /// Binds this reader's socket for `feed` and says where it listens.
 fn bind(feed: &FeedInfo, run_id: &str) -> Result<(Receiver, String), String> {
     match feed.kind.as_str() {
         "udp" => {
-            let socket = socket2::Socket::new(
-                socket2::Domain::IPV4,
-                socket2::Type::DGRAM,
-                Some(socket2::Protocol::UDP),
-            )
-            .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+            let socket = udp_socket()?;
             grow_receive_buffer(&socket2::SockRef::from(&socket));
             match &feed.group {
                 Some(group) => join_group(&socket, group, feed.port)?,

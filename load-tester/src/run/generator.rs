@@ -7,7 +7,6 @@
 //! interval and that interval's time has come, the current one is complete and is shipped to
 //! the engine as an [`IntervalReport`].
 
-use crate::run::consumer::NOT_COMPARED;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +21,7 @@ use crate::report::timeline::{Timeline, SLICE_NS};
 use crate::report::{GeneratorTime, IntervalReport, Kind, SourceId, SourceReport, WriterCounters};
 use crate::run::chaos::{Action, ActionKind, GeneratorFaults};
 use crate::run::clock::{Clock, ClockSource};
+use crate::run::consumer::NOT_COMPARED;
 use crate::run::measure::LatencySet;
 use crate::run::pacing::{Pacer, Schedule, MAX_WAIT_NS};
 use crate::source::Market;
