@@ -389,6 +389,14 @@ impl DatagramExchange {
     }
 }
 
+/// How long the end of a run waits for a reader's full queue to take the last datagrams and
+/// the end of each session: far longer than a reader descheduled on a busy machine, far shorter
+/// than the tester's wait for its readers to finish.
+const END_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The pause between two sends into a full queue at the end of a run.
+const FULL_RETRY: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// The queue of a Unix datagram socket below which a reader's short pause refuses sends: 64
 /// datagrams are 640 µs at 100k records/s.
 const UDS_QUEUE_WARN: u64 = 64;
@@ -585,8 +593,19 @@ impl Transport for DatagramExchange {
 impl DatagramExchange {
     /// Sends what is held back and waits for what is delayed (at most the delay plus the
     /// jitter, 1 s), counting every refusal: the end of the run, before its last report.
+    ///
+    /// What is still batched was counted written, so a full queue (a Unix socket's reader
+    /// descheduled for a few sends) is waited out rather than ignored, for up to
+    /// [`END_PATIENCE`]; a reader that takes no datagram for that long counts the rest lost.
     fn drain_all(&mut self) {
-        self.flush();
+        let deadline = std::time::Instant::now() + END_PATIENCE;
+        for s in 0..2 {
+            while matches!(self.flush_stream(s), Err(SendError::BufferFull))
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(FULL_RETRY);
+            }
+        }
         if let Some(im) = &mut self.impair {
             for stream in 0..2 {
                 if let Some(h) = im.held[stream].take() {
@@ -616,7 +635,10 @@ impl Drop for DatagramExchange {
         // holds all the same.
         self.drain_all();
         // The end of each session, sent a few times (the end is not impaired, and a lost
-        // one would leave a reader waiting for the writer to be gone).
+        // one would leave a reader waiting for the writer to be gone). A full queue is waited
+        // out: an end refused with `EAGAIN` was never sent at all, and a Unix socket's reader
+        // (which the kernel allows 10 datagrams by default) would wait for it until killed.
+        let deadline = std::time::Instant::now() + END_PATIENCE;
         for _ in 0..3 {
             for out in &self.streams {
                 let mut end = [0u8; HEADER_LEN];
@@ -626,8 +648,77 @@ impl Drop for DatagramExchange {
                     out.next,
                     super::feed::END_OF_SESSION,
                 );
-                let _ = self.socket.send(&end);
+                while self.socket.send(&end) == Sent::Full && std::time::Instant::now() < deadline {
+                    std::thread::sleep(FULL_RETRY);
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::feed::{parse, Datagram};
+    use std::os::linux::net::SocketAddrExt;
+
+    /// A reader whose queue is full when the run ends still gets every record that was
+    /// counted written and the end of both sessions, once it takes datagrams again.
+    #[test]
+    fn the_end_of_a_run_waits_out_a_full_unix_queue() {
+        let name = format!("alphapulse-test-full-queue-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let reader = UnixDatagram::bind_addr(&addr).unwrap();
+        let sender = UnixDatagram::unbound().unwrap();
+        sender.set_nonblocking(true).unwrap();
+        let sessions = [*b"TRADES0001", *b"BOOKUP0001"];
+        let mut exchange = DatagramExchange::new(
+            Socket::Uds(sender, Vec::new()),
+            sessions,
+            3,
+            &Impairment::default(),
+            0,
+            false,
+        );
+        exchange.set_receivers(&[name]).unwrap();
+        let trade: Trade = bytemuck::Zeroable::zeroed();
+        let mut accepted = 0u64;
+        while exchange.send_trade(&trade).is_ok() {
+            accepted += 1;
+            assert!(accepted < 1_000_000, "a Unix socket's queue never filled");
+        }
+        // The refused send took its record back out; the two before it, accepted, wait in the
+        // batch that the full queue holds back.
+        let reading = std::thread::spawn(move || {
+            // The reader comes back after the sender has met the full queue at the end.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            reader
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let (mut received, mut ends) = (0u64, Vec::new());
+            let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+            while ends.len() < 2 {
+                let n = reader.recv(&mut buf).expect("the end of both sessions");
+                match parse(&buf[..n]).unwrap() {
+                    Datagram::Messages { messages, .. } => received += messages.len() as u64,
+                    Datagram::Heartbeat { .. } => {}
+                    Datagram::End { session, sequence } => {
+                        if !ends.iter().any(|(s, _)| s == session) {
+                            ends.push((session.to_vec(), sequence));
+                        }
+                    }
+                }
+            }
+            (received, ends)
+        });
+        exchange.drain();
+        drop(exchange);
+        let (received, ends) = reading.join().unwrap();
+        assert_eq!(received, accepted);
+        assert!(
+            ends.contains(&(b"TRADES0001".to_vec(), accepted + 1)),
+            "{ends:?}"
+        );
+        assert!(ends.contains(&(b"BOOKUP0001".to_vec(), 1)), "{ends:?}");
     }
 }
