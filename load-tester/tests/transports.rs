@@ -6,6 +6,25 @@ mod common;
 
 use common::{assert_no_panic, describe, read_json, verdict_code, Shm};
 
+/// Runs that measure latency hold this exclusively and every other run of this file holds it
+/// shared: on a 2-core machine a concurrent run (a max-rate search saturates both cores) moves an
+/// end-to-end median by a millisecond, which is the size of the effect being measured.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A share of the machine, for a run whose assertions are counts, not latencies.
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The whole machine, for a run whose assertions are latencies.
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn run(shm: &Shm, dir: &std::path::Path, name: &str, args: &[&str]) -> serde_json::Value {
     let json = dir.join(format!("{name}.json"));
     let mut all = vec!["-e", "2", "-t", "2000", "-o", "1000", "--warmup-secs", "0"];
@@ -51,6 +70,7 @@ fn injected(results: &serde_json::Value, key: &str) -> u64 {
 
 #[test]
 fn udp_and_unix_feeds_deliver_every_record_with_the_bus_checks() {
+    let _machine = shared();
     let shm = Shm::new("apfeed");
     let dir = tempfile::tempdir().unwrap();
     for transport in ["udp", "uds"] {
@@ -97,6 +117,7 @@ fn udp_and_unix_feeds_deliver_every_record_with_the_bus_checks() {
 
 #[test]
 fn the_readers_count_exactly_what_the_impairment_did() {
+    let _machine = shared();
     let shm = Shm::new("apimpair");
     let dir = tempfile::tempdir().unwrap();
     let r = run(
@@ -230,31 +251,46 @@ fn the_readers_count_exactly_what_the_impairment_did() {
 
 #[test]
 fn a_delay_moves_the_end_to_end_median_by_itself() {
+    let _machine = alone();
     let shm = Shm::new("apdelay");
     let dir = tempfile::tempdir().unwrap();
     let p50 = |r: &serde_json::Value| r["delivery"]["e2e"]["all"]["p50"].as_f64().unwrap();
-    let plain = run(
-        &shm,
-        dir.path(),
-        "plain",
-        &["--transport", "udp", "-d", "2"],
-    );
-    let delayed = run(
-        &shm,
-        dir.path(),
-        "delayed",
-        &["--transport", "udp", "-d", "2", "--net-delay", "2ms"],
-    );
-    let expected = 2e6 + p50(&plain);
-    let got = p50(&delayed);
-    assert!(
-        (got - expected).abs() < 0.1 * expected,
-        "e2e p50 {got} ns, {expected} expected"
+    // A pair of runs measured while something else on a shared machine took a core for a
+    // millisecond says nothing about the delay; a pair is measured again, up to three times, and
+    // every pair is reported when none comes within 10%.
+    let mut pairs = Vec::new();
+    for attempt in 0..3 {
+        let plain = run(
+            &shm,
+            dir.path(),
+            &format!("plain{attempt}"),
+            &["--transport", "udp", "-d", "2"],
+        );
+        let delayed = run(
+            &shm,
+            dir.path(),
+            &format!("delayed{attempt}"),
+            &["--transport", "udp", "-d", "2", "--net-delay", "2ms"],
+        );
+        let expected = 2e6 + p50(&plain);
+        let got = p50(&delayed);
+        pairs.push(format!(
+            "plain p50 {} ns, delayed p50 {got} ns",
+            p50(&plain)
+        ));
+        if (got - expected).abs() < 0.1 * expected {
+            return;
+        }
+    }
+    panic!(
+        "a 2 ms delay did not move the e2e p50 by 2 ms (within 10%): {}",
+        pairs.join("; ")
     );
 }
 
 #[test]
 fn foreign_datagrams_are_counted_and_ignored() {
+    let _machine = shared();
     let shm = Shm::new("apforeign");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("f.json");
@@ -363,6 +399,7 @@ fn foreign_datagrams_are_counted_and_ignored() {
 
 #[test]
 fn bad_transport_flags_fail_before_load() {
+    let _machine = shared();
     let shm = Shm::new("apbadnet");
     for args in [
         &["--transport", "carrier-pigeon"][..],
@@ -412,6 +449,7 @@ fn bad_transport_flags_fail_before_load() {
 
 #[test]
 fn a_list_of_transports_runs_the_same_load_on_each_and_compares_them() {
+    let _machine = shared();
     let shm = Shm::new("apcompare");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("c.json");
@@ -468,6 +506,7 @@ fn a_list_of_transports_runs_the_same_load_on_each_and_compares_them() {
 
 #[test]
 fn the_max_rate_search_reports_the_highest_sustained_probe_of_each_transport() {
+    let _machine = shared();
     let shm = Shm::new("apmaxrate");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("c.json");
@@ -584,6 +623,7 @@ fn sh(args: &[&str], stdin: Option<&str>) -> std::process::Output {
 
 #[test]
 fn readers_count_exactly_what_the_kernel_dropped() {
+    let _machine = shared();
     let tools = ["ip", "nft"].iter().all(|t| {
         std::process::Command::new(t)
             .arg("-V")
@@ -689,6 +729,7 @@ fn readers_count_exactly_what_the_kernel_dropped() {
 #[cfg(feature = "iceoryx2")]
 #[test]
 fn iceoryx2_delivers_every_record_with_the_bus_checks() {
+    let _machine = shared();
     let shm = Shm::new("apicx");
     let dir = tempfile::tempdir().unwrap();
     let r = run(
@@ -719,6 +760,7 @@ fn iceoryx2_delivers_every_record_with_the_bus_checks() {
 #[cfg(not(feature = "iceoryx2"))]
 #[test]
 fn iceoryx2_in_a_build_without_it_says_how_to_get_it() {
+    let _machine = shared();
     let shm = Shm::new("apnoicx");
     let out = shm.run(&["--transport", "iceoryx2", "-d", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -729,6 +771,7 @@ fn iceoryx2_in_a_build_without_it_says_how_to_get_it() {
 
 #[test]
 fn netem_is_applied_where_the_kernel_has_it_and_skipped_with_one_line_where_not() {
+    let _machine = shared();
     // SAFETY: geteuid(2) has no preconditions and touches no memory.
     let root = unsafe { libc::geteuid() } == 0;
     let tools = ["ip", "tc"].iter().all(|t| {
