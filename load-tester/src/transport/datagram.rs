@@ -49,28 +49,43 @@ enum Sent {
 impl Socket {
     /// Sends `bytes` to every destination.
     fn send(&self, bytes: &[u8]) -> Sent {
+        self.send_rest(bytes, &mut 0)
+    }
+
+    /// Sends `bytes` to every destination whose bit (bit `i`: the `i`-th) is clear in `taken`,
+    /// and sets the bit of each one that it left for (taken, or dropped on the way). `Full`
+    /// and `Failed` leave the bits of the destinations that did not take it clear, so that a
+    /// datagram sent again reaches those only: a reader never gets a copy the feed did not
+    /// send twice.
+    fn send_rest(&self, bytes: &[u8], taken: &mut u64) -> Sent {
         use std::io::ErrorKind;
         let mut refused = 0;
-        let mut full = false;
-        let mut check = |r: std::io::Result<usize>| match r {
-            Ok(_) => true,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                full = true;
-                true
-            }
-            // A reader that has gone: UDP reports it on a later send; what it misses it counts.
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => true,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOBUFS)) => {
-                refused += 1;
-                true
-            }
-            Err(_) => false,
+        let (mut full, mut failed) = (false, false);
+        let destinations = match self {
+            Socket::Udp(_, to) => to.len(),
+            Socket::Uds(_, to) => to.len(),
         };
-        let ok = match self {
-            Socket::Udp(s, to) => to.iter().all(|a| check(s.send_to(bytes, a))),
-            Socket::Uds(s, to) => to.iter().all(|a| check(s.send_to_addr(bytes, a))),
-        };
-        if !ok {
+        // Only the destinations still to go: a bit is set below only for the one being sent.
+        let open = *taken;
+        for i in (0..destinations).filter(|i| open & (1 << i) == 0) {
+            let result = match self {
+                Socket::Udp(s, to) => s.send_to(bytes, to[i]),
+                Socket::Uds(s, to) => s.send_to_addr(bytes, &to[i]),
+            };
+            match result {
+                Ok(_) => *taken |= 1 << i,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => full = true,
+                // A reader that has gone: UDP reports it on a later send; what it misses it
+                // counts.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => *taken |= 1 << i,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOBUFS)) => {
+                    refused += 1;
+                    *taken |= 1 << i;
+                }
+                Err(_) => failed = true,
+            }
+        }
+        if failed {
             Sent::Failed
         } else if full {
             Sent::Full
@@ -128,6 +143,10 @@ struct StreamOut {
     /// The datagram being filled: a header's room, then `count` length-prefixed messages,
     /// never more than `MAX_DATAGRAM` bytes.
     buf: Vec<u8>,
+    /// The destinations (bit `i`: the `i`-th) that took the datagram in `buf` already; 0 while
+    /// none has. Non-zero, `buf` is out: nothing is added to it or taken from it until the
+    /// others take it too.
+    taken: u64,
     /// What the impairment did to this stream's datagrams since the last report.
     net: NetCounters,
 }
@@ -142,6 +161,7 @@ impl StreamOut {
             first: 1,
             count: 0,
             buf,
+            taken: 0,
             net: NetCounters::default(),
         }
     }
@@ -289,6 +309,11 @@ impl DatagramExchange {
             self.sends = 0;
             self.heartbeat();
         }
+        // A datagram that some readers took already goes to the others before anything is
+        // added to it: what they get must be what the first ones got.
+        if self.streams[s].taken != 0 {
+            self.flush_stream(s)?;
+        }
         let out = &mut self.streams[s];
         if out.buf.len() + 2 + record.len() > MAX_DATAGRAM {
             self.flush_stream(s)?;
@@ -306,6 +331,11 @@ impl DatagramExchange {
         if out.count >= self.batch {
             if let Err(e) = self.flush_stream(s) {
                 let out = &mut self.streams[s];
+                if out.taken != 0 {
+                    // Some readers have the record: it is sent, and the others get it with
+                    // the datagram's next flush.
+                    return Ok(());
+                }
                 out.buf.truncate(before);
                 out.count -= 1;
                 out.next -= 1;
@@ -324,7 +354,7 @@ impl DatagramExchange {
         let (session, first, count) = (out.session, out.first, out.count);
         header(&mut out.buf, &session, first, count);
         let result = match &mut self.impair {
-            None => match self.socket.send(&out.buf) {
+            None => match self.socket.send_rest(&out.buf, &mut out.taken) {
                 Sent::Out { refused } => {
                     out.net.refused += refused * u64::from(count);
                     Ok(())
@@ -370,6 +400,7 @@ impl DatagramExchange {
         result?;
         out.buf.truncate(HEADER_LEN);
         out.count = 0;
+        out.taken = 0;
         Ok(())
     }
 
@@ -648,7 +679,10 @@ impl Drop for DatagramExchange {
                     out.next,
                     super::feed::END_OF_SESSION,
                 );
-                while self.socket.send(&end) == Sent::Full && std::time::Instant::now() < deadline {
+                let mut taken = 0;
+                while self.socket.send_rest(&end, &mut taken) == Sent::Full
+                    && std::time::Instant::now() < deadline
+                {
                     std::thread::sleep(FULL_RETRY);
                 }
             }
@@ -662,45 +696,41 @@ mod tests {
     use crate::transport::feed::{parse, Datagram};
     use std::os::linux::net::SocketAddrExt;
 
-    /// A reader whose queue is full when the run ends still gets every record that was
-    /// counted written and the end of both sessions, once it takes datagrams again.
-    #[test]
-    fn the_end_of_a_run_waits_out_a_full_unix_queue() {
-        let name = format!("alphapulse-test-full-queue-{}", std::process::id());
+    /// Binds a reader's socket under an abstract name of this test process.
+    fn reader(tag: &str) -> (UnixDatagram, String) {
+        let name = format!("alphapulse-test-{tag}-{}", std::process::id());
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
-        let reader = UnixDatagram::bind_addr(&addr).unwrap();
-        let sender = UnixDatagram::unbound().unwrap();
-        sender.set_nonblocking(true).unwrap();
-        let sessions = [*b"TRADES0001", *b"BOOKUP0001"];
-        let mut exchange = DatagramExchange::new(
-            Socket::Uds(sender, Vec::new()),
-            sessions,
-            3,
-            &Impairment::default(),
-            0,
-            false,
-        );
-        exchange.set_receivers(&[name]).unwrap();
-        let trade: Trade = bytemuck::Zeroable::zeroed();
-        let mut accepted = 0u64;
-        while exchange.send_trade(&trade).is_ok() {
-            accepted += 1;
-            assert!(accepted < 1_000_000, "a Unix socket's queue never filled");
-        }
-        // The refused send took its record back out; the two before it, accepted, wait in the
-        // batch that the full queue holds back.
-        let reading = std::thread::spawn(move || {
-            // The reader comes back after the sender has met the full queue at the end.
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            reader
+        (UnixDatagram::bind_addr(&addr).unwrap(), name)
+    }
+
+    /// The trade sequences a reader received, in order, and each session's end (session,
+    /// next sequence).
+    type Received = (Vec<u64>, Vec<(Vec<u8>, u64)>);
+
+    /// Reads `socket` until both sessions end (after `wait`): the trade sequences received, in
+    /// order, and each session's end.
+    fn read_all(
+        socket: UnixDatagram,
+        wait: std::time::Duration,
+    ) -> std::thread::JoinHandle<Received> {
+        std::thread::spawn(move || {
+            std::thread::sleep(wait);
+            socket
                 .set_read_timeout(Some(std::time::Duration::from_secs(5)))
                 .unwrap();
-            let (mut received, mut ends) = (0u64, Vec::new());
+            let (mut trades, mut ends) = (Vec::new(), Vec::new());
             let mut buf = vec![0u8; MAX_DATAGRAM + 1];
             while ends.len() < 2 {
-                let n = reader.recv(&mut buf).expect("the end of both sessions");
+                let n = socket.recv(&mut buf).expect("the end of both sessions");
                 match parse(&buf[..n]).unwrap() {
-                    Datagram::Messages { messages, .. } => received += messages.len() as u64,
+                    Datagram::Messages {
+                        session,
+                        sequence,
+                        messages,
+                    } => {
+                        assert_eq!(session, b"TRADES0001");
+                        trades.extend(sequence..sequence + messages.len() as u64);
+                    }
                     Datagram::Heartbeat { .. } => {}
                     Datagram::End { session, sequence } => {
                         if !ends.iter().any(|(s, _)| s == session) {
@@ -709,12 +739,78 @@ mod tests {
                     }
                 }
             }
-            (received, ends)
-        });
+            (trades, ends)
+        })
+    }
+
+    fn exchange(to: &[String], batch: u16) -> DatagramExchange {
+        let sender = UnixDatagram::unbound().unwrap();
+        sender.set_nonblocking(true).unwrap();
+        let mut exchange = DatagramExchange::new(
+            Socket::Uds(sender, Vec::new()),
+            [*b"TRADES0001", *b"BOOKUP0001"],
+            batch,
+            &Impairment::default(),
+            0,
+            false,
+        );
+        exchange.set_receivers(to).unwrap();
+        exchange
+    }
+
+    /// With two readers, one of them full: the other gets every datagram once (a datagram
+    /// that the first reader took is not sent to it again), and the full one gets the same
+    /// sequence, whole, once it takes datagrams again.
+    #[test]
+    fn a_full_reader_gets_the_rest_and_the_others_no_second_copy() {
+        let (fast, fast_name) = reader("fast");
+        let (slow, slow_name) = reader("slow");
+        let fast = read_all(fast, std::time::Duration::ZERO);
+        let mut exchange = exchange(&[fast_name, slow_name], 3);
+        let trade: Trade = bytemuck::Zeroable::zeroed();
+        let (mut accepted, mut refused) = (0u64, 0u64);
+        while refused < 50 {
+            match exchange.send_trade(&trade) {
+                Ok(()) => accepted += 1,
+                Err(SendError::BufferFull) => refused += 1,
+                Err(SendError::Failed) => panic!("a send failed"),
+            }
+            assert!(accepted < 1_000_000, "a Unix socket's queue never filled");
+        }
+        let slow = read_all(slow, std::time::Duration::from_millis(50));
         exchange.drain();
         drop(exchange);
-        let (received, ends) = reading.join().unwrap();
-        assert_eq!(received, accepted);
+        let every: Vec<u64> = (1..=accepted).collect();
+        for (who, reading) in [("fast", fast), ("slow", slow)] {
+            let (trades, ends) = reading.join().unwrap();
+            assert_eq!(trades, every, "{who}");
+            assert!(
+                ends.contains(&(b"TRADES0001".to_vec(), accepted + 1)),
+                "{who} {ends:?}"
+            );
+        }
+    }
+
+    /// A reader whose queue is full when the run ends still gets every record that was
+    /// counted written and the end of both sessions, once it takes datagrams again.
+    #[test]
+    fn the_end_of_a_run_waits_out_a_full_unix_queue() {
+        let (socket, name) = reader("full-queue");
+        let mut exchange = exchange(&[name], 3);
+        let trade: Trade = bytemuck::Zeroable::zeroed();
+        let mut accepted = 0u64;
+        while exchange.send_trade(&trade).is_ok() {
+            accepted += 1;
+            assert!(accepted < 1_000_000, "a Unix socket's queue never filled");
+        }
+        // The refused send took its record back out; the two before it, accepted, wait in the
+        // batch that the full queue holds back. The reader comes back after the sender has met
+        // the full queue at the end.
+        let reading = read_all(socket, std::time::Duration::from_millis(50));
+        exchange.drain();
+        drop(exchange);
+        let (trades, ends) = reading.join().unwrap();
+        assert_eq!(trades, (1..=accepted).collect::<Vec<_>>());
         assert!(
             ends.contains(&(b"TRADES0001".to_vec(), accepted + 1)),
             "{ends:?}"
