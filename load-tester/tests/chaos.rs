@@ -196,15 +196,26 @@ fn the_udp_feed_takes_a_loss_burst_and_a_delay_spike() {
 #[test]
 fn a_fault_nothing_noticed_fails_the_run() {
     let shm = Shm::new("chaos-unnoticed");
-    // One nanosecond more per record for 20 ms changes nothing a reader could see.
-    let (r, code, text) = run(&shm, &["-d", "4", "--chaos", "slow-reader@2s:1ns:20ms"]);
-    let f = fault(&r, "slow-reader");
-    assert_eq!(f["passed"], false, "{f}");
-    assert!(
-        f["verdict"].as_str().unwrap().contains("not detected"),
-        "{f}"
-    );
-    assert_eq!(code, 1, "{text}");
+    // One nanosecond more per record for 20 ms changes nothing a reader could see. A shared
+    // machine can still stall a reader for 10 ms in the second after it, which the detector
+    // rightly reports; a run in which that happened is run again, up to three times.
+    let mut noticed = Vec::new();
+    for _ in 0..3 {
+        let (r, code, text) = run(&shm, &["-d", "4", "--chaos", "slow-reader@2s:1ns:20ms"]);
+        let f = fault(&r, "slow-reader");
+        if f["detected_by"].is_string() {
+            noticed.push(f["detection"].to_string());
+            continue;
+        }
+        assert_eq!(f["passed"], false, "{f}");
+        assert!(
+            f["verdict"].as_str().unwrap().contains("not detected"),
+            "{f}"
+        );
+        assert_eq!(code, 1, "{text}");
+        return;
+    }
+    panic!("a fault without effect was detected in 3 runs of 3: {noticed:?}");
 }
 
 #[test]
