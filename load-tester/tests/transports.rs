@@ -116,6 +116,29 @@ fn udp_and_unix_feeds_deliver_every_record_with_the_bus_checks() {
 }
 
 #[test]
+fn two_readers_of_a_unix_feed_each_get_every_record_once() {
+    let _machine = shared();
+    let shm = Shm::new("apuds2");
+    let dir = tempfile::tempdir().unwrap();
+    // A reader descheduled for a few sends fills its queue (10 datagrams by default) while
+    // the other's does not: a datagram the full one refused goes again to it alone.
+    let r = run(
+        &shm,
+        dir.path(),
+        "uds2",
+        &["--transport", "uds", "--consumers", "2", "-d", "2"],
+    );
+    let written: u64 = ["trades", "book"]
+        .iter()
+        .map(|s| r["delivery"]["written"][s].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum(&r, "received"), 2 * written, "{}", r["delivery"]);
+    for k in ["duplicates", "lost", "unaccounted", "digest_mismatches"] {
+        assert_eq!(sum(&r, k), 0, "{k}: {}", r["delivery"]);
+    }
+}
+
+#[test]
 fn the_readers_count_exactly_what_the_impairment_did() {
     let _machine = shared();
     let shm = Shm::new("apimpair");
