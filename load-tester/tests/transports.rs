@@ -4,26 +4,7 @@
 
 mod common;
 
-use common::{assert_no_panic, describe, read_json, verdict_code, Shm};
-
-/// Runs that measure latency hold this exclusively and every other run of this file holds it
-/// shared: on a 2-core machine a concurrent run (a max-rate search saturates both cores) moves an
-/// end-to-end median by a millisecond, which is the size of the effect being measured.
-static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-/// A share of the machine, for a run whose assertions are counts, not latencies.
-fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    MACHINE
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The whole machine, for a run whose assertions are latencies.
-fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
-    MACHINE
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use common::{alone, assert_no_panic, describe, read_json, shared, verdict_code, Shm};
 
 fn run(shm: &Shm, dir: &std::path::Path, name: &str, args: &[&str]) -> serde_json::Value {
     let json = dir.join(format!("{name}.json"));
@@ -333,7 +314,7 @@ fn foreign_datagrams_are_counted_and_ignored() {
             "--warmup-secs",
             "0",
             "-d",
-            "3",
+            "5",
             "--transport",
             "udp",
             "--multicast",
@@ -349,13 +330,26 @@ fn foreign_datagrams_are_counted_and_ignored() {
             .set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST)
             .unwrap();
         s.set_multicast_loop_v4(true).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        // The run's own trades session, from its feed.json.
-        let feed = std::fs::read_dir(&base)
-            .unwrap()
-            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("feed.json")).ok())
-            .next()
-            .expect("the run's feed.json");
+        // The run's own trades session, from its feed.json, once its reader has joined the
+        // group (the kernel lists the membership on lo as 01004DEF): what arrives from then on
+        // is the reader's to count, however late the load starts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let feed = loop {
+            let feed = std::fs::read_dir(&base)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("feed.json")).ok())
+                .next();
+            let joined = std::fs::read_to_string("/proc/net/igmp")
+                .is_ok_and(|igmp| igmp.contains("01004DEF"));
+            match feed {
+                Some(feed) if joined => break feed,
+                _ if std::time::Instant::now() > deadline => {
+                    panic!("no feed.json with a reader in 239.77.0.1 within 30 s")
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
         let feed: serde_json::Value = serde_json::from_str(&feed).unwrap();
         let ours = feed["sources"]
             .as_array()
@@ -529,31 +523,40 @@ fn a_list_of_transports_runs_the_same_load_on_each_and_compares_them() {
 
 #[test]
 fn the_max_rate_search_reports_the_highest_sustained_probe_of_each_transport() {
-    let _machine = shared();
+    // Its probes keep both cores busy: nothing else of this file runs beside it.
+    let _machine = alone();
     let shm = Shm::new("apmaxrate");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("c.json");
     let html = dir.path().join("c.html");
-    let out = shm.run(&[
-        "-e",
-        "1",
-        "-t",
-        "20000",
-        "-o",
-        "0",
-        "-d",
-        "1",
-        "--warmup-secs",
-        "0",
-        "--transport",
-        "shm,uds",
-        "--max-rate-secs",
-        "1",
-        "--json-output",
-        json.to_str().unwrap(),
-        "--html-report",
-        html.to_str().unwrap(),
-    ]);
+    // About a dozen runs of a second and their start-up: more than one run's time limit.
+    let out = shm
+        .cmd()
+        .timeout(std::time::Duration::from_secs(180))
+        .arg("--shm-dir")
+        .arg(&shm.base)
+        .args([
+            "-e",
+            "1",
+            "-t",
+            "20000",
+            "-o",
+            "0",
+            "-d",
+            "1",
+            "--warmup-secs",
+            "0",
+            "--transport",
+            "shm,uds",
+            "--max-rate-secs",
+            "1",
+            "--json-output",
+            json.to_str().unwrap(),
+            "--html-report",
+            html.to_str().unwrap(),
+        ])
+        .output()
+        .expect("running load-tester");
     assert_no_panic(&String::from_utf8_lossy(&out.stderr));
     let c = read_json(&json);
     let page = std::fs::read_to_string(&html).unwrap();

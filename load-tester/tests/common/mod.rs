@@ -41,6 +41,25 @@ pub fn assert_empty(base: &Path) {
     );
 }
 
+/// Runs that measure latency hold this exclusively and every other run of a test crate holds
+/// it shared: on a 2-core machine a concurrent run (a max-rate search saturates both cores)
+/// moves an end-to-end median by a millisecond, the size of the effects being measured.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A share of the machine, for a test whose assertions are counts, not latencies.
+pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The whole machine, for a test whose assertions are latencies or times.
+pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_load-tester");
 
