@@ -139,15 +139,16 @@ fn a_closed_or_silent_writer_is_seen() {
     );
 
     // Alive but silent for longer than the limit: stale, and fresh again after a heartbeat.
+    // A limit far above a loaded machine's pauses between the heartbeat and the check.
     w.write(&Trade::make(1, 1)).unwrap();
-    std::thread::sleep(Duration::from_millis(30));
-    match r.writer_status(Duration::from_millis(10)) {
-        WriterStatus::Stale { silent_ns } => assert!(silent_ns >= 30_000_000, "{silent_ns}"),
+    std::thread::sleep(Duration::from_millis(300));
+    match r.writer_status(Duration::from_millis(100)) {
+        WriterStatus::Stale { silent_ns } => assert!(silent_ns >= 300_000_000, "{silent_ns}"),
         other => panic!("expected Stale, got {other:?}"),
     }
     w.heartbeat();
     assert_eq!(
-        r.writer_status(Duration::from_millis(10)),
+        r.writer_status(Duration::from_millis(100)),
         WriterStatus::Alive
     );
 
@@ -292,7 +293,8 @@ fn a_silent_reader_is_evicted_and_takes_its_slot_back_when_it_resumes() {
     let mut w = run
         .create_ring::<Trade>("x.trades", CAP, WriterMode::Backpressure)
         .unwrap();
-    w.set_reader_stale_ns(20_000_000);
+    // Far above a loaded machine's pause while the ring fills, so the reader is waited for.
+    w.set_reader_stale_ns(200_000_000);
     let mut r = Reader::<Trade>::attach(w.path(), StartAt::Oldest).unwrap();
     for seq in 1..=CAP {
         assert_eq!(w.write(&Trade::make(seq, 1)), Ok(seq));
@@ -303,7 +305,7 @@ fn a_silent_reader_is_evicted_and_takes_its_slot_back_when_it_resumes() {
     ));
 
     // Silent past the limit: evicted although its process (this one) is alive.
-    std::thread::sleep(Duration::from_millis(40));
+    std::thread::sleep(Duration::from_millis(400));
     let seq = common::eventually(Duration::from_secs(5), "the writer to evict", || {
         w.write(&Trade::make(CAP + 1, 1)).ok()
     });
@@ -578,19 +580,20 @@ fn a_slow_writer_keeps_its_heartbeat_fresh_by_the_clock() {
         .create_ring::<Trade>("x.trades", 8, WriterMode::Overwrite)
         .unwrap();
     let r = Reader::<Trade>::attach(w.path(), StartAt::Oldest).unwrap();
-    // 64 writes spread over 60 ms, far fewer than 1024: the writer looks at the clock on the
-    // 64th and refreshes its heartbeat, so it is not stale by a 30 ms limit.
+    // 64 writes spread over 600 ms, far fewer than 1024: the writer looks at the clock on the
+    // 64th and refreshes its heartbeat, so it is not stale by a 300 ms limit (far above a
+    // loaded machine's pause between that write and the check).
     for seq in 1..=63 {
         w.write(&Trade::make(seq, 1)).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(60));
+    std::thread::sleep(Duration::from_millis(600));
     assert!(matches!(
-        r.writer_status(Duration::from_millis(30)),
+        r.writer_status(Duration::from_millis(300)),
         WriterStatus::Stale { .. }
     ));
     w.write(&Trade::make(64, 1)).unwrap();
     assert_eq!(
-        r.writer_status(Duration::from_millis(30)),
+        r.writer_status(Duration::from_millis(300)),
         WriterStatus::Alive
     );
 }

@@ -636,8 +636,10 @@ fn a_slow_standalone_reader_obeys_its_time_limit_and_sigterm() {
     );
     limited.wait(Duration::from_secs(10));
     let took = limited.started.elapsed();
+    // A second's limit, with room for a loaded machine; a reader that ignored it would sleep
+    // past its 10 s wait.
     assert!(
-        took < Duration::from_secs(4),
+        took < Duration::from_secs(6),
         "took {took:?}\n{}",
         limited.describe()
     );
@@ -652,7 +654,7 @@ fn a_slow_standalone_reader_obeys_its_time_limit_and_sigterm() {
     signal(stopped.pid(), libc::SIGTERM);
     stopped.wait(Duration::from_secs(10));
     assert!(
-        signalled.elapsed() < Duration::from_secs(3),
+        signalled.elapsed() < Duration::from_secs(5),
         "took {:?}\n{}",
         signalled.elapsed(),
         stopped.describe()
@@ -769,7 +771,7 @@ fn standalone_reader_notices_the_writer_died() {
     let took = killed.elapsed();
     let what = reader.describe();
     assert!(
-        took < Duration::from_secs(3),
+        took < Duration::from_secs(5),
         "the reader took {took:?} to notice the writer died\n{what}"
     );
     assert_no_panic(&reader.stderr());

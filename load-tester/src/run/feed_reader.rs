@@ -743,12 +743,13 @@ mod tests {
     #[test]
     fn each_gap_waits_from_its_own_arrival() {
         let mut clock = Clock::new(ClockSource::Monotonic);
-        let mut s = session(Duration::from_millis(40));
+        // Waits long enough that a loaded machine oversleeping by 250 ms changes nothing.
+        let mut s = session(Duration::from_millis(400));
         send(&mut s, 1, 1, &mut clock);
         send(&mut s, 3, 1, &mut clock); // 2 missing
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(300));
         send(&mut s, 5, 1, &mut clock); // 4 missing, a newer gap
-        std::thread::sleep(Duration::from_millis(15));
+        std::thread::sleep(Duration::from_millis(150));
         s.expire(false, &mut clock);
         // The older gap is over its wait: 2 is lost, 3 delivered; 4 still may come.
         assert_eq!((s.counts.lost, s.next), (1, 4));
