@@ -31,6 +31,14 @@ fn sum(results: &serde_json::Value, key: &str) -> u64 {
         .sum()
 }
 
+/// Records the generators wrote, both streams.
+fn written(results: &serde_json::Value) -> u64 {
+    ["trades", "book"]
+        .iter()
+        .map(|s| results["delivery"]["written"][s].as_u64().unwrap())
+        .sum()
+}
+
 /// Whether the verdict check named `name` passed (`None`: no such check).
 fn passed(results: &serde_json::Value, name: &str) -> Option<bool> {
     results["verdict"]["checks"]
@@ -62,10 +70,7 @@ fn udp_and_unix_feeds_deliver_every_record_with_the_bus_checks() {
             &["--transport", transport, "-d", "2"],
         );
         assert_eq!(r["plan"]["transport"]["kind"], transport);
-        let written: u64 = ["trades", "book"]
-            .iter()
-            .map(|s| r["delivery"]["written"][s].as_u64().unwrap())
-            .sum();
+        let written = written(&r);
         assert_eq!(
             sum(&r, "received"),
             written,
@@ -109,10 +114,7 @@ fn two_readers_of_a_unix_feed_each_get_every_record_once() {
         "uds2",
         &["--transport", "uds", "--consumers", "2", "-d", "2"],
     );
-    let written: u64 = ["trades", "book"]
-        .iter()
-        .map(|s| r["delivery"]["written"][s].as_u64().unwrap())
-        .sum();
+    let written = written(&r);
     assert_eq!(sum(&r, "received"), 2 * written, "{}", r["delivery"]);
     for k in ["duplicates", "lost", "unaccounted", "digest_mismatches"] {
         assert_eq!(sum(&r, k), 0, "{k}: {}", r["delivery"]);
@@ -765,10 +767,7 @@ fn iceoryx2_delivers_every_record_with_the_bus_checks() {
         &["--transport", "iceoryx2", "-d", "2"],
     );
     assert_eq!(r["plan"]["transport"]["kind"], "iceoryx2");
-    let written: u64 = ["trades", "book"]
-        .iter()
-        .map(|s| r["delivery"]["written"][s].as_u64().unwrap())
-        .sum();
+    let written = written(&r);
     assert_eq!(sum(&r, "received"), written, "{}", r["delivery"]);
     for k in [
         "lost",
