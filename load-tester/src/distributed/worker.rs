@@ -334,9 +334,20 @@ fn session(
             ))
         })?
         .map_err(|s| {
+            // A status the coordinator sent has no source; one made here from a broken
+            // connection has: under TLS 1.3 a coordinator that wants a client certificate
+            // says so only after the handshake, by closing the connection.
+            let broken = std::error::Error::source(&s);
+            let why = broken.map_or_else(|| s.message().to_string(), chain);
+            let hint =
+                if broken.is_some() && config.tls.as_ref().is_some_and(|t| t.identity.is_none()) {
+                    "; if the coordinator was started with --tls-ca it admits only workers with a \
+                 certificate that CA signed: add --tls-cert and --tls-key"
+                } else {
+                    ""
+                };
             WorkerError::Connect(format!(
-                "the coordinator at {address} refused the session: {}",
-                s.message()
+                "the coordinator at {address} refused the session: {why}{hint}"
             ))
         })?;
     let mut inbound = response.into_inner();
