@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alphapulse_load_tester::distributed::protocol::{pb, PROTOCOL_VERSION};
-use common::{assert_no_panic, have_tool, Shm, BIN};
+use common::{alone, assert_no_panic, have_tool, shared, Shm, BIN};
 use hdrhistogram::Histogram;
 
 /// A load small enough for a busy 2-core machine, judged loosely: what these tests check is
@@ -248,6 +248,7 @@ fn run_two_with(shm: &Shm, given: &[&str]) -> (serde_json::Value, Vec<Ended>) {
 
 #[test]
 fn merged_results_are_exactly_the_workers_added() {
+    let _machine = shared();
     let shm = Shm::new("lt-dist-merge-");
     // Three exchanges over two workers: whole exchanges each, one worker with two.
     let (r, ended) = run_two(&shm, &["-e", "3", "-d", "3"]);
@@ -308,6 +309,7 @@ fn merged_results_are_exactly_the_workers_added() {
 
 #[test]
 fn fewer_exchanges_than_workers_split_the_rates_exactly() {
+    let _machine = shared();
     let shm = Shm::new("lt-dist-rates-");
     // 1 exchange at 2,001 trades/s over two workers: shares of 1,000 and 1,001.
     let (r, _) = run_two_with(
@@ -346,6 +348,8 @@ fn fewer_exchanges_than_workers_split_the_rates_exactly() {
 
 #[test]
 fn a_killed_worker_makes_the_run_invalid_names_it_and_stops_the_others() {
+    // How soon a loss is noticed is what it measures: nothing else of this file runs beside it.
+    let _machine = alone();
     let shm = Shm::new("lt-dist-kill-");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
@@ -410,6 +414,8 @@ fn a_killed_worker_makes_the_run_invalid_names_it_and_stops_the_others() {
 
 #[test]
 fn a_killed_coordinator_stops_every_worker_and_its_shared_memory_goes() {
+    // How soon a loss is noticed is what it measures: nothing else of this file runs beside it.
+    let _machine = alone();
     let shm = Shm::new("lt-dist-coordkill-");
     let (mut c, port) = coordinator(&shm, 2, &strs(&load(&["-e", "2", "-d", "60"])));
     let mut w0 = worker(&shm, port, 0, &[]);
@@ -438,6 +444,7 @@ fn a_killed_coordinator_stops_every_worker_and_its_shared_memory_goes() {
 
 #[test]
 fn late_twice_and_wrongly_authenticated_workers_are_refused() {
+    let _machine = shared();
     let shm = Shm::new("lt-dist-refuse-");
     let mut args = load(&["-e", "2", "-d", "4"]);
     args.extend(["--token".into(), "s3cret".into()]);
@@ -472,6 +479,7 @@ fn late_twice_and_wrongly_authenticated_workers_are_refused() {
 
 #[test]
 fn a_clock_beyond_the_budget_refuses_to_start() {
+    let _machine = shared();
     let shm = Shm::new("lt-dist-clock-");
     let (mut c, port) = coordinator(&shm, 1, &strs(&load(&["-e", "1", "-d", "2"])));
     let mut cmd = Command::new(BIN);
@@ -516,6 +524,7 @@ fn spawn_with_env(mut cmd: Command, key: &str, value: &str) -> Proc {
 
 #[test]
 fn not_every_worker_joining_in_time_is_one_clear_error_on_both_sides() {
+    let _machine = shared();
     let shm = Shm::new("lt-dist-join-");
     let mut args = load(&["-e", "2", "-d", "2"]);
     // Long enough for worker 0 to join on a loaded machine before the coordinator gives up.
@@ -533,6 +542,7 @@ fn not_every_worker_joining_in_time_is_one_clear_error_on_both_sides() {
 
 #[test]
 fn a_worker_without_a_coordinator_gives_up_after_its_join_timeout() {
+    let _machine = shared();
     let shm = Shm::new("lt-dist-nocoord-");
     // A port nothing listens on: bind one, note it, close it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -604,6 +614,7 @@ fn good_hello(identity: &str) -> pb::Hello {
 
 #[test]
 fn garbage_foreign_and_oversized_messages_on_the_port_are_refused() {
+    let _machine = shared();
     use std::io::{Read as _, Write as _};
     let shm = Shm::new("lt-dist-garbage-");
     let (mut c, port) = coordinator(&shm, 1, &strs(&load(&["-e", "1", "-d", "2"])));
@@ -683,6 +694,7 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 #[test]
 fn tls_with_a_certificate_made_here_and_a_worker_without_tls_refused() {
+    let _machine = shared();
     let shm = Shm::new("lt-dist-tls-");
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path());
@@ -711,6 +723,98 @@ fn tls_with_a_certificate_made_here_and_a_worker_without_tls_refused() {
     );
     let we = w.finish(Duration::from_secs(10));
     assert_eq!(we.code, ce.code, "{}", we.describe("TLS worker"));
+    shm.assert_empty();
+}
+
+#[test]
+fn a_coordinator_that_requires_client_certificates_admits_only_signed_workers() {
+    let _machine = shared();
+    let shm = Shm::new("lt-dist-mtls-");
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (cert, key, ca) = (
+        cert.display().to_string(),
+        key.display().to_string(),
+        ca.display().to_string(),
+    );
+    // --tls-ca on the coordinator: workers must present a certificate this CA signed.
+    let mut args = load(&["-e", "1", "-d", "2"]);
+    args.extend([
+        "--tls-cert".into(),
+        cert.clone(),
+        "--tls-key".into(),
+        key.clone(),
+        "--tls-ca".into(),
+        ca.clone(),
+    ]);
+    let (mut c, port) = coordinator(&shm, 1, &strs(&args));
+    // Trusts the coordinator, but has no certificate of its own to show.
+    let mut anonymous = worker(
+        &shm,
+        port,
+        9,
+        &[
+            "--tls-ca",
+            &ca,
+            "--tls-domain",
+            "localhost",
+            "--join-timeout-secs",
+            "2",
+        ],
+    );
+    let ae = anonymous.finish(Duration::from_secs(20));
+    assert_eq!(
+        ae.code,
+        Some(2),
+        "{}",
+        ae.describe("worker without a certificate")
+    );
+    let errors: Vec<&str> = ae
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error"))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "{}",
+        ae.describe("worker without a certificate")
+    );
+    assert!(
+        errors[0].contains("--tls-cert and --tls-key"),
+        "says what to add: {}",
+        errors[0]
+    );
+    // The same certificate serves as the worker's identity: the CA signed it, and it names
+    // no key usage that would forbid a client.
+    let mut signed = worker(
+        &shm,
+        port,
+        0,
+        &[
+            "--tls-ca",
+            &ca,
+            "--tls-domain",
+            "localhost",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    let ce = c.finish(Duration::from_secs(60));
+    assert!(
+        matches!(ce.code, Some(0 | 1 | 3)),
+        "{}",
+        ce.describe("coordinator")
+    );
+    let se = signed.finish(Duration::from_secs(10));
+    assert!(
+        se.stderr.contains("joined as worker 0 of 1"),
+        "{}",
+        se.describe("signed worker")
+    );
+    assert_eq!(se.code, ce.code, "{}", se.describe("signed worker"));
     shm.assert_empty();
 }
 
@@ -780,6 +884,8 @@ impl Drop for Namespaces {
 /// after three silent intervals, as a cut link is, on any machine.
 #[test]
 fn a_silent_worker_is_lost_and_when_it_wakes_it_stops() {
+    // How soon a loss is noticed is what it measures: nothing else of this file runs beside it.
+    let _machine = alone();
     let shm = Shm::new("lt-dist-silent-");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
@@ -829,6 +935,8 @@ fn a_silent_worker_is_lost_and_when_it_wakes_it_stops() {
 
 #[test]
 fn a_network_cut_is_a_lost_worker_and_the_cut_worker_stops() {
+    // How soon a loss is noticed is what it measures: nothing else of this file runs beside it.
+    let _machine = alone();
     let is_root = rustix::process::geteuid().is_root();
     let namespaces = if is_root {
         Namespaces::create(2)
