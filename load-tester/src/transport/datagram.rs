@@ -428,6 +428,14 @@ const END_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 /// The pause between two sends into a full queue at the end of a run.
 const FULL_RETRY: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// Repeats `send` while it meets a full queue (returns `true`), pausing [`FULL_RETRY`] between
+/// tries, until `deadline`.
+fn wait_out_full(deadline: std::time::Instant, mut send: impl FnMut() -> bool) {
+    while send() && std::time::Instant::now() < deadline {
+        std::thread::sleep(FULL_RETRY);
+    }
+}
+
 /// The queue of a Unix datagram socket below which a reader's short pause refuses sends: 64
 /// datagrams are 640 µs at 100k records/s.
 const UDS_QUEUE_WARN: u64 = 64;
@@ -631,11 +639,9 @@ impl DatagramExchange {
     fn drain_all(&mut self) {
         let deadline = std::time::Instant::now() + END_PATIENCE;
         for s in 0..2 {
-            while matches!(self.flush_stream(s), Err(SendError::BufferFull))
-                && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(FULL_RETRY);
-            }
+            wait_out_full(deadline, || {
+                matches!(self.flush_stream(s), Err(SendError::BufferFull))
+            });
         }
         if let Some(im) = &mut self.impair {
             for stream in 0..2 {
@@ -680,11 +686,9 @@ impl Drop for DatagramExchange {
                     super::feed::END_OF_SESSION,
                 );
                 let mut taken = 0;
-                while self.socket.send_rest(&end, &mut taken) == Sent::Full
-                    && std::time::Instant::now() < deadline
-                {
-                    std::thread::sleep(FULL_RETRY);
-                }
+                wait_out_full(deadline, || {
+                    self.socket.send_rest(&end, &mut taken) == Sent::Full
+                });
             }
         }
     }
