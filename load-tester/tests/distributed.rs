@@ -666,8 +666,8 @@ fn garbage_foreign_and_oversized_messages_on_the_port_are_refused() {
 }
 
 /// A CA, and a certificate for `localhost` and 127.0.0.1 signed by it, as PEM files in `dir`:
-/// (ca, cert, key).
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+/// the paths of (ca, cert, key), as the flags take them.
+fn certificates(dir: &Path) -> (String, String, String) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params
@@ -689,7 +689,8 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.0, ca.pem()).unwrap();
     std::fs::write(&paths.1, cert.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
+    let text = |p: PathBuf| p.display().to_string();
+    (text(paths.0), text(paths.1), text(paths.2))
 }
 
 #[test]
@@ -698,11 +699,6 @@ fn tls_with_a_certificate_made_here_and_a_worker_without_tls_refused() {
     let shm = Shm::new("lt-dist-tls-");
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path());
-    let (cert, key, ca) = (
-        cert.display().to_string(),
-        key.display().to_string(),
-        ca.display().to_string(),
-    );
     let mut args = load(&["-e", "1", "-d", "2"]);
     args.extend(["--tls-cert".into(), cert, "--tls-key".into(), key]);
     let (mut c, port) = coordinator(&shm, 1, &strs(&args));
@@ -732,11 +728,6 @@ fn a_coordinator_that_requires_client_certificates_admits_only_signed_workers() 
     let shm = Shm::new("lt-dist-mtls-");
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path());
-    let (cert, key, ca) = (
-        cert.display().to_string(),
-        key.display().to_string(),
-        ca.display().to_string(),
-    );
     // --tls-ca on the coordinator: workers must present a certificate this CA signed.
     let mut args = load(&["-e", "1", "-d", "2"]);
     args.extend([
